@@ -1,0 +1,133 @@
+//! The cache index in sled: one record per cached object (what it is,
+//! where it came from, its size and SHA-512, the upstream validators), and
+//! last-access times kept apart so that a hit never rewrites a record.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StorageError;
+
+const ENTRIES: &str = "entries";
+const ACCESS: &str = "access";
+
+/// What kind of object an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Package bytes exactly as the upstream sent them (immutable).
+    Blob,
+    /// A rewritten metadata document, stored as a template.
+    Document,
+    /// The upstream service index, stored as received (decoded).
+    ServiceIndex,
+}
+
+/// One cached object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub kind: EntryKind,
+    /// The upstream URL it was fetched from.
+    pub url: String,
+    pub size: u64,
+    /// SHA-512 of the stored bytes, hex.
+    pub sha512: String,
+    pub content_type: String,
+    /// Upstream validators, for revalidation.
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    /// When the upstream last confirmed it (ms since the epoch).
+    pub fetched_at: u64,
+}
+
+pub(crate) struct Index {
+    db: sled::Db,
+    entries: sled::Tree,
+    access: sled::Tree,
+}
+
+impl Index {
+    pub fn open(dir: &Path) -> Result<Index, StorageError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 * 1024 * 1024)
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(Index {
+            entries: db.open_tree(ENTRIES)?,
+            access: db.open_tree(ACCESS)?,
+            db,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        match self.entries.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(raw) => decode(key, &raw).map(Some),
+        }
+    }
+
+    pub fn put(&self, key: &str, entry: &Entry) -> Result<(), StorageError> {
+        let raw = serde_json::to_vec(entry).map_err(|e| StorageError::Record {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.entries.insert(key.as_bytes(), raw)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.access.remove(key.as_bytes())?;
+        match self.entries.remove(key.as_bytes())? {
+            None => Ok(None),
+            Some(raw) => decode(key, &raw).map(Some),
+        }
+    }
+
+    /// Every record; unreadable ones come back as errors with their key.
+    pub fn iter(&self) -> impl Iterator<Item = (String, Result<Entry, StorageError>)> + '_ {
+        self.entries.iter().filter_map(|item| {
+            let (key, raw) = item.ok()?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let entry = decode(&key, &raw);
+            Some((key, entry))
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Stores a batch of last-access times in one go.
+    pub fn record_access(&self, batch: &[(String, u64)]) -> Result<(), StorageError> {
+        let mut writes = sled::Batch::default();
+        for (key, at) in batch {
+            writes.insert(key.as_bytes(), &at.to_be_bytes());
+        }
+        self.access.apply_batch(writes)?;
+        Ok(())
+    }
+
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<Entry, StorageError> {
+    serde_json::from_slice(raw).map_err(|e| StorageError::Record {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

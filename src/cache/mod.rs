@@ -1,0 +1,303 @@
+//! The cache: an index (sled) over blob files, with hot documents in memory
+//! (moka). Keys are canonical local paths below `/v3/` (see `route.rs`).
+//!
+//! - `index`: the sled records;
+//! - `blobs`: the file store (temporary file, hash, fsync, rename);
+//! - `status`: HIT / MISS / STALE / REVALIDATED;
+//! - `compliance` (tests): what every blob store must do.
+
+mod blobs;
+#[cfg(test)]
+mod compliance;
+mod index;
+mod status;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha512};
+
+use crate::config::CacheConfig;
+use crate::error::StorageError;
+use crate::rewrite::Template;
+
+pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
+pub(crate) use index::Index;
+pub use index::{now_ms, Entry, EntryKind};
+pub use status::CacheStatus;
+
+/// Where an object came from upstream; completed into an [`Entry`] when stored.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    pub url: String,
+    pub content_type: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+/// A document in memory: its record and its (template) body.
+#[derive(Debug)]
+pub(crate) struct HotDoc {
+    pub entry: Entry,
+    pub body: Template,
+}
+
+impl HotDoc {
+    pub fn is_fresh(&self, ttl: Duration) -> bool {
+        now_ms().saturating_sub(self.entry.fetched_at) < ttl.as_millis() as u64
+    }
+}
+
+/// What the start-up check found and repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Repair {
+    pub entries: usize,
+    pub dropped_entries: usize,
+    pub removed_temp_files: usize,
+    pub removed_orphan_files: usize,
+}
+
+pub(crate) struct Cache {
+    index: Index,
+    blobs: Box<dyn BlobStore>,
+    hot: moka::sync::Cache<String, Arc<HotDoc>>,
+    /// Last-access times, written to the index in batches (never on a hit).
+    accessed: Mutex<HashMap<String, u64>>,
+}
+
+impl Cache {
+    /// Opens (creating) the cache under `config.dir` and repairs what a
+    /// crash may have left: temporary files, records without their file,
+    /// files without their record.
+    pub fn open(config: &CacheConfig) -> Result<(Cache, Repair), StorageError> {
+        std::fs::create_dir_all(&config.dir)
+            .map_err(StorageError::io("creating the cache directory"))?;
+        let index = Index::open(&config.dir.join("index"))?;
+        let blobs = Box::new(FsBlobStore::open(&config.dir)?);
+        let hot = moka::sync::Cache::builder()
+            .max_capacity(config.memory.bytes())
+            .weigher(|_key: &String, doc: &Arc<HotDoc>| {
+                doc.body.weight().try_into().unwrap_or(u32::MAX)
+            })
+            .build();
+        let cache = Cache {
+            index,
+            blobs,
+            hot,
+            accessed: Mutex::new(HashMap::new()),
+        };
+        let repair = cache.repair()?;
+        Ok((cache, repair))
+    }
+
+    fn repair(&self) -> Result<Repair, StorageError> {
+        let mut report = Repair {
+            removed_temp_files: self.blobs.sweep_temp()?,
+            ..Repair::default()
+        };
+        let mut live = Vec::new();
+        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
+        for (key, record) in records {
+            let usable = match record {
+                Ok(entry) => self
+                    .blobs
+                    .open(&key, &info(&entry))?
+                    .is_some()
+                    .then_some(entry),
+                Err(_) => None,
+            };
+            match usable {
+                Some(entry) => live.push((key, entry.sha512)),
+                None => {
+                    self.index.remove(&key)?;
+                    report.dropped_entries += 1;
+                }
+            }
+        }
+        report.entries = live.len();
+        report.removed_orphan_files = self.blobs.sweep_orphans(&live)?;
+        Ok(report)
+    }
+
+    /// A cached document: from memory, else from disk (verified against its
+    /// SHA-512; a mismatch drops the entry).
+    pub fn document(&self, key: &str) -> Result<Option<Arc<HotDoc>>, StorageError> {
+        if let Some(doc) = self.hot.get(key) {
+            return Ok(Some(doc));
+        }
+        let Some(entry) = self.index.get(key)? else {
+            return Ok(None);
+        };
+        let Some(body) = self.read_verified(key, &entry)? else {
+            tracing::warn!(key, "cached document missing or corrupt; dropped");
+            self.remove(key)?;
+            return Ok(None);
+        };
+        Ok(Some(self.remember(key, entry, body)))
+    }
+
+    fn read_verified(&self, key: &str, entry: &Entry) -> Result<Option<Bytes>, StorageError> {
+        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
+            return Ok(None);
+        };
+        let mut body = Vec::with_capacity(entry.size as usize);
+        file.read_to_end(&mut body)
+            .map_err(StorageError::io("reading a document"))?;
+        let matches = hex::encode(Sha512::digest(&body)) == entry.sha512;
+        Ok(matches.then(|| Bytes::from(body)))
+    }
+
+    fn remember(&self, key: &str, entry: Entry, body: Bytes) -> Arc<HotDoc> {
+        let content_id = entry.sha512.clone();
+        let doc = Arc::new(HotDoc {
+            entry,
+            body: Template::new(body, &content_id),
+        });
+        self.hot.insert(key.to_string(), doc.clone());
+        doc
+    }
+
+    /// Stores a document (blocking I/O). `persist: false` keeps it in
+    /// memory only (search answers).
+    pub fn store_document(
+        &self,
+        key: &str,
+        kind: EntryKind,
+        origin: Origin,
+        body: Bytes,
+        persist: bool,
+    ) -> Result<Arc<HotDoc>, StorageError> {
+        let sha512 = hex::encode(Sha512::digest(&body));
+        let entry = entry_of(kind, origin, body.len() as u64, sha512);
+        if persist {
+            let previous = self.index.get(key).ok().flatten();
+            let mut writer = self.blobs.create()?;
+            writer
+                .write(&body)
+                .map_err(StorageError::io("writing a document"))?;
+            self.blobs.commit(writer, key)?;
+            self.index.put(key, &entry)?;
+            self.discard_replaced(key, previous, &entry);
+        }
+        Ok(self.remember(key, entry, body))
+    }
+
+    /// Records that the upstream confirmed a document unchanged (304).
+    pub fn confirm_document(
+        &self,
+        key: &str,
+        doc: &HotDoc,
+        persist: bool,
+    ) -> Result<Arc<HotDoc>, StorageError> {
+        let mut entry = doc.entry.clone();
+        entry.fetched_at = now_ms();
+        if persist {
+            self.index.put(key, &entry)?;
+        }
+        Ok(self.remember(key, entry, doc.body.text().clone()))
+    }
+
+    /// A committed blob, opened; `None` when absent (or its file is gone,
+    /// in which case the record is dropped).
+    pub fn blob(&self, key: &str) -> Result<Option<(Entry, File)>, StorageError> {
+        let Some(entry) = self.index.get(key)? else {
+            return Ok(None);
+        };
+        match self.blobs.open(key, &info(&entry))? {
+            Some(file) => Ok(Some((entry, file))),
+            None => {
+                tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
+                self.remove(key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn start_blob(&self) -> Result<BlobWriter, StorageError> {
+        self.blobs.create()
+    }
+
+    /// Commits a complete blob and records it (blocking I/O).
+    pub fn commit_blob(
+        &self,
+        key: &str,
+        writer: BlobWriter,
+        origin: Origin,
+    ) -> Result<Entry, StorageError> {
+        let previous = self.index.get(key).ok().flatten();
+        let stored = self.blobs.commit(writer, key)?;
+        let entry = entry_of(EntryKind::Blob, origin, stored.size, stored.sha512);
+        self.index.put(key, &entry)?;
+        self.discard_replaced(key, previous, &entry);
+        Ok(entry)
+    }
+
+    /// Files are named by content, so a replaced entry leaves its old file.
+    fn discard_replaced(&self, key: &str, previous: Option<Entry>, current: &Entry) {
+        if let Some(old) = previous.filter(|old| old.sha512 != current.sha512) {
+            let _ = self.blobs.remove(key, &info(&old));
+        }
+    }
+
+    /// Forgets `key` everywhere: memory, index and file.
+    pub fn remove(&self, key: &str) -> Result<(), StorageError> {
+        self.hot.invalidate(key);
+        if let Some(entry) = self.index.remove(key)? {
+            self.blobs.remove(key, &info(&entry))?;
+        }
+        Ok(())
+    }
+
+    /// Notes a hit; written to the index by [`Cache::flush_access`].
+    pub fn note_access(&self, key: &str) {
+        if let Ok(mut accessed) = self.accessed.lock() {
+            accessed.insert(key.to_string(), now_ms());
+        }
+    }
+
+    pub fn flush_access(&self) -> Result<usize, StorageError> {
+        let batch: Vec<(String, u64)> = match self.accessed.lock() {
+            Ok(mut accessed) => accessed.drain().collect(),
+            Err(_) => return Ok(0),
+        };
+        self.index.record_access(&batch)?;
+        Ok(batch.len())
+    }
+
+    pub fn flush(&self) -> Result<(), StorageError> {
+        self.flush_access()?;
+        self.index.flush()
+    }
+
+    pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
+        self.index.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+fn info(entry: &Entry) -> BlobInfo {
+    BlobInfo {
+        size: entry.size,
+        sha512: entry.sha512.clone(),
+    }
+}
+
+fn entry_of(kind: EntryKind, origin: Origin, size: u64, sha512: String) -> Entry {
+    Entry {
+        kind,
+        url: origin.url,
+        size,
+        sha512,
+        content_type: origin.content_type,
+        etag: origin.etag,
+        last_modified: origin.last_modified,
+        fetched_at: now_ms(),
+    }
+}

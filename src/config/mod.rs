@@ -1,0 +1,388 @@
+//! Configuration: built-in defaults < TOML file (`--config PATH` or
+//! `NUCACHE_CONFIG`) < environment variables `NUCACHE_*`, where `__`
+//! separates nesting levels (`NUCACHE_UPSTREAM__READ_TIMEOUT=3s`).
+//! Every key is documented in `config.example.toml`.
+
+mod bytesize;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+pub use bytesize::ByteSize;
+
+/// Environment variable that names the configuration file.
+pub const CONFIG_ENV: &str = "NUCACHE_CONFIG";
+const ENV_PREFIX: &str = "NUCACHE_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address nucache listens on.
+    pub listen: SocketAddr,
+    /// Base URL clients use to reach nucache; derived from `Host` when unset.
+    pub public_url: Option<String>,
+    /// Honour `X-Forwarded-Host` / `X-Forwarded-Proto` (behind a reverse proxy only).
+    pub trust_forwarded_headers: bool,
+    pub upstream: UpstreamConfig,
+    pub cache: CacheConfig,
+    pub ttl: TtlConfig,
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub service_index: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Bounds the wait for the first byte and every gap between body chunks.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Retries of an idempotent request after a 5xx or a connection error.
+    pub retries: u32,
+    pub max_redirects: u32,
+    /// Largest metadata document accepted (after gzip decoding).
+    pub max_document_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub dir: PathBuf,
+    /// Memory for hot metadata documents (rewritten and gzipped bodies).
+    pub memory: ByteSize,
+}
+
+/// How long metadata is served without asking the upstream again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtlConfig {
+    #[serde(with = "humantime_serde")]
+    pub service_index: Duration,
+    /// Flat-container version lists (`{id}/index.json`).
+    #[serde(with = "humantime_serde")]
+    pub versions: Duration,
+    #[serde(with = "humantime_serde")]
+    pub registration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub search: Duration,
+    /// Catalog, vulnerability and repository-signature documents.
+    #[serde(with = "humantime_serde")]
+    pub documents: Duration,
+    /// How long an upstream 404 is remembered.
+    #[serde(with = "humantime_serde")]
+    pub not_found: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// On SIGTERM, how long in-flight responses may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            public_url: None,
+            trust_forwarded_headers: false,
+            upstream: UpstreamConfig::default(),
+            cache: CacheConfig::default(),
+            ttl: TtlConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            service_index: "https://api.nuget.org/v3/index.json".into(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            retries: 3,
+            max_redirects: 5,
+            max_document_size: ByteSize::mib(64),
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            dir: default_cache_dir(),
+            memory: ByteSize::mib(256),
+        }
+    }
+}
+
+impl Default for TtlConfig {
+    fn default() -> Self {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        TtlConfig {
+            service_index: minutes(10),
+            versions: minutes(5),
+            registration: minutes(10),
+            search: minutes(1),
+            documents: minutes(10),
+            not_found: minutes(1),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The per-user cache directory (`$XDG_CACHE_HOME/nucache`, `~/.cache/nucache`).
+fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("nucache")
+}
+
+impl Config {
+    /// Loads defaults, then the file (`path`, else `$NUCACHE_CONFIG`), then
+    /// the environment, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
+        let file = path.map(Path::to_path_buf).or(from_env);
+        Self::from_figment(Self::figment(file.as_deref())?)
+    }
+
+    /// The layered sources, for tools and tests that add their own.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::MissingFile(file.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        Ok(figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            let all: Vec<String> = e.into_iter().map(|one| one.to_string()).collect();
+            ConfigError::Parse(all.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config.normalized())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_url("upstream.service_index", &self.upstream.service_index)?;
+        if let Some(url) = &self.public_url {
+            check_url("public_url", url)?;
+            if url.contains('?') || url.contains('#') {
+                return invalid("public_url", "must not have a query or fragment");
+            }
+        }
+        for (key, value) in [
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.read_timeout", self.upstream.read_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+        ] {
+            if value.is_zero() {
+                return invalid(key, "must be longer than 0s");
+            }
+        }
+        if self.upstream.max_redirects > 20 {
+            return invalid("upstream.max_redirects", "must be at most 20");
+        }
+        if self.upstream.retries > 10 {
+            return invalid("upstream.retries", "must be at most 10");
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
+        }
+        if self.cache.dir.as_os_str().is_empty() {
+            return invalid("cache.dir", "must not be empty");
+        }
+        Ok(())
+    }
+
+    fn normalized(mut self) -> Config {
+        self.public_url = self.public_url.map(|u| u.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// The configuration as one line of JSON, secrets left out.
+    pub fn effective(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The base URL to print for users: `public_url`, or the listen address.
+    pub fn advertised_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None if self.listen.ip().is_unspecified() => {
+                format!("http://{}:{}", hostname(), self.listen.port())
+            }
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The `nuget.config` a user pastes to restore through nucache.
+    pub fn nuget_config_snippet(&self) -> String {
+        let base = self.advertised_base();
+        let insecure = if base.starts_with("http://") {
+            " allowInsecureConnections=\"true\""
+        } else {
+            ""
+        };
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<configuration>\n  <packageSources>\n    <clear />\n    \
+             <add key=\"nucache\" value=\"{base}/v3/index.json\" protocolVersion=\"3\"{insecure} />\n  \
+             </packageSources>\n</configuration>\n"
+        )
+    }
+}
+
+fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key,
+        reason: reason.to_string(),
+    })
+}
+
+fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    let parsed: http::Uri = url.parse().map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("{url:?} is not a URL: {e}"),
+    })?;
+    match (parsed.scheme_str(), parsed.authority()) {
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => invalid(
+            key,
+            &format!("{url:?} must be an absolute http:// or https:// URL"),
+        ),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        for (key, value) in pairs {
+            figment = figment.merge(Serialized::global(key, value));
+        }
+        Config::from_figment(figment)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = with(&[]).map_err(|e| e.to_string());
+        assert_eq!(
+            c.as_ref().map(|c| c.listen.to_string()),
+            Ok("127.0.0.1:5000".to_string())
+        );
+        assert_eq!(
+            c.map(|c| c.upstream.service_index),
+            Ok("https://api.nuget.org/v3/index.json".to_string())
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err =
+            |pairs: &[(&str, &str)]| with(pairs).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&[("upstream", "")]).contains("upstream"));
+        let timeout =
+            Figment::new().merge(Toml::string("[upstream]\nread_timeout = \"3 parsecs\""));
+        let message = Config::from_figment(timeout)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("upstream.read_timeout"), "{message}");
+        let unknown = Figment::new().merge(Toml::string("lisen = \"127.0.0.1:1\""));
+        let message = Config::from_figment(unknown)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("lisen"), "{message}");
+        let bad_url =
+            Figment::new().merge(Toml::string("[upstream]\nservice_index = \"ftp://x/\""));
+        let message = Config::from_figment(bad_url)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("upstream.service_index"), "{message}");
+    }
+
+    #[test]
+    fn toml_and_durations() {
+        let toml = "listen = \"127.0.0.1:6000\"\npublic_url = \"https://nuget.corp/\"\n[upstream]\nread_timeout = \"500ms\"\n[ttl]\nversions = \"2m\"\n[cache]\nmemory = \"32MiB\"";
+        let c = Config::from_figment(Figment::new().merge(Toml::string(toml)))
+            .map_err(|e| e.to_string());
+        let c = c.map(|c| {
+            (
+                c.listen.port(),
+                c.public_url,
+                c.upstream.read_timeout,
+                c.ttl.versions,
+                c.cache.memory,
+            )
+        });
+        assert_eq!(
+            c,
+            Ok((
+                6000,
+                Some("https://nuget.corp".to_string()),
+                Duration::from_millis(500),
+                Duration::from_secs(120),
+                ByteSize::mib(32)
+            ))
+        );
+    }
+
+    #[test]
+    fn snippet_points_at_the_service_index() {
+        let c = Config::default();
+        assert!(c
+            .nuget_config_snippet()
+            .contains("value=\"http://127.0.0.1:5000/v3/index.json\""));
+    }
+}

@@ -1,0 +1,125 @@
+//! Errors, sorted by who failed: the client (4xx), the upstream (502/504),
+//! or nucache itself (500). Each maps to one status and a one-line reason
+//! that is safe to show (no secrets, no internal paths).
+
+use http::StatusCode;
+
+use crate::rewrite::RewriteError;
+use crate::route::RouteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("client error: {0}")]
+    Client(#[from] ClientError),
+    #[error("upstream error: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("nucache error: {0}")]
+    Internal(String),
+    /// The upstream (or the negative cache) says the resource does not exist.
+    #[error("not found upstream")]
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("missing or malformed Host header")]
+    BadHost,
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to {origin}: {reason}")]
+    Connect { origin: String, reason: String },
+    #[error("{origin} did not answer within {seconds:.1}s ({phase})")]
+    Timeout {
+        origin: String,
+        phase: &'static str,
+        seconds: f64,
+    },
+    #[error("{origin} answered {status}")]
+    Status { origin: String, status: u16 },
+    #[error("{origin}: more than {limit} redirects")]
+    TooManyRedirects { origin: String, limit: u32 },
+    #[error("{origin}: {reason}")]
+    Body { origin: String, reason: String },
+    #[error("{origin} sent an unusable document: {error}")]
+    Document { origin: String, error: RewriteError },
+    #[error("invalid upstream URL {0:?}")]
+    BadUrl(String),
+    #[error("no service index from the upstream yet: {0}")]
+    NoServiceIndex(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cache I/O failed while {context}: {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cache index failed: {0}")]
+    Index(#[from] sled::Error),
+    #[error("cache index record for {key:?} is unreadable: {reason}")]
+    Record { key: String, reason: String },
+}
+
+impl StorageError {
+    pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> StorageError {
+        move |source| StorageError::Io { context, source }
+    }
+}
+
+impl From<StorageError> for ProxyError {
+    fn from(error: StorageError) -> Self {
+        ProxyError::Internal(error.to_string())
+    }
+}
+
+impl From<crate::stash::StashError> for ProxyError {
+    fn from(error: crate::stash::StashError) -> Self {
+        match error {
+            crate::stash::StashError::Upstream(e) => ProxyError::Upstream(e),
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl UpstreamError {
+    /// Worth another attempt for an idempotent request: the request may
+    /// never have reached the upstream, or the upstream said so (5xx).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Connect { .. } => true,
+            UpstreamError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::Client(ClientError::Route(RouteError::NotFound)) => StatusCode::NOT_FOUND,
+            ProxyError::Client(ClientError::MethodNotAllowed(_)) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Client(_) => StatusCode::BAD_REQUEST,
+            ProxyError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+
+    /// Who failed, for logs and metrics.
+    pub fn party(&self) -> &'static str {
+        match self {
+            ProxyError::Client(_) | ProxyError::NotFound => "client",
+            ProxyError::Upstream(_) => "upstream",
+            ProxyError::Internal(_) => "nucache",
+        }
+    }
+}

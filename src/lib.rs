@@ -1,0 +1,34 @@
+//! nucache — a caching pull-through proxy for NuGet V3 feeds.
+//!
+//! A request travels through the modules in one direction:
+//!
+//! ```text
+//! server      accept HTTP/1.1 connections, access log, graceful shutdown
+//!   -> proxy  the phases: classify -> lookup -> fetch -> respond
+//!      -> route          path -> Route / Target (cache key, upstream URL); hostile input stops here
+//!      -> cache          sled index + blob files + hot documents in moka
+//!      -> stash          single-flight fetch on a miss: documents and streamed blobs
+//!         -> upstream    hyper + rustls client: redirects, retries, timeouts
+//!         -> rewrite     upstream URLs -> nucache URLs (service index, JSON documents)
+//! ```
+//!
+//! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
+//! `nuget` (ids, versions, package files), `error` (who failed: client,
+//! upstream or nucache), `shutdown` (signals).
+
+pub mod config;
+pub(crate) mod error;
+pub mod nuget;
+pub(crate) mod proxy;
+pub mod rewrite;
+pub mod route;
+pub mod shutdown;
+
+mod cache;
+mod server;
+mod stash;
+mod upstream;
+
+pub use cache::{CacheStatus, Repair};
+pub use config::Config;
+pub use server::{Server, StartError};

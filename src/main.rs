@@ -1,0 +1,96 @@
+//! The `nucache` command: runs the proxy (default) or checks a configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use nucache::{Config, Server};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "nucache",
+    version,
+    about = "A caching pull-through proxy for NuGet V3 feeds"
+)]
+struct Cli {
+    /// TOML configuration file (default: $NUCACHE_CONFIG, else built-in defaults).
+    #[arg(long, short, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Serve,
+    /// Validate the configuration, print it (without secrets) and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("nucache: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            println!("{}", config.effective());
+            ExitCode::SUCCESS
+        }
+        Command::Serve => serve(config),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nucache: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        tracing::info!(config = %config.effective(), "effective configuration");
+        let snippet = config.nuget_config_snippet();
+        let server = match Server::bind(config).await {
+            Ok(server) => server,
+            Err(error) => {
+                tracing::error!(%error, "nucache cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        let repair = server.repair();
+        tracing::info!(
+            entries = repair.entries,
+            dropped_entries = repair.dropped_entries,
+            removed_temp_files = repair.removed_temp_files,
+            removed_orphan_files = repair.removed_orphan_files,
+            "cache checked"
+        );
+        match server.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "listening"),
+            Err(error) => tracing::warn!(%error, "listening on an unknown address"),
+        }
+        println!("Point NuGet at nucache with this nuget.config:\n{snippet}");
+        server.run(nucache::shutdown::signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,270 @@
+//! The proxy: one request through named phases.
+//!
+//! 1. **classify** — `route::classify`, then `route::resolve` against the
+//!    mounts of the current service index (`service.rs`);
+//! 2. **lookup** — the cache (`metadata.rs` for documents, `packages.rs`
+//!    for package files);
+//! 3. **fetch** — on a miss or an expired copy, one shared upstream fetch
+//!    (`stash`);
+//! 4. **respond** — render for the request's public base URL, negotiate
+//!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
+
+mod base;
+mod metadata;
+mod packages;
+mod respond;
+mod service;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::HeaderValue;
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::error::{ClientError, ProxyError};
+use crate::route::{self, Route, Target, TargetKind};
+use crate::server::access_log::{AccessRecord, Logged};
+use crate::server::body::Body;
+use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
+use crate::upstream::Upstream;
+
+pub(crate) use respond::Reply;
+use service::ServiceState;
+
+/// Longest request path written to the access log.
+const LOGGED_PATH: usize = 300;
+
+pub(crate) struct Proxy {
+    config: Arc<Config>,
+    stash: Arc<Stash>,
+    documents: Flights<DocOutcome>,
+    blobs: Flights<BlobOutcome>,
+    /// Keys the upstream recently answered 404 for.
+    not_found: moka::sync::Cache<String, ()>,
+    service: ServiceState,
+    request_ids: AtomicU64,
+    started: Instant,
+}
+
+impl Proxy {
+    pub fn new(config: Arc<Config>, cache: Arc<Cache>) -> Proxy {
+        let stash = Arc::new(Stash {
+            cache,
+            upstream: Arc::new(Upstream::new(&config.upstream)),
+            max_document: config.upstream.max_document_size.bytes(),
+        });
+        let not_found = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(config.ttl.not_found.max(Duration::from_millis(1)))
+            .build();
+        Proxy {
+            config,
+            stash,
+            documents: Flights::default(),
+            blobs: Flights::default(),
+            not_found,
+            service: ServiceState::default(),
+            request_ids: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Handles one request; never fails: errors become responses.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = format!(
+            "{:x}-{:x}",
+            self.started.elapsed().as_secs(),
+            self.request_ids.fetch_add(1, Ordering::Relaxed)
+        );
+        let method = request.method().clone();
+        let path: String = request
+            .uri()
+            .to_string()
+            .chars()
+            .take(LOGGED_PATH)
+            .collect();
+        let span =
+            tracing::info_span!("request", id = %request_id, package = tracing::field::Empty);
+        let mut package = None;
+        let outcome = self.dispatch(request, &mut package).instrument(span).await;
+        let (reply, error) = match outcome {
+            Ok(reply) => (reply, None),
+            Err(e) => (
+                Reply::plain(respond::error(&e)),
+                Some((e.party(), e.to_string())),
+            ),
+        };
+        let Reply {
+            mut response,
+            cache,
+        } = reply;
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        let record = AccessRecord {
+            request_id,
+            method,
+            path,
+            status: response.status().as_u16(),
+            cache,
+            package,
+            error,
+            started,
+            bytes: 0,
+        };
+        response.map(|body| Logged::new(body, record).boxed_unsync())
+    }
+
+    /// Phase 1: classify, then hand over to the phase that serves it.
+    async fn dispatch(
+        self: &Arc<Self>,
+        request: Request<Incoming>,
+        package: &mut Option<String>,
+    ) -> Result<Reply, ProxyError> {
+        let route = route::classify(request.uri().path()).map_err(ClientError::from)?;
+        let (parts, _body) = request.into_parts();
+        match route {
+            Route::Home => read_only(&parts).map(|_| Reply::plain(self.home())),
+            Route::Health => read_only(&parts).map(|_| Reply::plain(self.health())),
+            Route::ServiceIndex => {
+                read_only(&parts)?;
+                self.service_index(&parts).await
+            }
+            Route::Mounted(path) => {
+                let (snapshot, _) = self.service_map(false).await?;
+                let target = route::resolve(&path, parts.uri.query(), &snapshot.map.mounts)
+                    .map_err(ClientError::from)?;
+                if let Some(name) = &target.package {
+                    tracing::Span::current().record("package", name.as_str());
+                }
+                package.clone_from(&target.package);
+                let Some(mount) = snapshot.map.mounts.get(target.mount) else {
+                    return Err(ClientError::from(route::RouteError::NotFound).into());
+                };
+                let url = mount.upstream_url(&target.rest);
+                read_only(&parts)?;
+                self.read(
+                    &parts,
+                    &target,
+                    url,
+                    Transform::Rewrite(snapshot.map.clone()),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Phases 2–4 for a read under a mount.
+    async fn read(
+        self: &Arc<Self>,
+        parts: &Parts,
+        target: &Target,
+        url: String,
+        rewrite: Transform,
+    ) -> Result<Reply, ProxyError> {
+        let ttl = &self.config.ttl;
+        let (max_age, persist) = match target.kind {
+            TargetKind::PackageFile(_) => {
+                return self.package_file(&parts.headers, &target.key, url).await
+            }
+            TargetKind::Publish => {
+                return Err(ClientError::from(route::RouteError::NotFound).into())
+            }
+            TargetKind::VersionList => (ttl.versions, true),
+            TargetKind::Registration => (ttl.registration, true),
+            TargetKind::Document => (ttl.documents, true),
+            TargetKind::Search => (ttl.search, false),
+        };
+        let base = base::public_base(&self.config, parts)?;
+        let spec = DocSpec {
+            key: target.key.clone(),
+            url,
+            ttl: max_age,
+            transform: rewrite,
+            persist,
+        };
+        let (doc, status) = self.document(spec).await?;
+        let rendered = doc.body.render(&base);
+        Ok(respond::document(
+            &parts.headers,
+            &rendered,
+            doc.entry.last_modified.as_deref(),
+            status,
+            max_age,
+        ))
+    }
+
+    async fn service_index(self: &Arc<Self>, parts: &Parts) -> Result<Reply, ProxyError> {
+        let base = base::public_base(&self.config, parts)?;
+        let (snapshot, status) = self.service_map(true).await?;
+        let rendered = snapshot
+            .map
+            .template(base.starts_with("https://"))
+            .render(&base);
+        let last_modified = snapshot.doc.entry.last_modified.as_deref();
+        Ok(respond::document(
+            &parts.headers,
+            &rendered,
+            last_modified,
+            status,
+            self.config.ttl.service_index,
+        ))
+    }
+
+    fn home(&self) -> Response<Body> {
+        let text = format!(
+            "nucache {}: a caching proxy for the NuGet V3 feed {}\nPoint NuGet clients at /v3/index.json on this host.",
+            env!("CARGO_PKG_VERSION"),
+            self.config.upstream.service_index
+        );
+        respond::text(StatusCode::OK, &text)
+    }
+
+    fn health(&self) -> Response<Body> {
+        let service_index = match self.service.current() {
+            None => "not loaded",
+            Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
+            Some(_) => "stale",
+        };
+        let body = serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "service_index": service_index,
+            "cache_entries": self.stash.cache.len(),
+            "downloads_in_flight": self.blobs.len(),
+        });
+        respond::json(StatusCode::OK, body.to_string())
+    }
+
+    /// Drops `key` from the cache and remembers the upstream's 404.
+    fn forget(&self, key: &str) {
+        if let Err(error) = self.stash.cache.remove(key) {
+            tracing::warn!(key, %error, "could not drop a cache entry the upstream no longer has");
+        }
+        self.not_found.insert(key.to_string(), ());
+    }
+
+    /// Writes batched last-access times; called periodically and at shutdown.
+    pub fn flush(&self) {
+        if let Err(error) = self.stash.cache.flush() {
+            tracing::warn!(%error, "flushing the cache index failed");
+        }
+    }
+}
+
+/// Reads accept GET and HEAD only.
+fn read_only(parts: &Parts) -> Result<(), ProxyError> {
+    match parts.method {
+        Method::GET | Method::HEAD => Ok(()),
+        ref other => Err(ClientError::MethodNotAllowed(other.to_string()).into()),
+    }
+}

@@ -1,0 +1,256 @@
+//! Building responses: headers every cached resource carries (ETag,
+//! X-Cache, Content-Length, Cache-Control), 304s, gzip negotiation, and
+//! one-line error bodies.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_TYPE, ETAG, IF_NONE_MATCH, LAST_MODIFIED, VARY,
+};
+use http::{Response, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::cache::{CacheStatus, Entry};
+use crate::error::ProxyError;
+use crate::rewrite::Rendered;
+use crate::server::body::{empty, file_body, full, Body, Extent};
+use crate::stash::Download;
+
+pub(crate) const X_CACHE: &str = "x-cache";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// A response and how it relates to the cache.
+pub(crate) struct Reply {
+    pub response: Response<Body>,
+    pub cache: Option<CacheStatus>,
+}
+
+impl Reply {
+    pub fn plain(response: Response<Body>) -> Reply {
+        Reply {
+            response,
+            cache: None,
+        }
+    }
+}
+
+/// A rendered metadata document, gzip-encoded when the client accepts it.
+pub(crate) fn document(
+    request: &HeaderMap,
+    rendered: &Rendered,
+    last_modified: Option<&str>,
+    status: CacheStatus,
+    max_age: Duration,
+) -> Reply {
+    let mut headers = HeaderMap::new();
+    set(
+        &mut headers,
+        CONTENT_TYPE,
+        "application/json; charset=utf-8",
+    );
+    set(&mut headers, ETAG, rendered.etag());
+    set(&mut headers, VARY, "Accept-Encoding");
+    let cache_control = match status {
+        CacheStatus::Stale => "public, max-age=0".to_string(),
+        _ => format!("public, max-age={}", max_age.as_secs()),
+    };
+    set(&mut headers, CACHE_CONTROL, &cache_control);
+    if let Some(value) = last_modified {
+        set(&mut headers, LAST_MODIFIED, value);
+    }
+    if matches_etag(request, rendered.etag()) {
+        return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
+    }
+    let body = if accepts_gzip(request) {
+        set(&mut headers, CONTENT_ENCODING, "gzip");
+        rendered.gzip().clone()
+    } else {
+        rendered.identity().clone()
+    };
+    set(&mut headers, CONTENT_LENGTH, &body.len().to_string());
+    finish(StatusCode::OK, headers, full(body), status)
+}
+
+/// A committed blob, streamed from its file.
+pub(crate) fn cached_blob(
+    request: &HeaderMap,
+    key: &str,
+    entry: &Entry,
+    file: File,
+    status: CacheStatus,
+) -> Reply {
+    let mut headers = blob_headers(key, &entry.content_type);
+    if let Some(value) = &entry.last_modified {
+        set(&mut headers, LAST_MODIFIED, value);
+    }
+    if matches_etag(request, &blob_etag(key)) {
+        return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
+    }
+    set(&mut headers, CONTENT_LENGTH, &entry.size.to_string());
+    let body = file_body(Arc::new(file), Extent::Fixed(entry.size));
+    finish(StatusCode::OK, headers, body, status)
+}
+
+/// A blob still downloading: the client follows the growing file.
+pub(crate) fn streaming_blob(key: &str, download: &Download) -> Reply {
+    let mut headers = blob_headers(key, &download.origin.content_type);
+    if let Some(value) = &download.origin.last_modified {
+        set(&mut headers, LAST_MODIFIED, value);
+    }
+    if let Some(length) = download.length {
+        set(&mut headers, CONTENT_LENGTH, &length.to_string());
+    }
+    let body = file_body(
+        download.file.clone(),
+        Extent::Growing(download.progress.clone()),
+    );
+    finish(StatusCode::OK, headers, body, CacheStatus::Miss)
+}
+
+fn blob_headers(key: &str, content_type: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    set(&mut headers, CONTENT_TYPE, content_type);
+    set(&mut headers, ETAG, &blob_etag(key));
+    set(&mut headers, CACHE_CONTROL, IMMUTABLE);
+    headers
+}
+
+/// Package files are immutable per id and version, so the key names the
+/// content: the same ETag whether the bytes come from disk or mid-download.
+fn blob_etag(key: &str) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(key.as_bytes())[..12]))
+}
+
+fn finish(status: StatusCode, headers: HeaderMap, body: Body, cache: CacheStatus) -> Reply {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    set(response.headers_mut(), X_CACHE, cache.as_str());
+    Reply {
+        response,
+        cache: Some(cache),
+    }
+}
+
+/// A short text answer.
+pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(full(format!("{body}\n")));
+    *response.status_mut() = status;
+    set(
+        response.headers_mut(),
+        CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    );
+    set(
+        response.headers_mut(),
+        CONTENT_LENGTH,
+        &(body.len() + 1).to_string(),
+    );
+    response
+}
+
+pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
+    let length = body.len().to_string();
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    set(
+        response.headers_mut(),
+        CONTENT_TYPE,
+        "application/json; charset=utf-8",
+    );
+    set(response.headers_mut(), CONTENT_LENGTH, &length);
+    set(response.headers_mut(), CACHE_CONTROL, "no-store");
+    response
+}
+
+/// The error as a status and a one-line reason.
+pub(crate) fn error(error: &ProxyError) -> Response<Body> {
+    let mut response = text(error.status(), &error.to_string());
+    if let ProxyError::Client(crate::error::ClientError::MethodNotAllowed(_)) = error {
+        set(response.headers_mut(), http::header::ALLOW, "GET, HEAD");
+    }
+    response
+}
+
+fn set(headers: &mut HeaderMap, name: impl http::header::IntoHeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// `If-None-Match` lists `etag` (weak comparison) or is `*`.
+fn matches_etag(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// `Accept-Encoding` allows gzip (a `q=0` refuses it).
+pub(crate) fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let quality = parts
+                .find_map(|p| p.strip_prefix("q="))
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && quality > 0.0
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(*name, HeaderValue::from_static(value));
+        }
+        h
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "gzip, deflate"
+        )])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "br;q=1.0, GZIP;q=0.5"
+        )])));
+        assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
+        assert!(!accepts_gzip(&headers(&[("accept-encoding", "identity")])));
+        assert!(!accepts_gzip(&headers(&[])));
+    }
+
+    #[test]
+    fn etag_matching() {
+        assert!(matches_etag(
+            &headers(&[("if-none-match", "\"a\", \"b\"")]),
+            "\"b\""
+        ));
+        assert!(matches_etag(
+            &headers(&[("if-none-match", "W/\"b\"")]),
+            "\"b\""
+        ));
+        assert!(matches_etag(&headers(&[("if-none-match", "*")]), "\"b\""));
+        assert!(!matches_etag(
+            &headers(&[("if-none-match", "\"c\"")]),
+            "\"b\""
+        ));
+    }
+}

@@ -1,0 +1,129 @@
+//! Rewriting a JSON document: every string value that holds a mounted
+//! upstream URL is pointed at nucache (as a template, see `template.rs`).
+//! Object keys and third-party URLs are left alone; key order is kept.
+
+use std::io::{self, Read};
+
+use bytes::Bytes;
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+use serde_json::Value;
+
+use super::{Mounts, RewriteError, PLACEHOLDER};
+
+/// The two bytes every gzip stream starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Decodes a body that may be gzip-compressed, recognised by its magic
+/// bytes rather than by `Content-Encoding` (blob stores mislabel), refusing
+/// to inflate beyond `cap` bytes.
+pub fn decode_body(body: &[u8], cap: u64) -> Result<Bytes, RewriteError> {
+    if !body.starts_with(&GZIP_MAGIC) {
+        return Ok(Bytes::copy_from_slice(body));
+    }
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(cap + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| RewriteError::Gzip(e.to_string()))?;
+    if out.len() as u64 > cap {
+        return Err(RewriteError::TooLarge(cap));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Parses `body` as JSON and returns it as a template with every mounted
+/// upstream URL rewritten.
+pub fn rewrite_document(body: &[u8], mounts: &Mounts) -> Result<Bytes, RewriteError> {
+    let mut doc: Value =
+        serde_json::from_slice(body).map_err(|e| RewriteError::Json(e.to_string()))?;
+    rewrite_value(&mut doc, mounts);
+    to_template(&doc)
+}
+
+/// Rewrites all string values below `value` in place.
+pub fn rewrite_value(value: &mut Value, mounts: &Mounts) {
+    match value {
+        Value::String(text) => {
+            if text.contains(PLACEHOLDER) {
+                // A raw NUL in upstream data would read as a placeholder.
+                *text = text.replace(PLACEHOLDER, "\u{FFFD}");
+            }
+            if let Some(rewritten) = mounts.rewrite(text) {
+                *text = rewritten;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_value(v, mounts)),
+        Value::Object(map) => map.values_mut().for_each(|v| rewrite_value(v, mounts)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Serializes compactly, writing the placeholder as a raw NUL byte.
+pub fn to_template(doc: &Value) -> Result<Bytes, RewriteError> {
+    let mut out = Vec::with_capacity(4096);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PlaceholderFormatter);
+    serde::Serialize::serialize(doc, &mut serializer)
+        .map_err(|e| RewriteError::Json(e.to_string()))?;
+    Ok(Bytes::from(out))
+}
+
+struct PlaceholderFormatter;
+
+impl Formatter for PlaceholderFormatter {
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        match escape {
+            CharEscape::AsciiControl(0) => writer.write_all(&[0]),
+            other => CompactFormatter.write_char_escape(writer, other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rewrite::MountKind;
+
+    #[test]
+    fn rewrites_values_not_keys_and_keeps_order() {
+        let mut mounts = Mounts::default();
+        mounts.add(MountKind::PackageBase, "https://api.example/flat/", "");
+        let body = br#"{"z":"https://api.example/flat/a.nupkg","https://api.example/flat/k":1,"p":"https://github.com/x","n":"a\u0000b"}"#;
+        let template = rewrite_document(body, &mounts).map_err(|e| e.to_string());
+        let expected = "{\"z\":\"\0/v3/flatcontainer/a.nupkg\",\"https://api.example/flat/k\":1,\"p\":\"https://github.com/x\",\"n\":\"a\u{FFFD}b\"}";
+        assert_eq!(template, Ok(Bytes::from(expected)));
+    }
+
+    #[test]
+    fn decodes_gzip_by_magic_and_caps_it() {
+        let plain = br#"{"a":1}"#.repeat(100);
+        let zipped = crate::rewrite::template::gzip(&plain);
+        assert_eq!(
+            decode_body(&zipped, 10_000).ok(),
+            Some(Bytes::from(plain.clone()))
+        );
+        assert_eq!(
+            decode_body(&plain, 10).ok(),
+            Some(Bytes::from(plain.clone()))
+        );
+        assert!(matches!(
+            decode_body(&zipped, 100),
+            Err(RewriteError::TooLarge(100))
+        ));
+        assert!(matches!(
+            decode_body(&[0x1f, 0x8b, 1, 2, 3], 100),
+            Err(RewriteError::Gzip(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        assert!(matches!(
+            rewrite_document(b"<html>", &Mounts::default()),
+            Err(RewriteError::Json(_))
+        ));
+    }
+}

@@ -1,0 +1,96 @@
+//! One line per request, written when the response body is finished (or
+//! abandoned), so that it tells the bytes really sent and the whole time.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Method;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use super::body::Body;
+use crate::cache::CacheStatus;
+
+/// What the access log says of one request.
+pub(crate) struct AccessRecord {
+    pub request_id: String,
+    pub method: Method,
+    pub path: String,
+    pub status: u16,
+    pub cache: Option<CacheStatus>,
+    pub package: Option<String>,
+    /// Who failed and why, when something did.
+    pub error: Option<(&'static str, String)>,
+    pub started: Instant,
+    pub bytes: u64,
+}
+
+impl Drop for AccessRecord {
+    fn drop(&mut self) {
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let cache = self.cache.map(CacheStatus::as_str).unwrap_or("-");
+        let package = self.package.as_deref().unwrap_or("-");
+        match &self.error {
+            None => tracing::info!(
+                target: "nucache::access",
+                id = %self.request_id, method = %self.method, path = %self.path, status = self.status,
+                bytes = self.bytes, ms = format_args!("{ms:.1}"), cache, package,
+            ),
+            Some((party, reason)) => tracing::warn!(
+                target: "nucache::access",
+                id = %self.request_id, method = %self.method, path = %self.path, status = self.status,
+                bytes = self.bytes, ms = format_args!("{ms:.1}"), cache, package, failed = party, error = %reason,
+            ),
+        }
+    }
+}
+
+/// A body that counts what it sends and logs when dropped.
+pub(crate) struct Logged {
+    inner: Body,
+    record: AccessRecord,
+}
+
+impl Logged {
+    pub fn new(inner: Body, record: AccessRecord) -> Self {
+        Logged { inner, record }
+    }
+}
+
+impl HttpBody for Logged {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self.record.bytes += data.len() as u64;
+            }
+        }
+        if let Poll::Ready(Some(Err(error))) = &polled {
+            if self.record.error.is_none() {
+                let reason = error.to_string();
+                let party = if reason.starts_with("upstream") {
+                    "upstream"
+                } else {
+                    "nucache"
+                };
+                self.record.error = Some((party, format!("response broken off: {reason}")));
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

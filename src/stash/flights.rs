@@ -1,0 +1,132 @@
+//! Single-flight: concurrent requests for the same key share one fetch.
+//! The fetch runs in its own task, so it goes on when the client that
+//! started it hangs up; its [`Ticket`] keeps the key "in flight" until the
+//! fetch is really finished (a blob download outlives its first answer).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use super::StashError;
+
+type Outcome<T> = Result<T, StashError>;
+type Flight<T> = Shared<BoxFuture<'static, Outcome<T>>>;
+type Table<T> = Arc<Mutex<HashMap<String, (u64, Flight<T>)>>>;
+
+pub(crate) struct Flights<T: Clone + Send + Sync + 'static> {
+    table: Table<T>,
+    next_id: AtomicU64,
+}
+
+/// Held by a fetch for as long as later requests should join it.
+pub(crate) struct Ticket<T: Clone + Send + Sync + 'static> {
+    table: Table<T>,
+    key: String,
+    id: u64,
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for Ticket<T> {
+    fn drop(&mut self) {
+        if let Ok(mut table) = self.table.lock() {
+            if table.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+                table.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Default for Flights<T> {
+    fn default() -> Self {
+        Flights {
+            table: Arc::new(Mutex::new(HashMap::new())),
+            next_id: AtomicU64::new(0),
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Flights<T> {
+    /// Joins the fetch of `key` in flight, or starts one with `start`.
+    pub fn join<F, Fut>(&self, key: &str, start: F) -> Flight<T>
+    where
+        F: FnOnce(Ticket<T>) -> Fut,
+        Fut: Future<Output = Outcome<T>> + Send + 'static,
+    {
+        let Ok(mut table) = self.table.lock() else {
+            return futures_util::future::ready(Err(StashError::Internal(
+                "flight table poisoned".into(),
+            )))
+            .boxed()
+            .shared();
+        };
+        if let Some((_, flight)) = table.get(key) {
+            return flight.clone();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ticket = Ticket {
+            table: self.table.clone(),
+            key: key.to_string(),
+            id,
+        };
+        let task = tokio::spawn(start(ticket));
+        let flight = async move {
+            task.await
+                .unwrap_or_else(|e| Err(StashError::Internal(format!("fetch task failed: {e}"))))
+        }
+        .boxed()
+        .shared();
+        table.insert(key.to_string(), (id, flight.clone()));
+        flight
+    }
+
+    /// How many fetches are in flight (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.table.lock().map(|t| t.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn concurrent_joins_share_one_fetch() {
+        let flights: Arc<Flights<u32>> = Arc::default();
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut waiters = Vec::new();
+        for _ in 0..10 {
+            let started = started.clone();
+            waiters.push(flights.join("k", move |ticket| async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                drop(ticket);
+                Ok(7)
+            }));
+        }
+        for w in waiters {
+            assert_eq!(w.await.ok(), Some(7));
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_survives_its_first_client() {
+        let flights: Arc<Flights<u32>> = Arc::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let first = flights.join("k", move |ticket| async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _ = tx.send(());
+            drop(ticket);
+            Ok(1)
+        });
+        drop(first);
+        assert!(tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .is_ok());
+    }
+}

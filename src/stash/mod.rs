@@ -1,0 +1,75 @@
+//! The stasher: fetches what the cache lacks from the upstream, once per key
+//! however many clients ask (`flights`), and stores it.
+//!
+//! - `document`: metadata documents, fetched whole, decoded, rewritten,
+//!   stored as templates; revalidated with the upstream's validators;
+//! - `blob`: package files, streamed to disk and to every waiting client
+//!   at once, committed only when complete and of the announced length.
+
+mod blob;
+mod document;
+mod flights;
+
+use std::sync::Arc;
+
+use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
+
+use crate::cache::{Cache, Origin};
+use crate::error::{StorageError, UpstreamError};
+use crate::upstream::Upstream;
+
+pub(crate) use blob::{fetch_blob, BlobOutcome, Download, Progress};
+pub(crate) use document::{fetch_document, DocOutcome, DocSpec, Transform};
+pub(crate) use flights::Flights;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum StashError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("cache storage failed: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StorageError> for StashError {
+    fn from(error: StorageError) -> Self {
+        StashError::Storage(error.to_string())
+    }
+}
+
+/// What the fetchers share.
+pub(crate) struct Stash {
+    pub cache: Arc<Cache>,
+    pub upstream: Arc<Upstream>,
+    /// Largest metadata document, after decoding.
+    pub max_document: u64,
+}
+
+/// Runs blocking cache I/O off the async workers.
+pub(crate) async fn blocking<T, F>(work: F) -> Result<T, StashError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StorageError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(StashError::from),
+        Err(e) => Err(StashError::Internal(format!("storage task failed: {e}"))),
+    }
+}
+
+/// The upstream facts worth keeping about a response.
+fn origin_of(url: &str, headers: &HeaderMap, default_type: &str) -> Origin {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Origin {
+        url: url.to_string(),
+        content_type: text(CONTENT_TYPE).unwrap_or_else(|| default_type.to_string()),
+        etag: text(ETAG),
+        last_modified: text(LAST_MODIFIED),
+    }
+}

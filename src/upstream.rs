@@ -1,0 +1,390 @@
+//! The upstream client: hyper over rustls (webpki roots plus the system
+//! store), pooled keep-alive connections, redirects, retries with backoff
+//! for idempotent requests, and timeouts on connecting, on the first byte
+//! and on every gap between body chunks.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, LOCATION, USER_AGENT};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamConfig;
+use crate::error::UpstreamError;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Request bodies sent upstream: empty for reads, streamed for publish.
+pub(crate) type RequestBody = BoxBody<Bytes, BoxError>;
+
+const USER_AGENT_VALUE: &str = concat!("nucache/", env!("CARGO_PKG_VERSION"));
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A response from the upstream, after redirects.
+pub(crate) struct Fetched {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Incoming,
+    /// The URL that answered (after redirects), for logs.
+    pub url: String,
+}
+
+pub(crate) struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    config: UpstreamConfig,
+}
+
+/// Whether the body of a GET is a metadata document (gzip welcome) or a
+/// package file (bytes must arrive exactly as stored upstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    Document,
+    Blob,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(https);
+        Upstream {
+            client,
+            config: config.clone(),
+        }
+    }
+
+    /// GET (or HEAD) with redirects and retries; `extra` carries conditional
+    /// headers. A 5xx that survives the retries comes back as a response so
+    /// the caller can tell it from a transport failure.
+    pub async fn get(
+        &self,
+        url: &str,
+        wanted: Wanted,
+        extra: &HeaderMap,
+    ) -> Result<Fetched, UpstreamError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.follow_redirects(Method::GET, url, wanted, extra).await;
+            let retry = match &result {
+                Ok(fetched) => fetched.status.is_server_error(),
+                Err(error) => error.is_retryable(),
+            };
+            if !retry || attempt >= self.config.retries {
+                return result;
+            }
+            attempt += 1;
+            let delay = backoff(attempt);
+            tracing::debug!(
+                url,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "retrying upstream request"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn follow_redirects(
+        &self,
+        method: Method,
+        url: &str,
+        wanted: Wanted,
+        extra: &HeaderMap,
+    ) -> Result<Fetched, UpstreamError> {
+        let mut current = url.to_string();
+        for _ in 0..=self.config.max_redirects {
+            let response = self.send(&method, &current, wanted, extra).await?;
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok());
+            match (response.status().is_redirection(), location) {
+                (true, Some(location)) if response.status() != StatusCode::NOT_MODIFIED => {
+                    current = join_url(&current, location);
+                }
+                _ => {
+                    let (parts, body) = response.into_parts();
+                    return Ok(Fetched {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                        url: current,
+                    });
+                }
+            }
+        }
+        Err(UpstreamError::TooManyRedirects {
+            origin: origin_of(url).to_string(),
+            limit: self.config.max_redirects,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        wanted: Wanted,
+        extra: &HeaderMap,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(url)
+            .body(
+                Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|_| UpstreamError::BadUrl(url.to_string()))?;
+        let headers = request.headers_mut();
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        let encoding = match wanted {
+            Wanted::Document => "gzip",
+            Wanted::Blob => "identity",
+        };
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(encoding));
+        for (name, value) in extra {
+            headers.insert(name, value.clone());
+        }
+        self.dispatch(request).await
+    }
+
+    /// Sends one request, bounding connect + first byte.
+    pub async fn dispatch(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let origin = origin_of(&request.uri().to_string()).to_string();
+        let bound = self.config.connect_timeout + self.config.read_timeout;
+        match tokio::time::timeout(bound, self.client.request(request)).await {
+            Err(_) => Err(UpstreamError::Timeout {
+                origin,
+                phase: "waiting for the response",
+                seconds: bound.as_secs_f64(),
+            }),
+            Ok(Err(error)) => Err(UpstreamError::Connect {
+                origin,
+                reason: error_chain(&error),
+            }),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// The next chunk of a body, `None` at its end; a gap longer than the
+    /// read timeout is an error.
+    pub async fn next_chunk(
+        &self,
+        body: &mut Incoming,
+        origin: &str,
+    ) -> Result<Option<Bytes>, UpstreamError> {
+        loop {
+            let frame = tokio::time::timeout(self.config.read_timeout, body.frame())
+                .await
+                .map_err(|_| UpstreamError::Timeout {
+                    origin: origin.to_string(),
+                    phase: "reading the body",
+                    seconds: self.config.read_timeout.as_secs_f64(),
+                })?;
+            if let Some(chunk) = frame_data(frame, origin) {
+                return chunk;
+            }
+        }
+    }
+
+    /// Reads a whole (document) body, refusing more than `cap` bytes.
+    pub async fn read_to_end(
+        &self,
+        fetched: &mut Fetched,
+        cap: u64,
+    ) -> Result<Bytes, UpstreamError> {
+        let origin = origin_of(&fetched.url).to_string();
+        let expected = content_length(&fetched.headers);
+        let mut out = BytesMut::with_capacity(expected.unwrap_or(16 * 1024).min(cap) as usize);
+        while let Some(chunk) = self.next_chunk(&mut fetched.body, &origin).await? {
+            if (out.len() + chunk.len()) as u64 > cap {
+                return Err(UpstreamError::Body {
+                    origin,
+                    reason: format!("document larger than {cap} bytes"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        check_length(expected, out.len() as u64, &origin)?;
+        Ok(out.freeze())
+    }
+}
+
+/// A chunk the body has ready now; `None` when it would have to wait.
+pub(crate) fn chunk_now(
+    body: &mut Incoming,
+    origin: &str,
+) -> Option<Result<Option<Bytes>, UpstreamError>> {
+    loop {
+        let frame = body.frame().now_or_never()?;
+        if let Some(chunk) = frame_data(frame, origin) {
+            return Some(chunk);
+        }
+    }
+}
+
+/// A body frame as data: `None` for frames without data (trailers).
+fn frame_data(
+    frame: Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>,
+    origin: &str,
+) -> Option<Result<Option<Bytes>, UpstreamError>> {
+    match frame {
+        None => Some(Ok(None)),
+        Some(Err(error)) => Some(Err(UpstreamError::Body {
+            origin: origin.to_string(),
+            reason: format!("body broken off: {}", error_chain(&error)),
+        })),
+        Some(Ok(frame)) => frame.into_data().ok().map(|data| Ok(Some(data))),
+    }
+}
+
+/// A body must be exactly as long as its `Content-Length` said.
+pub(crate) fn check_length(
+    expected: Option<u64>,
+    got: u64,
+    origin: &str,
+) -> Result<(), UpstreamError> {
+    match expected {
+        Some(expected) if expected != got => Err(UpstreamError::Body {
+            origin: origin.to_string(),
+            reason: format!("body has {got} bytes, Content-Length said {expected}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(system_roots = added, "TLS roots loaded");
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// Exponential backoff from 100 ms, with up to 50% jitter so that many
+/// clients do not retry in lock-step.
+fn backoff(attempt: u32) -> Duration {
+    let base = FIRST_BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1)).min(64);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base + base.mul_f64(f64::from(nanos % 500) / 1000.0)
+}
+
+/// `scheme://authority` of a URL (the URL itself when it has no path).
+pub(crate) fn origin_of(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].find(['/', '?', '#']) {
+        Some(end) => &url[..start + end],
+        None => url,
+    }
+}
+
+/// Resolves a `Location` header against the URL that sent it.
+pub(crate) fn join_url(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        let scheme = base.split("://").next().unwrap_or("https");
+        format!("{scheme}://{rest}")
+    } else if location.starts_with('/') {
+        format!("{}{location}", origin_of(base))
+    } else {
+        let path_end = base.find(['?', '#']).unwrap_or(base.len());
+        let dir_end = base[..path_end].rfind('/').map_or(base.len(), |i| i + 1);
+        format!("{}{location}", &base[..dir_end])
+    }
+}
+
+/// An error and its causes on one line: hyper's top-level messages alone
+/// ("client error (Connect)") do not say what happened.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_locations() {
+        let base = "https://a.example/x/y/index.json?q=1";
+        assert_eq!(join_url(base, "https://b.example/z"), "https://b.example/z");
+        assert_eq!(join_url(base, "//c.example/z"), "https://c.example/z");
+        assert_eq!(join_url(base, "/root.json"), "https://a.example/root.json");
+        assert_eq!(
+            join_url(base, "sibling.json"),
+            "https://a.example/x/y/sibling.json"
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin_of("http://127.0.0.1:5/v3/index.json"),
+            "http://127.0.0.1:5"
+        );
+        assert_eq!(origin_of("https://api.nuget.org"), "https://api.nuget.org");
+        assert_eq!(origin_of("https://h?x"), "https://h");
+    }
+
+    #[test]
+    fn backoff_grows() {
+        assert!(
+            backoff(1) >= Duration::from_millis(100) && backoff(1) < Duration::from_millis(151)
+        );
+        assert!(
+            backoff(3) >= Duration::from_millis(400) && backoff(3) < Duration::from_millis(601)
+        );
+    }
+
+    #[test]
+    fn length_must_match() {
+        assert!(check_length(Some(10), 10, "o").is_ok());
+        assert!(check_length(None, 10, "o").is_ok());
+        assert!(check_length(Some(10), 5, "o").is_err());
+    }
+}
