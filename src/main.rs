@@ -1,5 +1,6 @@
 //! The `nucache` command: runs the proxy (default) or checks a configuration.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -87,10 +88,14 @@ fn serve(config: Config) -> ExitCode {
     })
 }
 
+/// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`
+/// (default `info`), coloured only on a terminal.
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .init();
 }
