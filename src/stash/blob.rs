@@ -130,7 +130,7 @@ async fn receive(
         let chunk = match upstream::chunk_now(&mut fetched.body, &origin) {
             Some(ready) => ready?,
             None => {
-                writer = write(writer, &mut pending, progress).await?;
+                writer = write(writer, &mut pending, Some(progress)).await?;
                 stash
                     .upstream
                     .next_chunk(&mut fetched.body, &origin)
@@ -144,19 +144,22 @@ async fn receive(
             check_length(expected, received, &origin)?;
         }
         if pending.len() >= WRITE_AT {
-            writer = write(writer, &mut pending, progress).await?;
+            writer = write(writer, &mut pending, Some(progress)).await?;
         }
     }
-    writer = write(writer, &mut pending, progress).await?;
+    // The last bytes are announced only with `Complete`, after the commit:
+    // a client that has the whole body can count on the cache having it.
+    writer = write(writer, &mut pending, None).await?;
     check_length(expected, writer.written(), &origin)?;
     Ok(writer)
 }
 
-/// Writes the pending bytes and tells readers how far the file goes.
+/// Writes the pending bytes and, with `progress`, tells readers how far the
+/// file goes.
 async fn write(
     mut writer: BlobWriter,
     pending: &mut BytesMut,
-    progress: &watch::Sender<Progress>,
+    progress: Option<&watch::Sender<Progress>>,
 ) -> Result<BlobWriter, StashError> {
     if pending.is_empty() {
         return Ok(writer);
@@ -169,6 +172,8 @@ async fn write(
         Ok(writer)
     })
     .await?;
-    progress.send_replace(Progress::Receiving(writer.written()));
+    if let Some(progress) = progress {
+        progress.send_replace(Progress::Receiving(writer.written()));
+    }
     Ok(writer)
 }

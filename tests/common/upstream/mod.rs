@@ -1,0 +1,430 @@
+//! An in-process, nuget.org-shaped NuGet V3 upstream for integration tests.
+//!
+//! Three HTTP/1.1 listeners on 127.0.0.1 mimic nuget.org's hosts:
+//!
+//! * `api`: service index, flat container, the three registration hives,
+//!   catalog, repository signatures, vulnerability info and publishing;
+//! * `search`: `/query` and `/autocomplete`;
+//! * `www`: the human pages the URI templates point at.
+//!
+//! Every request is recorded before faults are applied; faults
+//! ([`Fault`]) apply to the api and search hosts only. Dropping the
+//! [`FakeUpstream`] closes the listeners and ends every task it spawned.
+
+mod docs;
+mod model;
+mod routes;
+mod server;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine as _;
+use http::HeaderMap;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use model::Corpus;
+
+use docs::Origins;
+use model::Store;
+use server::{Ctl, Listener};
+
+/// Deterministic pseudo-random `.nupkg` bytes (20-24 KiB, seeded by id and
+/// version, starting with `PK\x03\x04`; not a valid zip), as the corpus uses.
+pub fn fake_nupkg(id: &str, version: &str) -> Vec<u8> {
+    model::fake_nupkg(id, version)
+}
+
+/// Which of the three hosts a request reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Api,
+    Search,
+    Www,
+}
+
+impl Role {
+    const ALL: [Role; 3] = [Role::Api, Role::Search, Role::Www];
+
+    fn index(self) -> usize {
+        match self {
+            Role::Api => 0,
+            Role::Search => 1,
+            Role::Www => 2,
+        }
+    }
+}
+
+/// One request as received (recorded before any fault is applied).
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub host: Role,
+    pub method: String,
+    /// Path with query, as sent.
+    pub path: String,
+    pub headers: HeaderMap,
+    /// Bytes in the request body (after de-chunking).
+    pub body_len: usize,
+}
+
+/// Misbehaviour to inject on the api and search hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    Ok,
+    /// The listeners are closed (connect fails with ECONNREFUSED) and open
+    /// connections are dropped; clearing the fault re-binds the same ports.
+    /// As a per-path fault ([`FakeUpstream::set_fault_for`]) it acts as `Reset`.
+    Refuse,
+    /// Every request is answered with this status and a small JSON body.
+    Status(u16),
+    /// Wait this long before sending the response head.
+    Delay(Duration),
+    /// Read the request, never answer (until the fault changes).
+    Hang,
+    /// Full `Content-Length`, half the body, then close.
+    Truncate,
+    /// Head and half the body, then stall until the fault changes, then close.
+    StallBody,
+    /// Flip bytes in `.nupkg` bodies (same length).
+    Corrupt,
+    /// Close with RST right after reading the request.
+    Reset,
+    /// JSON documents become an HTML error page (200, `text/html`).
+    BadJson,
+    /// `.nupkg` bodies: more bytes on the wire than `Content-Length`, then close.
+    LongerBody,
+    /// 302 with `Location` = the request URL.
+    RedirectLoop,
+}
+
+/// The fake upstream; see the module docs.
+pub struct FakeUpstream {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl FakeUpstream {
+    /// Starts with [`Corpus::default_corpus`].
+    pub async fn start() -> FakeUpstream {
+        FakeUpstream::start_with(Corpus::default_corpus()).await
+    }
+
+    pub async fn start_with(corpus: Corpus) -> FakeUpstream {
+        let bind = || Listener::bind_any().expect("fake upstream: bind 127.0.0.1:0");
+        let listeners = [bind(), bind(), bind()];
+        let origin = |l: &Listener| format!("http://{}", l.addr());
+        let origins = Origins {
+            api: origin(&listeners[0]),
+            search: origin(&listeners[1]),
+            www: origin(&listeners[2]),
+        };
+        let shared = Arc::new(Shared::new(origins, Store::new(corpus), listeners));
+        let tasks = Role::ALL
+            .iter()
+            .map(|&role| tokio::spawn(server::accept_loop(shared.clone(), role)))
+            .collect();
+        FakeUpstream { shared, tasks }
+    }
+
+    /// `{api}/v3/index.json`
+    pub fn index_url(&self) -> String {
+        format!("{}/v3/index.json", self.api())
+    }
+
+    /// `http://127.0.0.1:PORT` of the api host (no trailing slash).
+    pub fn api(&self) -> String {
+        self.shared.origins.api.clone()
+    }
+
+    pub fn search(&self) -> String {
+        self.shared.origins.search.clone()
+    }
+
+    pub fn www(&self) -> String {
+        self.shared.origins.www.clone()
+    }
+
+    /// api, search, www.
+    pub fn origins(&self) -> Vec<String> {
+        vec![self.api(), self.search(), self.www()]
+    }
+
+    /// The global fault of the api and search hosts.
+    pub fn set_fault(&self, fault: Fault) {
+        lock(&self.shared.faults).global = fault;
+        self.shared.faults_changed();
+        self.shared.set_refusing(fault == Fault::Refuse);
+    }
+
+    /// A fault for requests whose path (with query) contains `path_contains`;
+    /// it wins over the global one. Setting the same key again replaces it.
+    pub fn set_fault_for(&self, path_contains: &str, fault: Fault) {
+        {
+            let mut faults = lock(&self.shared.faults);
+            faults.rules.retain(|(key, _)| key != path_contains);
+            faults.rules.push((path_contains.to_string(), fault));
+        }
+        self.shared.faults_changed();
+    }
+
+    pub fn clear_faults(&self) {
+        {
+            let mut faults = lock(&self.shared.faults);
+            faults.global = Fault::Ok;
+            faults.rules.clear();
+        }
+        self.shared.faults_changed();
+        self.shared.set_refusing(false);
+    }
+
+    /// Every request received on api/search/www, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.log)
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Number of recorded requests whose path (with query) contains `path_contains`.
+    pub fn count(&self, path_contains: &str) -> usize {
+        lock(&self.shared.log)
+            .iter()
+            .filter(|(_, r)| r.path.contains(path_contains))
+            .count()
+    }
+
+    pub fn reset_log(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Adds (or replaces) a listed package; flat container, registration
+    /// and search reflect it at once. Panics on an invalid version.
+    pub fn add_package(&self, id: &str, version: &str, nupkg: Vec<u8>) {
+        let added = self.shared.store().add(id, version, nupkg);
+        assert!(added, "fake upstream: invalid version {version:?}");
+    }
+
+    /// Panics if the package does not exist.
+    pub fn set_listed(&self, id: &str, version: &str, listed: bool) {
+        let found = self.shared.store().set_listed(id, version, listed);
+        assert!(found, "fake upstream: no package {id} {version}");
+    }
+
+    /// The `.nupkg` bytes served for `id` `version` (any casing / spelling).
+    pub fn nupkg_bytes(&self, id: &str, version: &str) -> Option<Vec<u8>> {
+        self.shared
+            .store()
+            .find(id, version)
+            .map(|p| p.nupkg.to_vec())
+    }
+
+    /// `.nupkg` bodies go out in chunks of `chunk` bytes with `delay`
+    /// between them (default: the whole body at once).
+    pub fn set_body_chunking(&self, chunk: usize, delay: Duration) {
+        lock(&self.shared.settings).chunking = Some((chunk.max(1), delay));
+    }
+
+    /// When Some, publish calls need `X-NuGet-ApiKey` == key (else 403).
+    pub fn set_api_key(&self, key: Option<&str>) {
+        lock(&self.shared.settings).api_key = key.map(str::to_string);
+    }
+
+    /// When Some, api/search requests without this Basic auth get 401.
+    pub fn set_basic_auth(&self, user_pass: Option<(&str, &str)>) {
+        lock(&self.shared.settings).basic = user_pass.map(|(user, pass)| {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            format!("Basic {token}")
+        });
+    }
+
+    /// Hex SHA-256 of the body of the last `PUT` to a publish endpoint.
+    pub fn last_push_sha256(&self) -> Option<String> {
+        lock(&self.shared.pushes)
+            .last
+            .map(|(_, sha)| hex::encode(sha))
+    }
+
+    /// Body length of the last `PUT` to a publish endpoint.
+    pub fn last_push_len(&self) -> Option<usize> {
+        lock(&self.shared.pushes).last.map(|(len, _)| len)
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.shared.ctl.send_modify(|c| c.shutdown = true);
+        for listener in &self.shared.listeners {
+            listener.close();
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// shared state
+
+#[derive(Debug)]
+struct Faults {
+    global: Fault,
+    /// (path substring, fault); the last matching rule wins.
+    rules: Vec<(String, Fault)>,
+}
+
+#[derive(Debug, Default)]
+struct Settings {
+    chunking: Option<(usize, Duration)>,
+    api_key: Option<String>,
+    /// The expected `Authorization` header value.
+    basic: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Pushes {
+    seen: HashSet<[u8; 32]>,
+    last: Option<(usize, [u8; 32])>,
+}
+
+/// State shared by the handle and every server task.
+pub(crate) struct Shared {
+    origins: Origins,
+    store: Mutex<Store>,
+    faults: Mutex<Faults>,
+    /// Bumped on every fault change (wakes `Hang` and `StallBody`).
+    fault_tx: watch::Sender<u64>,
+    ctl: watch::Sender<Ctl>,
+    log: Mutex<Vec<(u64, Recorded)>>,
+    next_seq: AtomicU64,
+    settings: Mutex<Settings>,
+    pushes: Mutex<Pushes>,
+    listeners: [Listener; 3],
+    handle: Handle,
+}
+
+/// Locks, ignoring poisoning (a panicking handler must not wedge the fake).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    fn new(origins: Origins, store: Store, listeners: [Listener; 3]) -> Shared {
+        Shared {
+            origins,
+            store: Mutex::new(store),
+            faults: Mutex::new(Faults {
+                global: Fault::Ok,
+                rules: Vec::new(),
+            }),
+            fault_tx: watch::Sender::new(0),
+            ctl: watch::Sender::new(Ctl::default()),
+            log: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(1),
+            settings: Mutex::new(Settings::default()),
+            pushes: Mutex::new(Pushes::default()),
+            listeners,
+            handle: Handle::current(),
+        }
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        lock(&self.store)
+    }
+
+    fn origin(&self, role: Role) -> &str {
+        match role {
+            Role::Api => &self.origins.api,
+            Role::Search => &self.origins.search,
+            Role::Www => &self.origins.www,
+        }
+    }
+
+    fn listener(&self, role: Role) -> &Listener {
+        &self.listeners[role.index()]
+    }
+
+    fn fault_for(&self, role: Role, path: &str) -> Fault {
+        if role == Role::Www {
+            return Fault::Ok;
+        }
+        let faults = lock(&self.faults);
+        faults
+            .rules
+            .iter()
+            .rev()
+            .find(|(key, _)| path.contains(key.as_str()))
+            .map_or(faults.global, |(_, fault)| *fault)
+    }
+
+    fn faults_changed(&self) {
+        self.fault_tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Closes (and kills the connections of) or re-opens the api and search
+    /// listeners.
+    fn set_refusing(&self, refuse: bool) {
+        for role in [Role::Api, Role::Search] {
+            let listener = self.listener(role);
+            if refuse {
+                listener.close();
+                self.ctl.send_modify(|c| c.epochs[role.index()] += 1);
+            } else {
+                listener
+                    .reopen(&self.handle)
+                    .unwrap_or_else(|e| panic!("fake upstream: re-bind {}: {e}", listener.addr()));
+            }
+        }
+    }
+
+    fn record(&self, rec: Recorded) -> u64 {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.log).push((seq, rec));
+        seq
+    }
+
+    fn set_body_len(&self, seq: u64, len: usize) {
+        let mut log = lock(&self.log);
+        if let Some((_, rec)) = log.iter_mut().rev().find(|(s, _)| *s == seq) {
+            rec.body_len = len;
+        }
+    }
+
+    fn chunking(&self) -> Option<(usize, Duration)> {
+        lock(&self.settings).chunking
+    }
+
+    fn api_key_ok(&self, headers: &HeaderMap) -> bool {
+        match &lock(&self.settings).api_key {
+            None => true,
+            Some(key) => headers
+                .get("X-NuGet-ApiKey")
+                .is_some_and(|v| v.as_bytes() == key.as_bytes()),
+        }
+    }
+
+    fn basic_ok(&self, headers: &HeaderMap) -> bool {
+        match &lock(&self.settings).basic {
+            None => true,
+            Some(expected) => headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split_once(' '))
+                .is_some_and(|(scheme, token)| {
+                    scheme.eq_ignore_ascii_case("basic")
+                        && Some(token.trim()) == expected.strip_prefix("Basic ")
+                }),
+        }
+    }
+
+    /// Notes a publish body; true when this exact body is new (for
+    /// packages only: `dedupe` false always answers true).
+    fn note_push(&self, len: usize, sha: [u8; 32], dedupe: bool) -> bool {
+        let mut pushes = lock(&self.pushes);
+        pushes.last = Some((len, sha));
+        !dedupe || pushes.seen.insert(sha)
+    }
+}

@@ -1,0 +1,116 @@
+//! Configuration layering through the real environment and files:
+//! defaults < TOML file < NUCACHE_* variables, `__` between levels.
+
+use std::time::Duration;
+
+use figment::Jail;
+use nucache::Config;
+
+#[test]
+fn environment_overrides_the_file_which_overrides_defaults() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "nucache.toml",
+            r#"
+            listen = "127.0.0.1:6001"
+            [upstream]
+            service_index = "https://feed.example/v3/index.json"
+            read_timeout = "7s"
+            [ttl]
+            versions = "2m"
+            "#,
+        )?;
+        jail.set_env("NUCACHE_CONFIG", "nucache.toml");
+        jail.set_env("NUCACHE_UPSTREAM__READ_TIMEOUT", "500ms");
+        jail.set_env("NUCACHE_UPSTREAM__CONNECT_TIMEOUT", "3s");
+        jail.set_env("NUCACHE_CACHE__DIR", "/tmp/nucache-config-test");
+        jail.set_env("NUCACHE_PUBLIC_URL", "https://nuget.corp/");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.listen.to_string(), "127.0.0.1:6001");
+        assert_eq!(
+            config.upstream.service_index,
+            "https://feed.example/v3/index.json"
+        );
+        assert_eq!(config.upstream.read_timeout, Duration::from_millis(500));
+        assert_eq!(config.upstream.connect_timeout, Duration::from_secs(3));
+        assert_eq!(config.ttl.versions, Duration::from_secs(120));
+        assert_eq!(
+            config.ttl.registration,
+            Duration::from_secs(600),
+            "untouched keys keep defaults"
+        );
+        assert_eq!(
+            config.cache.dir.to_string_lossy(),
+            "/tmp/nucache-config-test"
+        );
+        assert_eq!(config.public_url.as_deref(), Some("https://nuget.corp"));
+        Ok(())
+    });
+}
+
+#[test]
+fn an_explicit_path_wins_over_nucache_config() {
+    Jail::expect_with(|jail| {
+        jail.create_file("a.toml", "listen = \"127.0.0.1:7001\"")?;
+        jail.create_file("b.toml", "listen = \"127.0.0.1:7002\"")?;
+        jail.set_env("NUCACHE_CONFIG", "a.toml");
+        let config =
+            Config::load(Some(std::path::Path::new("b.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(config.listen.port(), 7002);
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_values_stop_start_up_naming_the_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_UPSTREAM__READ_TIMEOUT", "soon");
+        let error = Config::load(None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.to_lowercase().contains("upstream.read_timeout"),
+            "{error}"
+        );
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file("bad.toml", "[upstream]\nservice_index = \"not a url\"")?;
+        let error = Config::load(Some(std::path::Path::new("bad.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("upstream.service_index"), "{error}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_LISTEN", "not-an-address");
+        let error = Config::load(None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.to_lowercase().contains("listen"), "{error}");
+        Ok(())
+    });
+    Jail::expect_with(|_| {
+        let error = Config::load(Some(std::path::Path::new("missing.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("missing.toml"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_example_file_is_valid_and_matches_the_defaults() {
+    Jail::expect_with(|_| {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+        let from_file =
+            Config::load(Some(std::path::Path::new(example))).map_err(|e| e.to_string())?;
+        let defaults = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(from_file.effective(), defaults.effective());
+        Ok(())
+    });
+}
