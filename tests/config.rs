@@ -1,5 +1,7 @@
 //! Configuration layering through the real environment and files:
 //! defaults < TOML file < NUCACHE_* variables, `__` between levels.
+// figment::Jail closures must return figment::Error, a large type.
+#![allow(clippy::result_large_err)]
 
 use std::time::Duration;
 
