@@ -425,3 +425,28 @@ async fn wrong_methods_and_unknown_paths() {
         );
     }
 }
+
+#[tokio::test]
+async fn search_is_cached_by_its_whole_query() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let stable = nucache.get("/v3/query?q=fake.core").await;
+    let with_prerelease = nucache
+        .get("/v3/query?q=fake.core&prerelease=true&semVerLevel=2.0.0")
+        .await;
+    assert_eq!(stable.x_cache(), Some("MISS"));
+    assert_eq!(with_prerelease.x_cache(), Some("MISS"));
+    assert_eq!(stable.json()["data"][0]["version"], "1.1.0");
+    assert_eq!(
+        with_prerelease.json()["data"][0]["version"],
+        "3.0.0+build.7"
+    );
+    assert_eq!(
+        nucache.get("/v3/query?q=fake.core").await.x_cache(),
+        Some("HIT")
+    );
+    assert_eq!(upstream.count("/query?q=fake.core"), 2);
+    let upstream_paths: Vec<String> = upstream.requests().into_iter().map(|r| r.path).collect();
+    assert!(upstream_paths
+        .contains(&"/query?q=fake.core&prerelease=true&semVerLevel=2.0.0".to_string()));
+}
