@@ -26,8 +26,18 @@ pub enum ClientError {
     Route(#[from] RouteError),
     #[error("missing or malformed Host header")]
     BadHost,
-    #[error("method {0} is not allowed here")]
-    MethodNotAllowed(String),
+    #[error("method {method} is not allowed here (allowed: {allow})")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    /// Read credentials missing or wrong (answered with a Basic challenge).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A publish call without an API key (no challenge: keys are not Basic).
+    #[error("{0}")]
+    KeyRequired(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("the request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(u64),
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -105,7 +115,14 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Client(ClientError::Route(RouteError::NotFound)) => StatusCode::NOT_FOUND,
-            ProxyError::Client(ClientError::MethodNotAllowed(_)) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Client(ClientError::MethodNotAllowed { .. }) => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ProxyError::Client(ClientError::Unauthorized(_) | ClientError::KeyRequired(_)) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ProxyError::Client(ClientError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            ProxyError::Client(ClientError::PayloadTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Client(_) => StatusCode::BAD_REQUEST,
             ProxyError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,

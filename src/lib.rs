@@ -12,14 +12,19 @@
 //!         -> rewrite     upstream URLs -> nucache URLs (service index, JSON documents)
 //! ```
 //!
+//! Publish calls take a side road: proxy -> `auth` (whose key) -> `publish`
+//! (streamed once to the upstream) -> cache invalidation of that package.
+//!
 //! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals).
 
+pub(crate) mod auth;
 pub mod config;
 pub(crate) mod error;
 pub mod nuget;
 pub(crate) mod proxy;
+pub(crate) mod publish;
 pub mod rewrite;
 pub mod route;
 pub mod shutdown;

@@ -1,6 +1,6 @@
 //! The `nucache` command: runs the proxy (default) or checks a configuration.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,10 +28,16 @@ enum Command {
     Serve,
     /// Validate the configuration, print it (without secrets) and exit.
     CheckConfig,
+    /// Read a key (or password) on stdin and print its SHA-256, as
+    /// publish.client_keys, auth.read_keys and auth.users expect.
+    HashKey,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashKey) = cli.command {
+        return hash_key();
+    }
     init_logging();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
@@ -46,7 +52,23 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::HashKey => hash_key(),
     }
+}
+
+fn hash_key() -> ExitCode {
+    let mut key = String::new();
+    if let Err(error) = std::io::stdin().read_to_string(&mut key) {
+        eprintln!("nucache: cannot read the key from stdin: {error}");
+        return ExitCode::FAILURE;
+    }
+    let key = key.trim_end_matches(['\r', '\n']);
+    if key.is_empty() {
+        eprintln!("nucache: no key on stdin (try: printf %s \"$KEY\" | nucache hash-key)");
+        return ExitCode::from(2);
+    }
+    println!("{}", nucache::config::digest_hex(key));
+    ExitCode::SUCCESS
 }
 
 fn serve(config: Config) -> ExitCode {
@@ -62,6 +84,7 @@ fn serve(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         tracing::info!(config = %config.effective(), "effective configuration");
+        warn_about_publishing(&config);
         let snippet = config.nuget_config_snippet();
         let server = match Server::bind(config).await {
             Ok(server) => server,
@@ -86,6 +109,18 @@ fn serve(config: Config) -> ExitCode {
         server.run(nucache::shutdown::signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+fn warn_about_publishing(config: &Config) {
+    let publish = &config.publish;
+    if !publish.enabled || publish.mode != nucache::config::PublishMode::Keys {
+        return;
+    }
+    if publish.client_keys.is_empty() {
+        tracing::warn!("publish.client_keys is empty: pushes through nucache are refused");
+    } else if publish.api_key.is_none() {
+        tracing::warn!("publish.api_key is not set: pushes reach the upstream without a key");
+    }
 }
 
 /// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`

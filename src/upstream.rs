@@ -5,9 +5,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, LOCATION, USER_AGENT};
+use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, USER_AGENT};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
@@ -39,6 +40,46 @@ pub(crate) struct Fetched {
 pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     config: UpstreamConfig,
+    credentials: Option<Credentials>,
+}
+
+/// The `Authorization` value for a private upstream, and the only origins
+/// that may see it.
+struct Credentials {
+    header: HeaderValue,
+    origins: Vec<String>,
+}
+
+impl Credentials {
+    fn from_config(config: &UpstreamConfig) -> Option<Credentials> {
+        let value = match (&config.username, &config.password, &config.token) {
+            (Some(user), Some(password), _) => {
+                let pair = format!("{user}:{}", password.expose());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+            (_, _, Some(token)) => format!("Bearer {}", token.expose()),
+            _ => return None,
+        };
+        let mut header = HeaderValue::from_str(&value).ok()?;
+        header.set_sensitive(true);
+        let origins = if config.auth_origins.is_empty() {
+            vec![origin_of(&config.service_index).to_string()]
+        } else {
+            config.auth_origins.clone()
+        };
+        Some(Credentials { header, origins })
+    }
+
+    fn for_url(&self, url: &str) -> Option<&HeaderValue> {
+        let origin = origin_of(url);
+        self.origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(origin))
+            .then_some(&self.header)
+    }
 }
 
 /// Whether the body of a GET is a metadata document (gzip welcome) or a
@@ -67,6 +108,7 @@ impl Upstream {
         Upstream {
             client,
             config: config.clone(),
+            credentials: Credentials::from_config(config),
         }
     }
 
@@ -162,16 +204,42 @@ impl Upstream {
         for (name, value) in extra {
             headers.insert(name, value.clone());
         }
-        self.dispatch(request).await
+        let bound = self.config.connect_timeout + self.config.read_timeout;
+        self.dispatch(request, bound).await
     }
 
-    /// Sends one request, bounding connect + first byte.
-    pub async fn dispatch(
+    /// Sends a publish call once: no retry (a push is not idempotent), no
+    /// redirect (the body is gone), bounded by `bound` as a whole.
+    pub async fn publish(
         &self,
         request: Request<RequestBody>,
+        bound: Duration,
+    ) -> Result<Fetched, UpstreamError> {
+        let url = request.uri().to_string();
+        let response = self.dispatch(request, bound).await?;
+        let (parts, body) = response.into_parts();
+        Ok(Fetched {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            url,
+        })
+    }
+
+    /// Sends one request (with the upstream's credentials when its origin
+    /// may see them), bounding connect + response head by `bound`.
+    async fn dispatch(
+        &self,
+        mut request: Request<RequestBody>,
+        bound: Duration,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let origin = origin_of(&request.uri().to_string()).to_string();
-        let bound = self.config.connect_timeout + self.config.read_timeout;
+        let url = request.uri().to_string();
+        let origin = origin_of(&url).to_string();
+        if let Some(authorization) = self.credentials.as_ref().and_then(|c| c.for_url(&url)) {
+            request
+                .headers_mut()
+                .insert(AUTHORIZATION, authorization.clone());
+        }
         match tokio::time::timeout(bound, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout {
                 origin,

@@ -97,6 +97,15 @@ impl Index {
         })
     }
 
+    pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        for item in self.entries.scan_prefix(prefix.as_bytes()) {
+            let (key, _) = item?;
+            keys.push(String::from_utf8_lossy(&key).into_owned());
+        }
+        Ok(keys)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -83,6 +83,8 @@ impl Cache {
             .weigher(|_key: &String, doc: &Arc<HotDoc>| {
                 doc.body.weight().try_into().unwrap_or(u32::MAX)
             })
+            // Publishing drops a package's documents by key prefix.
+            .support_invalidation_closures()
             .build();
         let cache = Cache {
             index,
@@ -250,6 +252,38 @@ impl Cache {
             self.blobs.remove(key, &info(&entry))?;
         }
         Ok(())
+    }
+
+    /// Forgets the documents whose key is one of `exact` or starts with one
+    /// of `prefixes`, in memory and on disk; returns how many were on disk.
+    pub fn remove_documents(
+        &self,
+        exact: &[String],
+        prefixes: &[String],
+    ) -> Result<usize, StorageError> {
+        let (owned_exact, owned_prefixes) = (exact.to_vec(), prefixes.to_vec());
+        let predicate = move |key: &String, _: &Arc<HotDoc>| {
+            owned_exact.contains(key) || owned_prefixes.iter().any(|p| key.starts_with(p.as_str()))
+        };
+        if let Err(error) = self.hot.invalidate_entries_if(predicate) {
+            tracing::warn!(%error, "could not drop documents from memory");
+        }
+        let mut keys: Vec<String> = exact.to_vec();
+        for prefix in prefixes {
+            keys.extend(self.index.keys_with_prefix(prefix)?);
+        }
+        let mut removed = 0;
+        for key in keys {
+            if self
+                .index
+                .get(&key)?
+                .is_some_and(|e| e.kind != EntryKind::Blob)
+            {
+                self.remove(&key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Notes a hit; written to the index by [`Cache::flush_access`].

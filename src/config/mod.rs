@@ -4,6 +4,7 @@
 //! Every key is documented in `config.example.toml`.
 
 mod bytesize;
+mod secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::ByteSize;
+pub use secret::{digest_hex, matches_any_digest, same, Secret};
 
 /// Environment variable that names the configuration file.
 pub const CONFIG_ENV: &str = "NUCACHE_CONFIG";
@@ -42,6 +44,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub ttl: TtlConfig,
     pub server: ServerConfig,
+    pub publish: PublishConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +62,66 @@ pub struct UpstreamConfig {
     pub max_redirects: u32,
     /// Largest metadata document accepted (after gzip decoding).
     pub max_document_size: ByteSize,
+    /// HTTP Basic credentials for a private upstream.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub password_file: Option<PathBuf>,
+    /// A Bearer token for a private upstream (instead of Basic).
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    /// Origins (`scheme://host[:port]`) that receive the credentials; by
+    /// default only the service index's. Never sent across a redirect elsewhere.
+    pub auth_origins: Vec<String>,
+}
+
+/// Who decides whether a publish call may go upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishMode {
+    /// Clients present keys listed (as SHA-256 digests) in `client_keys`;
+    /// nucache sends its own `api_key` upstream.
+    Keys,
+    /// The client's own key goes upstream unchanged.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// List PackagePublish / SymbolPackagePublish and forward them.
+    pub enabled: bool,
+    pub mode: PublishMode,
+    /// The key sent upstream as `X-NuGet-ApiKey` (mode `keys`).
+    pub api_key: Option<Secret>,
+    pub api_key_file: Option<PathBuf>,
+    /// SHA-256 hex digests of the keys clients may publish with (`nucache hash-key`).
+    pub client_keys: Vec<String>,
+    /// Largest package accepted (413 beyond it).
+    pub max_size: ByteSize,
+    /// Bound of a whole publish call, upload included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Whether reads need credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadAccess {
+    /// Anyone who can reach nucache may read.
+    Open,
+    /// Every request but `/health` needs HTTP Basic credentials or a read key.
+    Required,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub read: ReadAccess,
+    /// `name:sha256hex(password)` entries accepted as HTTP Basic credentials.
+    pub users: Vec<String>,
+    /// SHA-256 hex digests of keys accepted for reading, as the Basic
+    /// password (any user name) or as `X-NuGet-ApiKey`.
+    pub read_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +175,8 @@ impl Default for Config {
             cache: CacheConfig::default(),
             ttl: TtlConfig::default(),
             server: ServerConfig::default(),
+            publish: PublishConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -124,6 +190,36 @@ impl Default for UpstreamConfig {
             retries: 3,
             max_redirects: 5,
             max_document_size: ByteSize::mib(64),
+            username: None,
+            password: None,
+            password_file: None,
+            token: None,
+            token_file: None,
+            auth_origins: Vec::new(),
+        }
+    }
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            enabled: true,
+            mode: PublishMode::Keys,
+            api_key: None,
+            api_key_file: None,
+            client_keys: Vec::new(),
+            max_size: ByteSize::mib(250),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            read: ReadAccess::Open,
+            users: Vec::new(),
+            read_keys: Vec::new(),
         }
     }
 }
@@ -194,8 +290,30 @@ impl Config {
             let all: Vec<String> = e.into_iter().map(|one| one.to_string()).collect();
             ConfigError::Parse(all.join("; "))
         })?;
+        let config = config.with_secret_files()?;
         config.validate()?;
         Ok(config.normalized())
+    }
+
+    /// Reads `*_file` secrets into their keys (a file wins over nothing,
+    /// and may not be combined with the value itself).
+    fn with_secret_files(mut self) -> Result<Config, ConfigError> {
+        self.publish.api_key = read_secret(
+            "publish.api_key",
+            self.publish.api_key.take(),
+            self.publish.api_key_file.as_deref(),
+        )?;
+        self.upstream.password = read_secret(
+            "upstream.password",
+            self.upstream.password.take(),
+            self.upstream.password_file.as_deref(),
+        )?;
+        self.upstream.token = read_secret(
+            "upstream.token",
+            self.upstream.token.take(),
+            self.upstream.token_file.as_deref(),
+        )?;
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -230,11 +348,68 @@ impl Config {
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");
         }
+        self.validate_credentials()
+    }
+
+    fn validate_credentials(&self) -> Result<(), ConfigError> {
+        for (key, digests) in [
+            ("publish.client_keys", &self.publish.client_keys),
+            ("auth.read_keys", &self.auth.read_keys),
+        ] {
+            if let Some(bad) = digests.iter().find(|d| !is_sha256_hex(d)) {
+                let reason = format!(
+                    "{bad:?} is not a SHA-256 hex digest (make one with `nucache hash-key`)"
+                );
+                return invalid(key, &reason);
+            }
+        }
+        for user in &self.auth.users {
+            match user.split_once(':') {
+                Some((name, digest)) if !name.is_empty() && is_sha256_hex(digest) => {}
+                _ => return invalid("auth.users", "entries are \"name:sha256hex(password)\""),
+            }
+        }
+        if self.auth.read == ReadAccess::Required
+            && self.auth.users.is_empty()
+            && self.auth.read_keys.is_empty()
+        {
+            return invalid(
+                "auth.read",
+                "\"required\" needs auth.users or auth.read_keys",
+            );
+        }
+        let upstream = &self.upstream;
+        if upstream.username.is_some() != upstream.password.is_some() {
+            return invalid(
+                "upstream.username",
+                "upstream.username and upstream.password go together",
+            );
+        }
+        if upstream.password.is_some() && upstream.token.is_some() {
+            return invalid(
+                "upstream.token",
+                "use either a token or a username and password",
+            );
+        }
+        for origin in &upstream.auth_origins {
+            check_url("upstream.auth_origins", origin)?;
+        }
         Ok(())
     }
 
     fn normalized(mut self) -> Config {
         self.public_url = self.public_url.map(|u| u.trim_end_matches('/').to_string());
+        let lower = |digests: &mut Vec<String>| {
+            digests.iter_mut().for_each(|d| *d = d.to_ascii_lowercase())
+        };
+        lower(&mut self.publish.client_keys);
+        lower(&mut self.auth.read_keys);
+        self.upstream.auth_origins = self
+            .upstream
+            .auth_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect();
         self
     }
 
@@ -289,6 +464,32 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
             &format!("{url:?} must be an absolute http:// or https:// URL"),
         ),
     }
+}
+
+fn read_secret(
+    key: &'static str,
+    value: Option<Secret>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            key,
+            reason: format!("set either {key} or {key}_file, not both"),
+        }),
+        (value, None) => Ok(value.filter(|v| !v.is_empty())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                key,
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let trimmed = text.trim_end_matches(['\r', '\n']);
+            Ok((!trimmed.is_empty()).then(|| Secret::new(trimmed)))
+        }
+    }
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn hostname() -> String {

@@ -12,6 +12,7 @@
 mod base;
 mod metadata;
 mod packages;
+mod publishing;
 mod respond;
 mod service;
 
@@ -26,9 +27,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::auth;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
+use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::server::access_log::{AccessRecord, Logged};
 use crate::server::body::Body;
@@ -63,6 +66,7 @@ impl Proxy {
         let not_found = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(config.ttl.not_found.max(Duration::from_millis(1)))
+            .support_invalidation_closures()
             .build();
         Proxy {
             config,
@@ -123,43 +127,51 @@ impl Proxy {
         response.map(|body| Logged::new(body, record).boxed_unsync())
     }
 
-    /// Phase 1: classify, then hand over to the phase that serves it.
+    /// Phase 1: classify (and authorize), then hand over to the phase that
+    /// serves it.
     async fn dispatch(
         self: &Arc<Self>,
         request: Request<Incoming>,
         package: &mut Option<String>,
     ) -> Result<Reply, ProxyError> {
         let route = route::classify(request.uri().path()).map_err(ClientError::from)?;
-        let (parts, _body) = request.into_parts();
-        match route {
-            Route::Home => read_only(&parts).map(|_| Reply::plain(self.home())),
-            Route::Health => read_only(&parts).map(|_| Reply::plain(self.health())),
-            Route::ServiceIndex => {
-                read_only(&parts)?;
-                self.service_index(&parts).await
+        let (parts, body) = request.into_parts();
+        let Route::Mounted(path) = route else {
+            if route != Route::Health {
+                auth::check_read(&self.config, &parts.headers)?;
             }
-            Route::Mounted(path) => {
-                let (snapshot, _) = self.service_map(false).await?;
-                let target = route::resolve(&path, parts.uri.query(), &snapshot.map.mounts)
-                    .map_err(ClientError::from)?;
-                if let Some(name) = &target.package {
-                    tracing::Span::current().record("package", name.as_str());
-                }
-                package.clone_from(&target.package);
-                let Some(mount) = snapshot.map.mounts.get(target.mount) else {
-                    return Err(ClientError::from(route::RouteError::NotFound).into());
-                };
-                let url = mount.upstream_url(&target.rest);
-                read_only(&parts)?;
-                self.read(
-                    &parts,
-                    &target,
-                    url,
-                    Transform::Rewrite(snapshot.map.clone()),
-                )
-                .await
-            }
+            read_only(&parts)?;
+            return match route {
+                Route::ServiceIndex => self.service_index(&parts).await,
+                Route::Home => Ok(Reply::plain(self.home())),
+                _ => Ok(Reply::plain(self.health())),
+            };
+        };
+        let (snapshot, _) = self.service_map(false).await?;
+        let mounts = &snapshot.map.mounts;
+        let target = route::resolve(&path, parts.uri.query(), mounts).map_err(ClientError::from)?;
+        if let Some(name) = &target.package {
+            tracing::Span::current().record("package", name.as_str());
         }
+        package.clone_from(&target.package);
+        let mount = mounts
+            .get(target.mount)
+            .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+        let url = mount.upstream_url(&target.rest);
+        if target.kind == TargetKind::Publish {
+            // Publish calls authenticate with their API key (publish.mode).
+            let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
+            return self.publish(call, &url, parts, body, &snapshot.map).await;
+        }
+        auth::check_read(&self.config, &parts.headers)?;
+        read_only(&parts)?;
+        self.read(
+            &parts,
+            &target,
+            url,
+            Transform::Rewrite(snapshot.map.clone()),
+        )
+        .await
     }
 
     /// Phases 2–4 for a read under a mount.
@@ -265,6 +277,10 @@ impl Proxy {
 fn read_only(parts: &Parts) -> Result<(), ProxyError> {
     match parts.method {
         Method::GET | Method::HEAD => Ok(()),
-        ref other => Err(ClientError::MethodNotAllowed(other.to_string()).into()),
+        ref other => Err(ClientError::MethodNotAllowed {
+            method: other.to_string(),
+            allow: "GET, HEAD",
+        }
+        .into()),
     }
 }

@@ -14,7 +14,7 @@ use http::{Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::cache::{CacheStatus, Entry};
-use crate::error::ProxyError;
+use crate::error::{ClientError, ProxyError};
 use crate::rewrite::Rendered;
 use crate::server::body::{empty, file_body, full, Body, Extent};
 use crate::stash::Download;
@@ -169,8 +169,18 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
 /// The error as a status and a one-line reason.
 pub(crate) fn error(error: &ProxyError) -> Response<Body> {
     let mut response = text(error.status(), &error.to_string());
-    if let ProxyError::Client(crate::error::ClientError::MethodNotAllowed(_)) = error {
-        set(response.headers_mut(), http::header::ALLOW, "GET, HEAD");
+    match error {
+        ProxyError::Client(ClientError::MethodNotAllowed { allow, .. }) => {
+            set(response.headers_mut(), http::header::ALLOW, allow);
+        }
+        ProxyError::Client(ClientError::Unauthorized(_)) => {
+            set(
+                response.headers_mut(),
+                http::header::WWW_AUTHENTICATE,
+                "Basic realm=\"nucache\"",
+            );
+        }
+        _ => {}
     }
     response
 }

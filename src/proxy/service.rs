@@ -113,6 +113,6 @@ impl Proxy {
 
     /// Publish resources are listed only when nucache forwards them.
     pub(super) fn publish_enabled(&self) -> bool {
-        false
+        self.config.publish.enabled
     }
 }

@@ -26,22 +26,33 @@ pub(crate) struct AccessRecord {
     pub bytes: u64,
 }
 
+/// One access line at the given level (the fields are the same at every level).
+macro_rules! access_line {
+    ($level:ident, $record:expr, $ms:expr, $cache:expr, $package:expr, $failed:expr, $reason:expr) => {
+        tracing::$level!(
+            target: "nucache::access",
+            id = %$record.request_id, method = %$record.method, path = %$record.path,
+            status = $record.status, bytes = $record.bytes, ms = format_args!("{:.1}", $ms),
+            cache = $cache, package = $package, failed = $failed, error = %$reason,
+        )
+    };
+}
+
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let cache = self.cache.map(CacheStatus::as_str).unwrap_or("-");
         let package = self.package.as_deref().unwrap_or("-");
-        match &self.error {
-            None => tracing::info!(
-                target: "nucache::access",
-                id = %self.request_id, method = %self.method, path = %self.path, status = self.status,
-                bytes = self.bytes, ms = format_args!("{ms:.1}"), cache, package,
-            ),
-            Some((party, reason)) => tracing::warn!(
-                target: "nucache::access",
-                id = %self.request_id, method = %self.method, path = %self.path, status = self.status,
-                bytes = self.bytes, ms = format_args!("{ms:.1}"), cache, package, failed = party, error = %reason,
-            ),
+        let (failed, reason) = match &self.error {
+            Some((party, reason)) => (*party, reason.as_str()),
+            None => ("-", "-"),
+        };
+        // 404s and refused keys are the client's business; 5xx and broken
+        // bodies are ours to look at.
+        if self.status >= 500 || (self.error.is_some() && self.status < 400) {
+            access_line!(warn, self, ms, cache, package, failed, reason);
+        } else {
+            access_line!(info, self, ms, cache, package, failed, reason);
         }
     }
 }

@@ -1,5 +1,5 @@
-//! JSON documents, shaped like nuget.org's (see upstream.py and the protocol
-//! notes, sections 2-5 and 7-9).
+//! JSON documents, shaped like nuget.org's or a private feed's (see the
+//! protocol notes, sections 2-5, 7-9 and 10.6).
 
 use std::collections::HashMap;
 
@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha512};
 
+use super::layout::{Hive, Layout};
 use super::model::{iso, Package, Store, BASE_TIME, UNLISTED_PUBLISHED};
 
 /// nuget.org inlines every leaf in the registration index below this count.
@@ -14,57 +15,32 @@ const INLINE_LIMIT: usize = 128;
 const PAGE_SIZE: usize = 64;
 const CATALOG_STAMP: &str = "2020.01.01.00.00.00";
 
-/// Base URLs of the three hosts, without a trailing slash.
-#[derive(Clone, Debug)]
-pub(crate) struct Origins {
-    pub(crate) api: String,
-    pub(crate) search: String,
-    pub(crate) www: String,
-}
-
-/// The registration hives of nuget.org.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hive {
-    Semver1,
-    GzSemver1,
-    GzSemver2,
-}
-
-impl Hive {
-    pub(crate) fn from_name(name: &str) -> Option<Hive> {
-        [Hive::Semver1, Hive::GzSemver1, Hive::GzSemver2]
-            .into_iter()
-            .find(|h| h.name() == name)
-    }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Hive::Semver1 => "registration5-semver1",
-            Hive::GzSemver1 => "registration5-gz-semver1",
-            Hive::GzSemver2 => "registration5-gz-semver2",
-        }
-    }
-
-    pub(crate) fn gzip(self) -> bool {
-        self != Hive::Semver1
-    }
-
-    pub(crate) fn semver2(self) -> bool {
-        self == Hive::GzSemver2
-    }
-}
-
 /// Builds documents from a store snapshot.
 pub(crate) struct Docs<'a> {
     pub(crate) store: &'a Store,
-    pub(crate) o: &'a Origins,
+    pub(crate) layout: &'a Layout,
 }
 
 // ---------------------------------------------------------------------------
 // service index
 
-pub(crate) fn service_index(o: &Origins) -> Value {
-    let resources: Vec<Value> = resource_table(o)
+/// (`@type`, `@id`, comment)
+type Resource = (String, String, String);
+
+/// Search `@type` suffixes nuget.org lists, with their comment endings.
+const SEARCH_ALIASES: [(&str, &str); 4] = [
+    ("", ""),
+    ("/3.0.0-rc", " used by RC clients"),
+    ("/3.0.0-beta", " used by beta clients"),
+    ("/3.5.0", " that supports package type filtering"),
+];
+
+pub(crate) fn service_index(l: &Layout) -> Value {
+    let table = match l.private() {
+        false => nuget_org_resources(l),
+        true => private_feed_resources(l),
+    };
+    let resources: Vec<Value> = table
         .into_iter()
         .map(|(ty, id, comment)| {
             let mut r = json!({"@id": id, "@type": ty});
@@ -85,30 +61,38 @@ pub(crate) fn service_index(o: &Origins) -> Value {
     })
 }
 
-/// (`@type`, `@id`, comment) in nuget.org's order.
-fn resource_table(o: &Origins) -> Vec<(String, String, String)> {
-    let (api, search, www) = (&o.api, &o.search, &o.www);
+/// Query and autocomplete under every alias nuget.org lists.
+fn search_resources(l: &Layout, service: &str) -> Vec<Resource> {
     let mut t = Vec::new();
-    let mut add = |ty: &str, id: String, comment: String| t.push((ty.to_string(), id, comment));
-    let aliases = [
-        ("", ""),
-        ("/3.0.0-rc", " used by RC clients"),
-        ("/3.0.0-beta", " used by beta clients"),
-        ("/3.5.0", " that supports package type filtering"),
-    ];
-    for (name, path, what) in [
-        ("SearchQueryService", "query", "Query"),
-        ("SearchAutocompleteService", "autocomplete", "Autocomplete"),
+    for (name, url, what) in [
+        ("SearchQueryService", l.query_url(), "Query"),
+        (
+            "SearchAutocompleteService",
+            l.autocomplete_url(),
+            "Autocomplete",
+        ),
     ] {
-        for (suffix, who) in aliases {
-            let comment = format!("{what} endpoint of NuGet Search service (primary){who}");
-            add(
-                &format!("{name}{suffix}"),
-                format!("{search}/{path}"),
-                comment,
-            );
+        for (suffix, who) in SEARCH_ALIASES {
+            let comment = format!("{what} endpoint of {service}{who}");
+            t.push((format!("{name}{suffix}"), url.clone(), comment));
         }
     }
+    t
+}
+
+fn package_base_comment(l: &Layout) -> String {
+    let nupkg = format!(
+        "{}{{id-lower}}/{{version-lower}}/{{id-lower}}.{{version-lower}}.nupkg",
+        l.flat_base()
+    );
+    format!("Base URL of where NuGet packages are stored, in the format {nupkg}")
+}
+
+/// (`@type`, `@id`, comment) in nuget.org's order.
+fn nuget_org_resources(l: &Layout) -> Vec<Resource> {
+    let (api, search, www) = (&l.api, &l.search, &l.www);
+    let mut t = search_resources(l, "NuGet Search service (primary)");
+    let mut add = |ty: &str, id: String, comment: String| t.push((ty.to_string(), id, comment));
     let gallery = "Azure Website based Search Service used by Gallery (primary)";
     add(
         "SearchGalleryQueryService/3.0.0-rc",
@@ -116,7 +100,7 @@ fn resource_table(o: &Origins) -> Vec<(String, String, String)> {
         gallery.into(),
     );
     let reg = "Base URL of Azure storage where NuGet package registration info is stored";
-    let semver1 = format!("{api}/v3/registration5-semver1/");
+    let semver1 = l.hive_base(Hive::Semver1);
     for (suffix, who) in [
         ("", ""),
         ("/3.0.0-beta", " used by Beta clients"),
@@ -132,7 +116,7 @@ fn resource_table(o: &Origins) -> Vec<(String, String, String)> {
     let comment = format!("{gz} does not include SemVer 2.0.0 packages.");
     add(
         "RegistrationsBaseUrl/3.4.0",
-        format!("{api}/v3/registration5-gz-semver1/"),
+        l.hive_base(Hive::GzSemver1),
         comment,
     );
     for ty in [
@@ -140,18 +124,16 @@ fn resource_table(o: &Origins) -> Vec<(String, String, String)> {
         "RegistrationsBaseUrl/Versioned",
     ] {
         let comment = format!("{gz} includes SemVer 2.0.0 packages.");
-        add(ty, format!("{api}/v3/registration5-gz-semver2/"), comment);
+        add(ty, l.hive_base(Hive::GzSemver2), comment);
     }
-    let nupkg = format!("{api}/v3-flatcontainer/{{id-lower}}/{{version-lower}}/{{id-lower}}.{{version-lower}}.nupkg");
-    let comment = format!("Base URL of where NuGet packages are stored, in the format {nupkg}");
     add(
         "PackageBaseAddress/3.0.0",
-        format!("{api}/v3-flatcontainer/"),
-        comment,
+        l.flat_base(),
+        package_base_comment(l),
     );
     add(
         "PackagePublish/2.0.0",
-        format!("{api}/api/v2/package"),
+        l.publish_url(),
         "The gallery publish endpoint.".into(),
     );
     let comment = "The gallery symbol publish endpoint.".into();
@@ -185,7 +167,7 @@ fn resource_table(o: &Origins) -> Vec<(String, String, String)> {
         id,
         format!("{template} owner URL for packages"),
     );
-    let id = format!("{api}/v3-flatcontainer/{{lower_id}}/{{lower_version}}/readme");
+    let id = format!("{}{{lower_id}}/{{lower_version}}/readme", l.flat_base());
     let comment = format!("{template} a URL for downloading a package's README.");
     add("ReadmeUriTemplate/6.13.0", id, comment);
     let id = format!("{semver1}{{id-lower}}/index.json");
@@ -218,22 +200,53 @@ fn resource_table(o: &Origins) -> Vec<(String, String, String)> {
     t
 }
 
+/// An Azure Artifacts-like feed: everything on the api host under the
+/// prefix; no catalog, repository signatures, vulnerability info or
+/// human pages.
+fn private_feed_resources(l: &Layout) -> Vec<Resource> {
+    let mut t = search_resources(l, "the feed's search service");
+    let mut add = |ty: &str, id: String, comment: String| t.push((ty.to_string(), id, comment));
+    let reg = "Base URL of the feed's package registration info";
+    for suffix in ["", "/3.0.0-beta", "/3.0.0-rc"] {
+        let comment = format!("{reg}. It does not include SemVer 2.0.0 packages.");
+        add(
+            &format!("RegistrationsBaseUrl{suffix}"),
+            l.hive_base(Hive::Private),
+            comment,
+        );
+    }
+    for ty in [
+        "RegistrationsBaseUrl/3.6.0",
+        "RegistrationsBaseUrl/Versioned",
+    ] {
+        let comment = format!("{reg}. It includes SemVer 2.0.0 packages.");
+        add(ty, l.hive_base(Hive::PrivateSemver2), comment);
+    }
+    add(
+        "PackageBaseAddress/3.0.0",
+        l.flat_base(),
+        package_base_comment(l),
+    );
+    add(
+        "PackagePublish/2.0.0",
+        l.publish_url(),
+        "The feed's publish endpoint.".into(),
+    );
+    t
+}
+
 // ---------------------------------------------------------------------------
 // URLs
 
 impl Docs<'_> {
-    pub(crate) fn hive_base(&self, hive: Hive) -> String {
-        format!("{}/v3/{}/", self.o.api, hive.name())
-    }
-
     fn reg_index_url(&self, hive: Hive, lower_id: &str) -> String {
-        format!("{}{lower_id}/index.json", self.hive_base(hive))
+        format!("{}{lower_id}/index.json", self.layout.hive_base(hive))
     }
 
     fn reg_leaf_url(&self, hive: Hive, pkg: &Package) -> String {
         format!(
             "{}{}/{}.json",
-            self.hive_base(hive),
+            self.layout.hive_base(hive),
             pkg.lower_id(),
             pkg.lower_ver()
         )
@@ -241,8 +254,8 @@ impl Docs<'_> {
 
     fn flat_url(&self, pkg: &Package, file: &str) -> String {
         format!(
-            "{}/v3-flatcontainer/{}/{}/{file}",
-            self.o.api,
+            "{}{}/{}/{file}",
+            self.layout.flat_base(),
             pkg.lower_id(),
             pkg.lower_ver()
         )
@@ -255,10 +268,15 @@ impl Docs<'_> {
         )
     }
 
-    fn catalog_leaf_url(&self, pkg: &Package) -> String {
+    /// The catalog leaf; a private feed has no catalog, so its catalog
+    /// entries are the registration leaves (as BaGet does).
+    fn catalog_leaf_url(&self, hive: Hive, pkg: &Package) -> String {
+        if self.layout.private() {
+            return self.reg_leaf_url(hive, pkg);
+        }
         format!(
             "{}/v3/catalog0/data/{CATALOG_STAMP}/{}.{}.json",
-            self.o.api,
+            self.layout.feed(),
             pkg.lower_id(),
             pkg.lower_ver()
         )
@@ -267,7 +285,7 @@ impl Docs<'_> {
     fn license_url(&self, pkg: &Package) -> String {
         format!(
             "{}/packages/{}/{}/license",
-            self.o.www,
+            self.layout.www,
             pkg.id,
             pkg.version.normalized()
         )
@@ -322,7 +340,7 @@ fn reg_context() -> Value {
 
 impl Docs<'_> {
     fn catalog_entry(&self, hive: Hive, pkg: &Package) -> Value {
-        let leaf = self.catalog_leaf_url(pkg);
+        let leaf = self.catalog_leaf_url(hive, pkg);
         let mut e = Map::new();
         e.insert("@id".into(), json!(leaf));
         e.insert("@type".into(), json!("PackageDetails"));
@@ -441,7 +459,7 @@ impl Docs<'_> {
         let upper = chunk.last().map(|p| p.lower_ver()).unwrap_or_default();
         format!(
             "{}{lower_id}/page/{lower}/{upper}.json",
-            self.hive_base(hive)
+            self.layout.hive_base(hive)
         )
     }
 
@@ -515,7 +533,7 @@ impl Docs<'_> {
         Some(json!({
             "@id": self.reg_leaf_url(hive, pkg),
             "@type": ["Package", "http://schema.nuget.org/catalog#Permalink"],
-            "catalogEntry": self.catalog_leaf_url(pkg),
+            "catalogEntry": self.catalog_leaf_url(hive, pkg),
             "listed": pkg.listed,
             "packageContent": self.content_url(pkg),
             "published": Self::published(pkg),
@@ -537,7 +555,7 @@ impl Docs<'_> {
 
 impl Docs<'_> {
     pub(crate) fn catalog_index(&self) -> Value {
-        let api = &self.o.api;
+        let api = self.layout.feed();
         let stamp = iso(self.store.mtime());
         json!({
             "@id": format!("{api}/v3/catalog0/index.json"),
@@ -558,13 +576,13 @@ impl Docs<'_> {
     }
 
     pub(crate) fn catalog_page(&self) -> Value {
-        let api = &self.o.api;
+        let api = self.layout.feed();
         let items: Vec<Value> = self
             .store
             .all()
             .map(|p| {
-                json!({"@id": self.catalog_leaf_url(p), "@type": "nuget:PackageDetails",
-                    "commitId": self.store.commit_id(), "commitTimeStamp": iso(p.published),
+                json!({"@id": self.catalog_leaf_url(Hive::GzSemver2, p),
+                    "@type": "nuget:PackageDetails", "commitId": self.store.commit_id(), "commitTimeStamp": iso(p.published),
                     "nuget:id": p.id, "nuget:version": p.version.full()})
             })
             .collect();
@@ -604,12 +622,13 @@ pub(crate) fn repository_signatures() -> Value {
     json!({"allRepositorySigned": false, "signingCertificates": []})
 }
 
-pub(crate) fn vulnerability_index(o: &Origins) -> Value {
+pub(crate) fn vulnerability_index(l: &Layout) -> Value {
     let updated = iso(BASE_TIME);
+    let api = l.feed();
     json!([
-        {"@name": "base", "@id": format!("{}/v3/vulnerabilities/base.json", o.api),
+        {"@name": "base", "@id": format!("{api}/v3/vulnerabilities/base.json"),
          "@updated": updated, "comment": "The base data for vulnerability update periodically"},
-        {"@name": "update", "@id": format!("{}/v3/vulnerabilities/update.json", o.api),
+        {"@name": "update", "@id": format!("{api}/v3/vulnerabilities/update.json"),
          "@updated": updated,
          "comment": "The patch data for the vulnerability. Contains all the vulnerabilities since base was updated."}
     ])
@@ -673,11 +692,7 @@ impl Docs<'_> {
     pub(crate) fn search(&self, q: &Query) -> Value {
         let opts = SearchOpts::from(q);
         let text = q.get("q").map(String::as_str).unwrap_or("");
-        let hive = if opts.semver2 {
-            Hive::GzSemver2
-        } else {
-            Hive::Semver1
-        };
+        let hive = self.layout.search_hive(opts.semver2);
         let mut hits: Vec<(&String, Vec<&Package>)> = self
             .store
             .ids()
@@ -697,7 +712,7 @@ impl Docs<'_> {
             .collect();
         json!({
             "@context": {"@vocab": "http://schema.nuget.org/schema#",
-                         "@base": self.hive_base(hive)},
+                         "@base": self.layout.hive_base(hive)},
             "totalHits": hits.len(),
             "data": data
         })

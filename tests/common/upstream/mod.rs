@@ -1,17 +1,24 @@
-//! An in-process, nuget.org-shaped NuGet V3 upstream for integration tests.
+//! An in-process NuGet V3 upstream for integration tests.
 //!
-//! Three HTTP/1.1 listeners on 127.0.0.1 mimic nuget.org's hosts:
+//! By default three HTTP/1.1 listeners on 127.0.0.1 mimic nuget.org's hosts:
 //!
 //! * `api`: service index, flat container, the three registration hives,
 //!   catalog, repository signatures, vulnerability info and publishing;
 //! * `search`: `/query` and `/autocomplete`;
 //! * `www`: the human pages the URI templates point at.
 //!
+//! [`FakeOptions`] turn it into a private feed (Azure Artifacts / GitHub
+//! Packages style: everything on the api host under a path prefix), make
+//! every body chunked, or redirect `.nupkg` downloads to a fourth `cdn`
+//! listener.
+//!
 //! Every request is recorded before faults are applied; faults
-//! ([`Fault`]) apply to the api and search hosts only. Dropping the
-//! [`FakeUpstream`] closes the listeners and ends every task it spawned.
+//! ([`Fault`]) and basic auth apply to the api and search hosts only.
+//! Dropping the [`FakeUpstream`] closes the listeners and ends every task
+//! it spawned.
 
 mod docs;
+mod layout;
 mod model;
 mod routes;
 mod server;
@@ -29,7 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use model::Corpus;
 
-use docs::Origins;
+use layout::Layout;
 use model::Store;
 use server::{Ctl, Listener};
 
@@ -39,24 +46,55 @@ pub fn fake_nupkg(id: &str, version: &str) -> Vec<u8> {
     model::fake_nupkg(id, version)
 }
 
-/// Which of the three hosts a request reached.
+/// Which host a request reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     Api,
     Search,
     Www,
+    /// Serves redirected `.nupkg` downloads
+    /// ([`FakeOptions::redirect_packages_to_cdn`]).
+    Cdn,
 }
 
 impl Role {
-    const ALL: [Role; 3] = [Role::Api, Role::Search, Role::Www];
+    const COUNT: usize = 4;
 
     fn index(self) -> usize {
         match self {
             Role::Api => 0,
             Role::Search => 1,
             Role::Www => 2,
+            Role::Cdn => 3,
         }
     }
+
+    /// Subject to faults and basic auth.
+    fn guarded(self) -> bool {
+        matches!(self, Role::Api | Role::Search)
+    }
+}
+
+/// The shape of the fake feed; the default is nuget.org's.
+#[derive(Clone, Debug, Default)]
+pub struct FakeOptions {
+    /// Non-empty: a private feed whose every resource lives on the api host
+    /// under this prefix (e.g. `/_packaging/feed/nuget`): service index
+    /// `{prefix}/v3/index.json`, flat container `{prefix}/v3/flatcontainer/`,
+    /// plain-JSON hives `{prefix}/v3/registrations2/` (SemVer 1) and
+    /// `{prefix}/v3/registrations2-semver2/`, search `{prefix}/v3/query2/`,
+    /// autocomplete `{prefix}/v3/autocomplete/`, publish `{prefix}/v2/`.
+    /// No catalog, repository signatures or vulnerability info; paths
+    /// outside the prefix and the search host answer 404.
+    /// Empty: nuget.org's shape on three hosts.
+    pub path_prefix: String,
+    /// Every response body goes out `Transfer-Encoding: chunked`, without
+    /// `Content-Length` (answers to HEAD and 304s are unchanged).
+    pub chunked: bool,
+    /// `.nupkg` downloads answer 303 See Other to a fourth listener
+    /// ([`Role::Cdn`], see [`FakeUpstream::cdn`]) that serves the bytes;
+    /// it records requests but knows no faults and no basic auth.
+    pub redirect_packages_to_cdn: bool,
 }
 
 /// One request as received (recorded before any fault is applied).
@@ -113,44 +151,70 @@ impl FakeUpstream {
         FakeUpstream::start_with(Corpus::default_corpus()).await
     }
 
+    /// nuget.org's shape ([`FakeOptions::default`]).
     pub async fn start_with(corpus: Corpus) -> FakeUpstream {
+        FakeUpstream::start_with_options(corpus, FakeOptions::default()).await
+    }
+
+    pub async fn start_with_options(corpus: Corpus, options: FakeOptions) -> FakeUpstream {
         let bind = || Listener::bind_any().expect("fake upstream: bind 127.0.0.1:0");
-        let listeners = [bind(), bind(), bind()];
-        let origin = |l: &Listener| format!("http://{}", l.addr());
-        let origins = Origins {
-            api: origin(&listeners[0]),
-            search: origin(&listeners[1]),
-            www: origin(&listeners[2]),
+        let mut listeners = vec![
+            (Role::Api, bind()),
+            (Role::Search, bind()),
+            (Role::Www, bind()),
+        ];
+        if options.redirect_packages_to_cdn {
+            listeners.push((Role::Cdn, bind()));
+        }
+        let origin = |role: Role| {
+            let (_, listener) = listeners.iter().find(|(r, _)| *r == role)?;
+            Some(format!("http://{}", listener.addr()))
         };
-        let shared = Arc::new(Shared::new(origins, Store::new(corpus), listeners));
-        let tasks = Role::ALL
+        let layout = Layout {
+            api: origin(Role::Api).expect("api listener"),
+            search: origin(Role::Search).expect("search listener"),
+            www: origin(Role::Www).expect("www listener"),
+            cdn: origin(Role::Cdn),
+            prefix: layout::normalize_prefix(&options.path_prefix),
+        };
+        let shared = Shared::new(layout, options.chunked, Store::new(corpus), listeners);
+        let shared = Arc::new(shared);
+        let tasks = shared
+            .listeners
             .iter()
-            .map(|&role| tokio::spawn(server::accept_loop(shared.clone(), role)))
+            .map(|(role, _)| tokio::spawn(server::accept_loop(shared.clone(), *role)))
             .collect();
         FakeUpstream { shared, tasks }
     }
 
-    /// `{api}/v3/index.json`
+    /// `{api}{prefix}/v3/index.json`
     pub fn index_url(&self) -> String {
-        format!("{}/v3/index.json", self.api())
+        self.shared.layout.index_url()
     }
 
     /// `http://127.0.0.1:PORT` of the api host (no trailing slash).
     pub fn api(&self) -> String {
-        self.shared.origins.api.clone()
+        self.shared.layout.api.clone()
     }
 
     pub fn search(&self) -> String {
-        self.shared.origins.search.clone()
+        self.shared.layout.search.clone()
     }
 
     pub fn www(&self) -> String {
-        self.shared.origins.www.clone()
+        self.shared.layout.www.clone()
     }
 
-    /// api, search, www.
+    /// The cdn host, when `.nupkg` downloads are redirected.
+    pub fn cdn(&self) -> Option<String> {
+        self.shared.layout.cdn.clone()
+    }
+
+    /// api, search, www, then cdn if present.
     pub fn origins(&self) -> Vec<String> {
-        vec![self.api(), self.search(), self.www()]
+        let mut origins = vec![self.api(), self.search(), self.www()];
+        origins.extend(self.cdn());
+        origins
     }
 
     /// The global fault of the api and search hosts.
@@ -181,7 +245,7 @@ impl FakeUpstream {
         self.shared.set_refusing(false);
     }
 
-    /// Every request received on api/search/www, in order.
+    /// Every request received on any host, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.log)
             .iter()
@@ -233,7 +297,8 @@ impl FakeUpstream {
         lock(&self.shared.settings).api_key = key.map(str::to_string);
     }
 
-    /// When Some, api/search requests without this Basic auth get 401.
+    /// When Some, api/search requests without this Basic auth get 401
+    /// (`WWW-Authenticate: Basic realm="fake"`); www and cdn never ask.
     pub fn set_basic_auth(&self, user_pass: Option<(&str, &str)>) {
         lock(&self.shared.settings).basic = user_pass.map(|(user, pass)| {
             let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
@@ -257,7 +322,7 @@ impl FakeUpstream {
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
         self.shared.ctl.send_modify(|c| c.shutdown = true);
-        for listener in &self.shared.listeners {
+        for (_, listener) in &self.shared.listeners {
             listener.close();
         }
         for task in &self.tasks {
@@ -292,7 +357,9 @@ struct Pushes {
 
 /// State shared by the handle and every server task.
 pub(crate) struct Shared {
-    origins: Origins,
+    layout: Layout,
+    /// Bodies go out chunked ([`FakeOptions::chunked`]).
+    chunked: bool,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     /// Bumped on every fault change (wakes `Hang` and `StallBody`).
@@ -302,7 +369,7 @@ pub(crate) struct Shared {
     next_seq: AtomicU64,
     settings: Mutex<Settings>,
     pushes: Mutex<Pushes>,
-    listeners: [Listener; 3],
+    listeners: Vec<(Role, Listener)>,
     handle: Handle,
 }
 
@@ -312,9 +379,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(origins: Origins, store: Store, listeners: [Listener; 3]) -> Shared {
+    fn new(
+        layout: Layout,
+        chunked: bool,
+        store: Store,
+        listeners: Vec<(Role, Listener)>,
+    ) -> Shared {
         Shared {
-            origins,
+            layout,
+            chunked,
             store: Mutex::new(store),
             faults: Mutex::new(Faults {
                 global: Fault::Ok,
@@ -337,18 +410,23 @@ impl Shared {
 
     fn origin(&self, role: Role) -> &str {
         match role {
-            Role::Api => &self.origins.api,
-            Role::Search => &self.origins.search,
-            Role::Www => &self.origins.www,
+            Role::Api => &self.layout.api,
+            Role::Search => &self.layout.search,
+            Role::Www => &self.layout.www,
+            Role::Cdn => self.layout.cdn.as_deref().unwrap_or_default(),
         }
     }
 
+    /// Panics for the cdn role when there is no cdn listener.
     fn listener(&self, role: Role) -> &Listener {
-        &self.listeners[role.index()]
+        self.listeners
+            .iter()
+            .find_map(|(r, listener)| (*r == role).then_some(listener))
+            .unwrap_or_else(|| panic!("fake upstream: no {role:?} listener"))
     }
 
     fn fault_for(&self, role: Role, path: &str) -> Fault {
-        if role == Role::Www {
+        if !role.guarded() {
             return Fault::Ok;
         }
         let faults = lock(&self.faults);

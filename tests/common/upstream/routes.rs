@@ -4,12 +4,13 @@
 use std::io::Write as _;
 
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
-use super::docs::{self, Docs, Hive, Query};
-use super::model::{xml_escape, BASE_TIME};
+use super::docs::{self, Docs, Query};
+use super::layout::{Hive, CDN_SIGNATURE};
+use super::model::{xml_escape, Package, BASE_TIME};
 use super::{Role, Shared};
 
 /// What the body is, for faults that only touch some bodies.
@@ -84,6 +85,14 @@ impl Reply {
     fn method_not_allowed() -> Reply {
         Reply::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     }
+
+    fn see_other(location: &str) -> Reply {
+        let mut reply = Reply::new(StatusCode::SEE_OTHER, "text/plain", "");
+        if let Ok(value) = HeaderValue::from_str(location) {
+            reply.headers.insert(LOCATION, value);
+        }
+        reply
+    }
 }
 
 /// The request as the router sees it (the body has been drained).
@@ -101,8 +110,8 @@ pub(crate) fn route(shared: &Shared, req: &Req<'_>) -> Reply {
     match req.role {
         Role::Www => route_www(req),
         Role::Search => route_search(shared, req),
-        Role::Api if is_publish_path(req.path) => route_publish(shared, req),
         Role::Api => route_api(shared, req),
+        Role::Cdn => route_cdn(shared, req),
     }
 }
 
@@ -113,21 +122,33 @@ fn is_read(method: &Method) -> bool {
 // ---------------------------------------------------------------------------
 // search host
 
+/// nuget.org's search host; a private feed serves search on the api host
+/// and leaves this one answering 404.
 fn route_search(shared: &Shared, req: &Req<'_>) -> Reply {
     if !is_read(req.method) {
         return Reply::method_not_allowed();
     }
+    if shared.layout.private() {
+        return Reply::not_found();
+    }
     let store = shared.store();
     let docs = Docs {
         store: &store,
-        o: &shared.origins,
+        layout: &shared.layout,
     };
-    let doc = match req.path {
-        "/query" | "/" => docs.search(&req.query),
-        "/autocomplete" => docs.autocomplete(&req.query),
-        _ => return Reply::not_found(),
-    };
-    Reply::json(&doc, store.mtime())
+    match req.path {
+        "/query" | "/" => search(&docs, req),
+        "/autocomplete" => autocomplete(&docs, req),
+        _ => Reply::not_found(),
+    }
+}
+
+fn search(docs: &Docs<'_>, req: &Req<'_>) -> Reply {
+    Reply::json(&docs.search(&req.query), docs.store.mtime())
+}
+
+fn autocomplete(docs: &Docs<'_>, req: &Req<'_>) -> Reply {
+    Reply::json(&docs.autocomplete(&req.query), docs.store.mtime())
 }
 
 // ---------------------------------------------------------------------------
@@ -162,30 +183,45 @@ fn route_www(req: &Req<'_>) -> Reply {
 // ---------------------------------------------------------------------------
 // api host: reads
 
+/// The api host: with a path prefix, nothing outside it exists.
 fn route_api(shared: &Shared, req: &Req<'_>) -> Reply {
+    let layout = &shared.layout;
+    let Some(rest) = req
+        .path
+        .strip_prefix(layout.prefix.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+    else {
+        return Reply::not_found();
+    };
+    let segs: Vec<&str> = rest.split('/').collect();
+    if let Some((target, rest)) = publish_target(layout.private(), &segs) {
+        return route_publish(shared, req, target, rest);
+    }
     if !is_read(req.method) {
         return Reply::method_not_allowed();
     }
     let store = shared.store();
     let docs = Docs {
         store: &store,
-        o: &shared.origins,
+        layout,
     };
-    let mtime = store.mtime();
-    let segs: Vec<&str> = req
-        .path
-        .strip_prefix('/')
-        .unwrap_or("")
-        .split('/')
-        .collect();
     if let ["v3", name, rest @ ..] = segs.as_slice() {
-        if let Some(hive) = Hive::from_name(name) {
+        if let Some(hive) = layout.hive(name) {
             return registration(&docs, hive, rest);
         }
     }
     match segs.as_slice() {
-        ["v3", "index.json"] => Reply::json(&docs::service_index(&shared.origins), BASE_TIME),
-        ["v3-flatcontainer", rest @ ..] => flat_container(&docs, rest),
+        ["v3", "index.json"] => Reply::json(&docs::service_index(layout), BASE_TIME),
+        segs if layout.private() => private_feed_reads(&docs, req, segs),
+        segs => nuget_org_reads(&docs, segs),
+    }
+}
+
+/// Reads only nuget.org has (paths from the host root).
+fn nuget_org_reads(docs: &Docs<'_>, segs: &[&str]) -> Reply {
+    let mtime = docs.store.mtime();
+    match segs {
+        ["v3-flatcontainer", rest @ ..] => flat_container(docs, rest),
         ["v3", "catalog0", "index.json"] => Reply::json(&docs.catalog_index(), mtime),
         ["v3", "catalog0", "page0.json"] => Reply::json(&docs.catalog_page(), mtime),
         ["v3", "catalog0", "data", _, file] => {
@@ -201,11 +237,21 @@ fn route_api(shared: &Shared, req: &Req<'_>) -> Reply {
             Reply::json(&docs::repository_signatures(), BASE_TIME)
         }
         ["v3", "vulnerabilities", "index.json"] => {
-            Reply::json(&docs::vulnerability_index(&shared.origins), BASE_TIME)
+            Reply::json(&docs::vulnerability_index(docs.layout), BASE_TIME)
         }
         ["v3", "vulnerabilities", "base.json" | "update.json"] => {
             Reply::json(&serde_json::json!({}), BASE_TIME)
         }
+        _ => Reply::not_found(),
+    }
+}
+
+/// Reads only a private feed has (paths below the prefix).
+fn private_feed_reads(docs: &Docs<'_>, req: &Req<'_>, segs: &[&str]) -> Reply {
+    match segs {
+        ["v3", "flatcontainer", rest @ ..] => flat_container(docs, rest),
+        ["v3", "query2"] | ["v3", "query2", ""] => search(docs, req),
+        ["v3", "autocomplete"] | ["v3", "autocomplete", ""] => autocomplete(docs, req),
         _ => Reply::not_found(),
     }
 }
@@ -223,17 +269,22 @@ fn flat_container(docs: &Docs<'_>, segs: &[&str]) -> Reply {
             Some(doc) => Reply::json(&doc, docs.store.mtime()),
             None => Reply::not_found(),
         },
-        [id, ver, file] => match docs.store.get(id, ver) {
-            Some(pkg) => package_file(pkg, id, ver, file),
-            None => Reply::not_found(),
+        [id, ver, file] => match (docs.store.get(id, ver), docs.layout.cdn_nupkg_url(id, ver)) {
+            (Some(_), Some(cdn)) if is_nupkg(id, ver, file) => Reply::see_other(&cdn),
+            (Some(pkg), _) => package_file(pkg, id, ver, file),
+            (None, _) => Reply::not_found(),
         },
         _ => Reply::not_found(),
     }
 }
 
-fn package_file(pkg: &super::model::Package, id: &str, ver: &str, file: &str) -> Reply {
+fn is_nupkg(id: &str, ver: &str, file: &str) -> bool {
+    file == format!("{id}.{ver}.nupkg")
+}
+
+fn package_file(pkg: &Package, id: &str, ver: &str, file: &str) -> Reply {
     let lm = pkg.published;
-    if file == format!("{id}.{ver}.nupkg") {
+    if is_nupkg(id, ver, file) {
         let mut reply = Reply::ok("application/octet-stream", pkg.nupkg.clone(), lm);
         reply.kind = Kind::Nupkg;
         reply
@@ -287,29 +338,44 @@ fn registration(docs: &Docs<'_>, hive: Hive, segs: &[&str]) -> Reply {
 // ---------------------------------------------------------------------------
 // api host: publishing
 
-fn is_publish_path(path: &str) -> bool {
-    path.starts_with("/api/v2/package") || path.starts_with("/api/v2/symbolpackage")
+/// What a publish path addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Publish {
+    Package,
+    Symbols,
 }
 
-fn route_publish(shared: &Shared, req: &Req<'_>) -> Reply {
+/// Splits `segs` (relative to the prefix) into a publish target and the
+/// segments after its base (a trailing empty segment dropped): nuget.org
+/// publishes at `/api/v2/package` and `/api/v2/symbolpackage`, a private
+/// feed at `{prefix}/v2`.
+fn publish_target<'s>(private: bool, segs: &'s [&'s str]) -> Option<(Publish, &'s [&'s str])> {
+    let (target, rest) = match (private, segs) {
+        (false, ["api", "v2", "package", rest @ ..]) => (Publish::Package, rest),
+        (false, ["api", "v2", "symbolpackage", rest @ ..]) => (Publish::Symbols, rest),
+        (true, ["v2", rest @ ..]) => (Publish::Package, rest),
+        _ => return None,
+    };
+    Some((target, rest.strip_suffix(&[""]).unwrap_or(rest)))
+}
+
+fn route_publish(shared: &Shared, req: &Req<'_>, target: Publish, rest: &[&str]) -> Reply {
     if !shared.api_key_ok(req.headers) {
         return Reply::error(StatusCode::FORBIDDEN, "The specified API key is invalid.");
     }
-    let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    match (req.method, segs.as_slice()) {
-        (&Method::PUT, ["api", "v2", "package"]) => push(shared, req),
-        (&Method::PUT, ["api", "v2", "symbolpackage"]) => {
+    match (req.method, target, rest) {
+        (&Method::PUT, Publish::Package, []) => push(shared, req),
+        (&Method::PUT, Publish::Symbols, []) => {
             shared.note_push(req.body_len, req.body_sha256, false);
             Reply::new(StatusCode::CREATED, "text/plain", "")
         }
-        (&Method::DELETE, ["api", "v2", "package", id, ver]) => {
+        (&Method::DELETE, Publish::Package, [id, ver]) => {
             relist(shared, id, ver, false, StatusCode::NO_CONTENT)
         }
-        (&Method::POST, ["api", "v2", "package", id, ver]) => {
+        (&Method::POST, Publish::Package, [id, ver]) => {
             relist(shared, id, ver, true, StatusCode::OK)
         }
-        (_, ["api", "v2", "package" | "symbolpackage", ..]) => Reply::method_not_allowed(),
-        _ => Reply::not_found(),
+        _ => Reply::method_not_allowed(),
     }
 }
 
@@ -327,6 +393,30 @@ fn relist(shared: &Shared, id: &str, ver: &str, listed: bool, ok: StatusCode) ->
     match shared.store().set_listed(id, ver, listed) {
         true => Reply::new(ok, "text/plain", ""),
         false => Reply::not_found(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// cdn host
+
+/// Blob storage behind redirected `.nupkg` downloads:
+/// `/blobs/{id}/{ver}/{id}.{ver}.nupkg?sv=...&sig=...`, as the redirect says.
+fn route_cdn(shared: &Shared, req: &Req<'_>) -> Reply {
+    if !is_read(req.method) {
+        return Reply::method_not_allowed();
+    }
+    let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    let ["blobs", id, ver, file] = segs.as_slice() else {
+        return Reply::not_found();
+    };
+    if req.query.get("sig").map(String::as_str) != Some(CDN_SIGNATURE) {
+        let message = "Server failed to authenticate the request.";
+        return Reply::error(StatusCode::FORBIDDEN, message);
+    }
+    let store = shared.store();
+    match store.get(id, ver) {
+        Some(pkg) if is_nupkg(id, ver, file) => package_file(pkg, id, ver, file),
+        _ => Reply::not_found(),
     }
 }
 

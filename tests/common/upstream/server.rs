@@ -1,5 +1,5 @@
-//! Listeners, connections and the request pipeline: record, fault, route,
-//! validators, framing.
+//! Listeners, connections and the request pipeline: record, fault, auth,
+//! route, validators, framing.
 
 use std::convert::Infallible;
 use std::io;
@@ -42,7 +42,7 @@ const EXTRA_BYTES: &[u8] = b"<these bytes are beyond Content-Length>";
 pub(crate) struct Ctl {
     pub(crate) shutdown: bool,
     /// Per role; bumping one drops every open connection of that role.
-    pub(crate) epochs: [u64; 3],
+    pub(crate) epochs: [u64; Role::COUNT],
 }
 
 // ---------------------------------------------------------------------------
@@ -284,6 +284,7 @@ async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let framing = Framing::of(&shared, req.method());
     let served = AssertUnwindSafe(serve(shared, role, conn, req))
         .catch_unwind()
         .await;
@@ -292,7 +293,7 @@ async fn handle(
             StatusCode::INTERNAL_SERVER_ERROR,
             "fake upstream handler panicked",
         );
-        build(reply, false, None)
+        build(reply, framing, None)
     }))
 }
 
@@ -319,6 +320,7 @@ async fn serve(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    let framing = Framing::of(&shared, &parts.method);
     let seq = shared.record(Recorded {
         host: role,
         method: parts.method.to_string(),
@@ -328,7 +330,7 @@ async fn serve(
     });
     let Ok((body_len, body_sha256)) = drain(body).await else {
         let reply = Reply::error(StatusCode::BAD_REQUEST, "could not read the request body");
-        return build(reply, false, None);
+        return build(reply, framing, None);
     };
     shared.set_body_len(seq, body_len);
     let cx = Ctx {
@@ -342,8 +344,8 @@ async fn serve(
         Ok(fault) => fault,
         Err(response) => return response,
     };
-    if role != Role::Www && !cx.shared.basic_ok(&parts.headers) {
-        return build(unauthorized(), false, None);
+    if role.guarded() && !cx.shared.basic_ok(&parts.headers) {
+        return build(unauthorized(), framing, None);
     }
     let req = Req {
         role,
@@ -375,7 +377,7 @@ fn unauthorized() -> Reply {
     let mut reply = Reply::error(StatusCode::UNAUTHORIZED, "authentication required");
     reply.headers.insert(
         http::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"fake-upstream\""),
+        HeaderValue::from_static("Basic realm=\"fake\""),
     );
     reply
 }
@@ -399,7 +401,7 @@ async fn pre_faults(cx: &Ctx) -> Result<Fault, Response<Body>> {
                 let status =
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let reply = Reply::error(status, &format!("fault injection: status {code}"));
-                return Err(build(reply, cx.method == Method::HEAD, None));
+                return Err(build(reply, Framing::of(&cx.shared, &cx.method), None));
             }
             Fault::RedirectLoop => return Err(redirect(cx)),
             _ => return Ok(fault),
@@ -428,7 +430,7 @@ fn redirect(cx: &Ctx) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(&location) {
         reply.headers.insert(LOCATION, value);
     }
-    build(reply, false, None)
+    build(reply, Framing::of(&cx.shared, &cx.method), None)
 }
 
 /// Applies body faults and validators, then frames the response.
@@ -454,7 +456,7 @@ fn respond(cx: &Ctx, parts: &Parts, mut reply: Reply, fault: Fault) -> Response<
         reply.body = corrupt(&reply.body);
     }
     let plan = plan_for(cx, &reply, fault);
-    build(reply, parts.method == Method::HEAD, plan)
+    build(reply, Framing::of(&cx.shared, &parts.method), plan)
 }
 
 fn insert(reply: &mut Reply, name: http::HeaderName, value: &str) {
@@ -570,23 +572,49 @@ impl Plan {
     }
 }
 
-/// The final response: headers, explicit `Content-Length`, body.
-fn build(reply: Reply, head: bool, plan: Option<Plan>) -> Response<Body> {
+/// How a response delimits its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// An answer to HEAD: `Content-Length` of the body GET would get, no body.
+    Head,
+    /// Explicit `Content-Length`, then the body.
+    Length,
+    /// `Transfer-Encoding: chunked`, no `Content-Length`: the body is a
+    /// stream without a size hint, which hyper can only send chunked.
+    Chunked,
+}
+
+impl Framing {
+    fn of(shared: &Shared, method: &Method) -> Framing {
+        match (method == Method::HEAD, shared.chunked) {
+            (true, _) => Framing::Head,
+            (false, true) => Framing::Chunked,
+            (false, false) => Framing::Length,
+        }
+    }
+}
+
+/// The final response: headers, framing, body.
+fn build(reply: Reply, framing: Framing, plan: Option<Plan>) -> Response<Body> {
     let no_body = matches!(reply.status.as_u16(), 100..=199 | 204 | 304);
     let mut response = Response::new(empty());
     *response.status_mut() = reply.status;
     *response.headers_mut() = reply.headers;
-    if !no_body {
+    if !no_body && framing != Framing::Chunked {
         response
             .headers_mut()
             .insert(CONTENT_LENGTH, HeaderValue::from(reply.body.len()));
     }
-    *response.body_mut() = match (no_body || head, plan) {
+    *response.body_mut() = match (no_body || framing == Framing::Head, plan) {
         (true, _) => empty(),
         (false, Some(plan)) => {
             let stream =
                 futures_util::stream::unfold(Some(plan), |p| async move { p?.next().await });
             StreamBody::new(stream).boxed_unsync()
+        }
+        (false, None) if framing == Framing::Chunked => {
+            let frame = (!reply.body.is_empty()).then(|| Ok(Frame::data(reply.body)));
+            StreamBody::new(futures_util::stream::iter(frame)).boxed_unsync()
         }
         (false, None) => Full::new(reply.body)
             .map_err(|never| match never {})

@@ -1,0 +1,209 @@
+//! Who may do what: reads (`auth.read`) and publish calls (`publish.mode`).
+//! Presented secrets are hashed and compared with every configured digest
+//! in constant time; none is ever logged or echoed.
+
+use base64::Engine as _;
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+use crate::config::{
+    matches_any_digest, same, AuthConfig, Config, PublishMode, ReadAccess, Secret,
+};
+use crate::error::ClientError;
+
+pub(crate) const API_KEY_HEADER: &str = "x-nuget-apikey";
+
+/// What a successful publish check decided to send upstream as the key.
+pub(crate) enum UpstreamKey {
+    /// nucache's own key (mode `keys`), or none when it has none.
+    Server(Option<Secret>),
+    /// The client's key, unchanged (mode `passthrough`).
+    Client(Option<HeaderValue>),
+}
+
+/// Checks read credentials; open feeds accept everyone.
+pub(crate) fn check_read(config: &Config, headers: &HeaderMap) -> Result<(), ClientError> {
+    let auth = &config.auth;
+    if auth.read == ReadAccess::Open {
+        return Ok(());
+    }
+    let keys: Vec<String> = auth
+        .read_keys
+        .iter()
+        .chain(&config.publish.client_keys)
+        .cloned()
+        .collect();
+    if let Some(key) = api_key(headers) {
+        return if matches_any_digest(key, &keys) {
+            Ok(())
+        } else {
+            Err(ClientError::Unauthorized(
+                "the API key is not valid for reading",
+            ))
+        };
+    }
+    match basic_credentials(headers) {
+        Some((user, password))
+            if user_matches(auth, &user, &password) || matches_any_digest(&password, &keys) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(ClientError::Unauthorized("invalid credentials")),
+        None => Err(ClientError::Unauthorized("credentials required")),
+    }
+}
+
+/// Checks a publish call's key and decides which key goes upstream.
+pub(crate) fn check_publish(
+    config: &Config,
+    headers: &HeaderMap,
+) -> Result<UpstreamKey, ClientError> {
+    let publish = &config.publish;
+    match publish.mode {
+        PublishMode::Passthrough => Ok(UpstreamKey::Client(headers.get(API_KEY_HEADER).cloned())),
+        PublishMode::Keys if publish.client_keys.is_empty() => Err(ClientError::Forbidden(
+            "publishing through nucache is not configured: list the SHA-256 of each client key in \
+             publish.client_keys (`nucache hash-key` makes one) and set publish.api_key",
+        )),
+        PublishMode::Keys => match api_key(headers) {
+            None => Err(ClientError::KeyRequired(
+                "an API key is required to publish",
+            )),
+            Some(key) if matches_any_digest(key, &publish.client_keys) => {
+                Ok(UpstreamKey::Server(publish.api_key.clone()))
+            }
+            Some(_) => Err(ClientError::Forbidden(
+                "the API key is not valid for publishing through nucache",
+            )),
+        },
+    }
+}
+
+fn api_key(headers: &HeaderMap) -> Option<&str> {
+    headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// `users` entries are `name:sha256hex(password)`; every entry is checked.
+fn user_matches(auth: &AuthConfig, user: &str, password: &str) -> bool {
+    let digest = crate::config::digest_hex(password);
+    let mut found = false;
+    for entry in &auth.users {
+        if let Some((name, expected)) = entry.split_once(':') {
+            let name_ok = name.len() == user.len() && same(name, user);
+            let password_ok = expected.len() == digest.len() && same(expected, &digest);
+            found |= name_ok & password_ok;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::digest_hex;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            if let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(*name),
+                HeaderValue::from_str(value),
+            ) {
+                map.insert(name, value);
+            }
+        }
+        map
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    fn config() -> Config {
+        let mut config = Config::default();
+        config.auth.read = ReadAccess::Required;
+        config.auth.users = vec![format!("alice:{}", digest_hex("wonderland"))];
+        config.auth.read_keys = vec![digest_hex("reader-key")];
+        config.publish.client_keys = vec![digest_hex("client-key")];
+        config.publish.api_key = Some(Secret::new("upstream-key"));
+        config
+    }
+
+    #[test]
+    fn reads_need_valid_credentials_when_required() {
+        let config = config();
+        assert!(check_read(&config, &headers(&[])).is_err());
+        assert!(check_read(
+            &config,
+            &headers(&[("authorization", &basic("alice", "wonderland"))])
+        )
+        .is_ok());
+        assert!(check_read(
+            &config,
+            &headers(&[("authorization", &basic("alice", "wrong"))])
+        )
+        .is_err());
+        assert!(check_read(
+            &config,
+            &headers(&[("authorization", &basic("bob", "wonderland"))])
+        )
+        .is_err());
+        assert!(check_read(
+            &config,
+            &headers(&[("authorization", &basic("any", "reader-key"))])
+        )
+        .is_ok());
+        assert!(check_read(&config, &headers(&[("x-nuget-apikey", "client-key")])).is_ok());
+        assert!(check_read(&config, &headers(&[("x-nuget-apikey", "nope")])).is_err());
+        assert!(check_read(&Config::default(), &headers(&[])).is_ok());
+    }
+
+    #[test]
+    fn publishing_needs_a_listed_client_key() {
+        let config = config();
+        assert!(matches!(
+            check_publish(&config, &headers(&[])),
+            Err(ClientError::KeyRequired(_))
+        ));
+        assert!(matches!(
+            check_publish(&config, &headers(&[("x-nuget-apikey", "wrong")])),
+            Err(ClientError::Forbidden(_))
+        ));
+        match check_publish(&config, &headers(&[("x-nuget-apikey", "client-key")])) {
+            Ok(UpstreamKey::Server(Some(key))) => assert_eq!(key.expose(), "upstream-key"),
+            _ => panic!("a listed key must pass with the server's key"),
+        }
+        let unconfigured = Config::default();
+        let refused = check_publish(&unconfigured, &headers(&[("x-nuget-apikey", "client-key")]));
+        assert!(
+            matches!(refused, Err(ClientError::Forbidden(reason)) if reason.contains("publish.client_keys"))
+        );
+    }
+
+    #[test]
+    fn passthrough_forwards_the_client_key() {
+        let mut config = config();
+        config.publish.mode = PublishMode::Passthrough;
+        match check_publish(&config, &headers(&[("x-nuget-apikey", "their-own")])) {
+            Ok(UpstreamKey::Client(Some(key))) => assert_eq!(key, "their-own"),
+            _ => panic!("passthrough must forward the client's key"),
+        }
+    }
+}
