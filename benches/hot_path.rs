@@ -39,22 +39,14 @@ fn registration_index(leaves: usize) -> Vec<u8> {
 
 fn mounts() -> Mounts {
     let mut mounts = Mounts::default();
-    mounts.add(
-        MountKind::PackageBase,
-        "https://api.nuget.org/v3-flatcontainer/",
-        "",
-    );
+    mounts.add(MountKind::PackageBase, "https://api.nuget.org/v3-flatcontainer/", "");
     mounts.add(
         MountKind::Registrations,
         "https://api.nuget.org/v3/registration5-gz-semver2/",
         "registration5-gz-semver2",
     );
     mounts.add(MountKind::Catalog, "https://api.nuget.org/v3/catalog0/", "");
-    mounts.add(
-        MountKind::Search,
-        "https://azuresearch-usnc.nuget.org/query",
-        "",
-    );
+    mounts.add(MountKind::Search, "https://azuresearch-usnc.nuget.org/query", "");
     mounts
 }
 
@@ -69,10 +61,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| rewrite_document(black_box(&upstream), &mounts))
     });
     group.bench_function("render for a new base URL", |b| {
-        b.iter(|| {
-            Template::new(template.clone(), "0123456789abcdef")
-                .render(black_box("http://nucache:5000"))
-        })
+        b.iter(|| Template::new(template.clone(), "0123456789abcdef").render(black_box("http://nucache:5000")))
     });
     let warm = Template::new(template.clone(), "0123456789abcdef");
     warm.render("http://nucache:5000").gzip();
@@ -92,9 +81,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     c.bench_function("normalize a version", |b| {
-        b.iter(|| {
-            NuGetVersion::parse(black_box("01.002.0003-RC.1+build.5")).map(|v| v.lower_normalized())
-        })
+        b.iter(|| NuGetVersion::parse(black_box("01.002.0003-RC.1+build.5")).map(|v| v.lower_normalized()))
     });
 }
 

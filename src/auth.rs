@@ -5,9 +5,7 @@
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
-use crate::config::{
-    matches_any_digest, same, AuthConfig, Config, PublishMode, ReadAccess, Secret,
-};
+use crate::config::{matches_any_digest, same, AuthConfig, Config, PublishMode, ReadAccess, Secret};
 use crate::error::ClientError;
 
 pub(crate) const API_KEY_HEADER: &str = "x-nuget-apikey";
@@ -36,15 +34,11 @@ pub(crate) fn check_read(config: &Config, headers: &HeaderMap) -> Result<(), Cli
         return if matches_any_digest(key, &keys) {
             Ok(())
         } else {
-            Err(ClientError::Unauthorized(
-                "the API key is not valid for reading",
-            ))
+            Err(ClientError::Unauthorized("the API key is not valid for reading"))
         };
     }
     match basic_credentials(headers) {
-        Some((user, password))
-            if user_matches(auth, &user, &password) || matches_any_digest(&password, &keys) =>
-        {
+        Some((user, password)) if user_matches(auth, &user, &password) || matches_any_digest(&password, &keys) => {
             Ok(())
         }
         Some(_) => Err(ClientError::Unauthorized("invalid credentials")),
@@ -53,10 +47,7 @@ pub(crate) fn check_read(config: &Config, headers: &HeaderMap) -> Result<(), Cli
 }
 
 /// Checks a publish call's key and decides which key goes upstream.
-pub(crate) fn check_publish(
-    config: &Config,
-    headers: &HeaderMap,
-) -> Result<UpstreamKey, ClientError> {
+pub(crate) fn check_publish(config: &Config, headers: &HeaderMap) -> Result<UpstreamKey, ClientError> {
     let publish = &config.publish;
     match publish.mode {
         PublishMode::Passthrough => Ok(UpstreamKey::Client(headers.get(API_KEY_HEADER).cloned())),
@@ -65,9 +56,7 @@ pub(crate) fn check_publish(
              publish.client_keys (`nucache hash-key` makes one) and set publish.api_key",
         )),
         PublishMode::Keys => match api_key(headers) {
-            None => Err(ClientError::KeyRequired(
-                "an API key is required to publish",
-            )),
+            None => Err(ClientError::KeyRequired("an API key is required to publish")),
             Some(key) if matches_any_digest(key, &publish.client_keys) => {
                 Ok(UpstreamKey::Server(publish.api_key.clone()))
             }
@@ -89,9 +78,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -119,10 +106,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::try_from(*name),
-                HeaderValue::from_str(value),
-            ) {
+            if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(*name), HeaderValue::from_str(value)) {
                 map.insert(name, value);
             }
         }
@@ -150,26 +134,10 @@ mod tests {
     fn reads_need_valid_credentials_when_required() {
         let config = config();
         assert!(check_read(&config, &headers(&[])).is_err());
-        assert!(check_read(
-            &config,
-            &headers(&[("authorization", &basic("alice", "wonderland"))])
-        )
-        .is_ok());
-        assert!(check_read(
-            &config,
-            &headers(&[("authorization", &basic("alice", "wrong"))])
-        )
-        .is_err());
-        assert!(check_read(
-            &config,
-            &headers(&[("authorization", &basic("bob", "wonderland"))])
-        )
-        .is_err());
-        assert!(check_read(
-            &config,
-            &headers(&[("authorization", &basic("any", "reader-key"))])
-        )
-        .is_ok());
+        assert!(check_read(&config, &headers(&[("authorization", &basic("alice", "wonderland"))])).is_ok());
+        assert!(check_read(&config, &headers(&[("authorization", &basic("alice", "wrong"))])).is_err());
+        assert!(check_read(&config, &headers(&[("authorization", &basic("bob", "wonderland"))])).is_err());
+        assert!(check_read(&config, &headers(&[("authorization", &basic("any", "reader-key"))])).is_ok());
         assert!(check_read(&config, &headers(&[("x-nuget-apikey", "client-key")])).is_ok());
         assert!(check_read(&config, &headers(&[("x-nuget-apikey", "nope")])).is_err());
         assert!(check_read(&Config::default(), &headers(&[])).is_ok());
@@ -192,9 +160,7 @@ mod tests {
         }
         let unconfigured = Config::default();
         let refused = check_publish(&unconfigured, &headers(&[("x-nuget-apikey", "client-key")]));
-        assert!(
-            matches!(refused, Err(ClientError::Forbidden(reason)) if reason.contains("publish.client_keys"))
-        );
+        assert!(matches!(refused, Err(ClientError::Forbidden(reason)) if reason.contains("publish.client_keys")));
     }
 
     #[test]

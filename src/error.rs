@@ -62,6 +62,8 @@ pub enum UpstreamError {
     BadUrl(String),
     #[error("no service index from the upstream yet: {0}")]
     NoServiceIndex(String),
+    #[error("{reason}")]
+    Down { reason: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,12 +117,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::Client(ClientError::Route(RouteError::NotFound)) => StatusCode::NOT_FOUND,
-            ProxyError::Client(ClientError::MethodNotAllowed { .. }) => {
-                StatusCode::METHOD_NOT_ALLOWED
-            }
-            ProxyError::Client(ClientError::Unauthorized(_) | ClientError::KeyRequired(_)) => {
-                StatusCode::UNAUTHORIZED
-            }
+            ProxyError::Client(ClientError::MethodNotAllowed { .. }) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Client(ClientError::Unauthorized(_) | ClientError::KeyRequired(_)) => StatusCode::UNAUTHORIZED,
             ProxyError::Client(ClientError::Forbidden(_)) => StatusCode::FORBIDDEN,
             ProxyError::Client(ClientError::PayloadTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Client(_) => StatusCode::BAD_REQUEST,

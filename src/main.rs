@@ -9,11 +9,7 @@ use nucache::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    name = "nucache",
-    version,
-    about = "A caching pull-through proxy for NuGet V3 feeds"
-)]
+#[command(name = "nucache", version, about = "A caching pull-through proxy for NuGet V3 feeds")]
 struct Cli {
     /// TOML configuration file (default: $NUCACHE_CONFIG, else built-in defaults).
     #[arg(long, short, global = true, value_name = "PATH")]
@@ -72,10 +68,7 @@ fn hash_key() -> ExitCode {
 }
 
 fn serve(config: Config) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("nucache: cannot start the runtime: {error}");

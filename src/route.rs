@@ -96,15 +96,11 @@ fn decode_segments(raw_path: &str) -> Result<Vec<String>, RouteError> {
 
 fn decode_segment(piece: &str) -> Result<String, RouteError> {
     let bytes = percent_decode(piece)?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| RouteError::Malformed("path is not valid UTF-8"))?;
+    let text = String::from_utf8(bytes).map_err(|_| RouteError::Malformed("path is not valid UTF-8"))?;
     if text == "." || text == ".." {
         return Err(RouteError::Malformed("dot segments are not allowed"));
     }
-    if text
-        .chars()
-        .any(|c| c == '/' || c == '\\' || c.is_control())
-    {
+    if text.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
         return Err(RouteError::Malformed(
             "encoded separators or control characters in path",
         ));
@@ -148,38 +144,24 @@ pub fn resolve(path: &str, query: Option<&str>, mounts: &Mounts) -> Result<Targe
         package,
     };
     match mount.kind {
-        MountKind::PackageBase => flat_container(rest)
-            .map(|(kind, rel, package)| target(kind, format!("{local}{rel}"), rel, Some(package))),
+        MountKind::PackageBase => {
+            flat_container(rest).map(|(kind, rel, package)| target(kind, format!("{local}{rel}"), rel, Some(package)))
+        }
         MountKind::Registrations => {
             let rel = lower_invariant(document_path(rest)?);
             let package = rel.split('/').next().map(str::to_string);
-            Ok(target(
-                TargetKind::Registration,
-                format!("{local}{rel}"),
-                rel,
-                package,
-            ))
+            Ok(target(TargetKind::Registration, format!("{local}{rel}"), rel, package))
         }
         MountKind::Catalog | MountKind::Vulnerabilities | MountKind::RepositorySignatures => {
             let rel = document_path(rest)?.to_string();
-            Ok(target(
-                TargetKind::Document,
-                format!("{local}{rel}"),
-                rel,
-                None,
-            ))
+            Ok(target(TargetKind::Document, format!("{local}{rel}"), rel, None))
         }
         MountKind::Search | MountKind::Autocomplete => {
             if !rest.is_empty() {
                 return Err(RouteError::NotFound);
             }
             let rel = query.map(|q| format!("?{q}")).unwrap_or_default();
-            Ok(target(
-                TargetKind::Search,
-                format!("{local}{rel}"),
-                rel,
-                None,
-            ))
+            Ok(target(TargetKind::Search, format!("{local}{rel}"), rel, None))
         }
         MountKind::Publish | MountKind::SymbolPublish => {
             let package = publish_package(rest)?;
@@ -200,11 +182,7 @@ fn flat_container(rest: &str) -> Result<(TargetKind, String, String), RouteError
     match parts.as_slice() {
         [id, "index.json"] => {
             let id = LowerId::parse(id)?;
-            Ok((
-                TargetKind::VersionList,
-                format!("{id}/index.json"),
-                id.to_string(),
-            ))
+            Ok((TargetKind::VersionList, format!("{id}/index.json"), id.to_string()))
         }
         [raw_id, raw_version, file] => {
             let id = LowerId::parse(raw_id)?;
@@ -226,9 +204,9 @@ fn document_path(rest: &str) -> Result<&str, RouteError> {
     let clean = !rest.is_empty()
         && rest.split('/').all(|segment| {
             !segment.is_empty()
-                && segment.bytes().all(|b| {
-                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b'+')
-                })
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b'+'))
         });
     if clean {
         Ok(rest)
@@ -257,11 +235,7 @@ mod tests {
 
     fn mounts() -> Mounts {
         let mut m = Mounts::default();
-        m.add(
-            MountKind::PackageBase,
-            "https://api.up/v3-flatcontainer/",
-            "",
-        );
+        m.add(MountKind::PackageBase, "https://api.up/v3-flatcontainer/", "");
         m.add(
             MountKind::Registrations,
             "https://api.up/v3/registration5-gz-semver2/",
@@ -290,10 +264,7 @@ mod tests {
 
     #[test]
     fn canonicalizes_flat_container_paths() {
-        let t = target(
-            "/v3/flatcontainer/Foo.Bar/1.0.0.0/Foo.Bar.1.0.0.0.nupkg",
-            None,
-        );
+        let t = target("/v3/flatcontainer/Foo.Bar/1.0.0.0/Foo.Bar.1.0.0.0.nupkg", None);
         let t = t.map(|t| (t.kind, t.key, t.rest));
         assert_eq!(
             t,
@@ -313,30 +284,18 @@ mod tests {
             "/v3/registration/registration5-gz-semver2/Foo/Page/1.0.0/2.0.0.json",
             None,
         );
-        assert_eq!(
-            r.map(|t| t.rest),
-            Ok("foo/page/1.0.0/2.0.0.json".to_string())
-        );
+        assert_eq!(r.map(|t| t.rest), Ok("foo/page/1.0.0/2.0.0.json".to_string()));
         let s = target("/v3/query", Some("q=foo&take=5"));
         assert_eq!(
             s.map(|t| (t.key, t.rest)),
-            Ok((
-                "query?q=foo&take=5".to_string(),
-                "?q=foo&take=5".to_string()
-            ))
+            Ok(("query?q=foo&take=5".to_string(), "?q=foo&take=5".to_string()))
         );
     }
 
     #[test]
     fn publish_paths() {
-        assert_eq!(
-            target("/v3/package/", None).map(|t| t.rest),
-            Ok("/".to_string())
-        );
-        assert_eq!(
-            target("/v3/package", None).map(|t| t.rest),
-            Ok(String::new())
-        );
+        assert_eq!(target("/v3/package/", None).map(|t| t.rest), Ok("/".to_string()));
+        assert_eq!(target("/v3/package", None).map(|t| t.rest), Ok(String::new()));
         assert_eq!(
             target("/v3/package/Foo/1.0.0", None).map(|t| t.package),
             Ok(Some("Foo/1.0.0".to_string()))

@@ -29,10 +29,7 @@ fn environment_overrides_the_file_which_overrides_defaults() {
         jail.set_env("NUCACHE_PUBLIC_URL", "https://nuget.corp/");
         let config = Config::load(None).map_err(|e| e.to_string())?;
         assert_eq!(config.listen.to_string(), "127.0.0.1:6001");
-        assert_eq!(
-            config.upstream.service_index,
-            "https://feed.example/v3/index.json"
-        );
+        assert_eq!(config.upstream.service_index, "https://feed.example/v3/index.json");
         assert_eq!(config.upstream.read_timeout, Duration::from_millis(500));
         assert_eq!(config.upstream.connect_timeout, Duration::from_secs(3));
         assert_eq!(config.ttl.versions, Duration::from_secs(120));
@@ -41,10 +38,7 @@ fn environment_overrides_the_file_which_overrides_defaults() {
             Duration::from_secs(600),
             "untouched keys keep defaults"
         );
-        assert_eq!(
-            config.cache.dir.to_string_lossy(),
-            "/tmp/nucache-config-test"
-        );
+        assert_eq!(config.cache.dir.to_string_lossy(), "/tmp/nucache-config-test");
         assert_eq!(config.public_url.as_deref(), Some("https://nuget.corp"));
         Ok(())
     });
@@ -56,8 +50,7 @@ fn an_explicit_path_wins_over_nucache_config() {
         jail.create_file("a.toml", "listen = \"127.0.0.1:7001\"")?;
         jail.create_file("b.toml", "listen = \"127.0.0.1:7002\"")?;
         jail.set_env("NUCACHE_CONFIG", "a.toml");
-        let config =
-            Config::load(Some(std::path::Path::new("b.toml"))).map_err(|e| e.to_string())?;
+        let config = Config::load(Some(std::path::Path::new("b.toml"))).map_err(|e| e.to_string())?;
         assert_eq!(config.listen.port(), 7002);
         Ok(())
     });
@@ -67,14 +60,8 @@ fn an_explicit_path_wins_over_nucache_config() {
 fn bad_values_stop_start_up_naming_the_key() {
     Jail::expect_with(|jail| {
         jail.set_env("NUCACHE_UPSTREAM__READ_TIMEOUT", "soon");
-        let error = Config::load(None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            error.to_lowercase().contains("upstream.read_timeout"),
-            "{error}"
-        );
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.to_lowercase().contains("upstream.read_timeout"), "{error}");
         Ok(())
     });
     Jail::expect_with(|jail| {
@@ -88,10 +75,7 @@ fn bad_values_stop_start_up_naming_the_key() {
     });
     Jail::expect_with(|jail| {
         jail.set_env("NUCACHE_LISTEN", "not-an-address");
-        let error = Config::load(None)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.to_lowercase().contains("listen"), "{error}");
         Ok(())
     });
@@ -109,8 +93,7 @@ fn bad_values_stop_start_up_naming_the_key() {
 fn the_example_file_is_valid_and_matches_the_defaults() {
     Jail::expect_with(|_| {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
-        let from_file =
-            Config::load(Some(std::path::Path::new(example))).map_err(|e| e.to_string())?;
+        let from_file = Config::load(Some(std::path::Path::new(example))).map_err(|e| e.to_string())?;
         let defaults = Config::load(None).map_err(|e| e.to_string())?;
         assert_eq!(from_file.effective(), defaults.effective());
         Ok(())

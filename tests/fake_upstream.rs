@@ -48,12 +48,7 @@ fn client() -> Client<HttpConnector, ReqBody> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-async fn send(
-    method: Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: ReqBody,
-) -> Result<Resp, String> {
+async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: ReqBody) -> Result<Resp, String> {
     let mut req = Request::builder().method(method).uri(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -62,20 +57,14 @@ async fn send(
     let exchange = async {
         let resp = client().request(req).await.map_err(|e| format!("{e:?}"))?;
         let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("{e:?}"))?
-            .to_bytes();
+        let body = body.collect().await.map_err(|e| format!("{e:?}"))?.to_bytes();
         Ok(Resp {
             status: parts.status,
             headers: parts.headers,
             body,
         })
     };
-    timeout(LIMIT, exchange)
-        .await
-        .map_err(|_| "timed out".to_string())?
+    timeout(LIMIT, exchange).await.map_err(|_| "timed out".to_string())?
 }
 
 fn full(body: impl Into<Bytes>) -> ReqBody {
@@ -128,10 +117,7 @@ impl Wire {
         let mut data = &self.body[..];
         let mut out = Vec::new();
         loop {
-            let eol = data
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .expect("chunk-size line");
+            let eol = data.windows(2).position(|w| w == b"\r\n").expect("chunk-size line");
             let size = std::str::from_utf8(&data[..eol]).expect("ASCII chunk size");
             let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
             data = &data[eol + 2..];
@@ -157,24 +143,16 @@ async fn raw_get(origin: &str, path: &str) -> Wire {
 
 /// Sends `method path` with `Connection: close` and reads until EOF or error.
 async fn raw_request(origin: &str, method: &str, path: &str) -> Wire {
-    let mut stream = TcpStream::connect(host_port(origin))
-        .await
-        .expect("connect");
+    let mut stream = TcpStream::connect(host_port(origin)).await.expect("connect");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
         host_port(origin)
     );
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .expect("write request");
+    stream.write_all(req.as_bytes()).await.expect("write request");
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     let error = loop {
-        match timeout(LIMIT, stream.read(&mut buf))
-            .await
-            .expect("raw read timed out")
-        {
+        match timeout(LIMIT, stream.read(&mut buf)).await.expect("raw read timed out") {
             Ok(0) => break None,
             Ok(n) => data.extend_from_slice(&buf[..n]),
             Err(e) => break Some(e.kind()),
@@ -218,37 +196,19 @@ async fn service_index_has_nuget_org_shape() {
     assert_eq!(resp.status, StatusCode::OK);
     let doc = resp.json();
     assert_eq!(doc["version"], "3.0.0");
-    assert_eq!(
-        doc["@context"]["@vocab"],
-        "http://schema.nuget.org/services#"
-    );
+    assert_eq!(doc["@context"]["@vocab"], "http://schema.nuget.org/services#");
     let (api, search, www) = (up.api(), up.search(), up.www());
     let expected: Vec<(String, String)> = [
         ("SearchQueryService", format!("{search}/query")),
         ("SearchQueryService/3.0.0-rc", format!("{search}/query")),
         ("SearchQueryService/3.0.0-beta", format!("{search}/query")),
         ("SearchQueryService/3.5.0", format!("{search}/query")),
-        (
-            "SearchAutocompleteService",
-            format!("{search}/autocomplete"),
-        ),
-        (
-            "SearchAutocompleteService/3.0.0-rc",
-            format!("{search}/autocomplete"),
-        ),
-        (
-            "SearchAutocompleteService/3.0.0-beta",
-            format!("{search}/autocomplete"),
-        ),
-        (
-            "SearchAutocompleteService/3.5.0",
-            format!("{search}/autocomplete"),
-        ),
+        ("SearchAutocompleteService", format!("{search}/autocomplete")),
+        ("SearchAutocompleteService/3.0.0-rc", format!("{search}/autocomplete")),
+        ("SearchAutocompleteService/3.0.0-beta", format!("{search}/autocomplete")),
+        ("SearchAutocompleteService/3.5.0", format!("{search}/autocomplete")),
         ("SearchGalleryQueryService/3.0.0-rc", format!("{search}/")),
-        (
-            "RegistrationsBaseUrl",
-            format!("{api}/v3/registration5-semver1/"),
-        ),
+        ("RegistrationsBaseUrl", format!("{api}/v3/registration5-semver1/")),
         (
             "RegistrationsBaseUrl/3.0.0-beta",
             format!("{api}/v3/registration5-semver1/"),
@@ -269,15 +229,9 @@ async fn service_index_has_nuget_org_shape() {
             "RegistrationsBaseUrl/Versioned",
             format!("{api}/v3/registration5-gz-semver2/"),
         ),
-        (
-            "PackageBaseAddress/3.0.0",
-            format!("{api}/v3-flatcontainer/"),
-        ),
+        ("PackageBaseAddress/3.0.0", format!("{api}/v3-flatcontainer/")),
         ("PackagePublish/2.0.0", format!("{api}/api/v2/package")),
-        (
-            "SymbolPackagePublish/4.9.0",
-            format!("{api}/api/v2/symbolpackage"),
-        ),
+        ("SymbolPackagePublish/4.9.0", format!("{api}/api/v2/symbolpackage")),
         ("LegacyGallery", format!("{www}/api/v2")),
         ("LegacyGallery/2.0.0", format!("{www}/api/v2")),
         (
@@ -337,10 +291,7 @@ async fn service_index_has_nuget_org_shape() {
         .collect();
     assert_eq!(actual, expected);
     for r in resources {
-        assert!(
-            r["comment"].as_str().is_some_and(|c| !c.is_empty()),
-            "no comment: {r}"
-        );
+        assert!(r["comment"].as_str().is_some_and(|c| !c.is_empty()), "no comment: {r}");
         let versioned = r["@type"] == "RegistrationsBaseUrl/Versioned";
         assert_eq!(r.get("clientVersion").is_some(), versioned, "{r}");
     }
@@ -366,48 +317,21 @@ async fn flat_container_serves_versions_packages_and_nuspecs() {
         .json();
     assert_eq!(
         core["versions"],
-        serde_json::json!([
-            "1.0.0",
-            "1.1.0",
-            "1.2.0-beta",
-            "1.3.0",
-            "2.0.0-rc.1",
-            "3.0.0"
-        ])
+        serde_json::json!(["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0", "2.0.0-rc.1", "3.0.0"])
     );
-    let dep = get(&format!("{api}/v3-flatcontainer/fake.dep/index.json"))
-        .await
-        .json();
-    assert_eq!(
-        dep["versions"],
-        serde_json::json!(["1.0.0", "1.0.0.5", "1.0.1"])
-    );
+    let dep = get(&format!("{api}/v3-flatcontainer/fake.dep/index.json")).await.json();
+    assert_eq!(dep["versions"], serde_json::json!(["1.0.0", "1.0.0.5", "1.0.1"]));
 
     let resp = get(&format!("{api}{}", nupkg_path("fake.core", "3.0.0"))).await;
     assert_eq!(resp.status, StatusCode::OK);
-    assert_eq!(
-        resp.header("content-type"),
-        Some("application/octet-stream")
-    );
-    let served = up
-        .nupkg_bytes("Fake.Core", "3.0.0+build.7")
-        .expect("known package");
+    assert_eq!(resp.header("content-type"), Some("application/octet-stream"));
+    let served = up.nupkg_bytes("Fake.Core", "3.0.0+build.7").expect("known package");
     assert_eq!(resp.body, served);
-    assert_eq!(
-        resp.header("content-length"),
-        Some(served.len().to_string().as_str())
-    );
+    assert_eq!(resp.header("content-length"), Some(served.len().to_string().as_str()));
     assert!(served.len() >= 20 * 1024 && served.len() < 25 * 1024);
-    assert_eq!(
-        served,
-        fake_nupkg("Fake.Core", "3.0.0+build.7"),
-        "deterministic bytes"
-    );
+    assert_eq!(served, fake_nupkg("Fake.Core", "3.0.0+build.7"), "deterministic bytes");
 
-    let nuspec = get(&format!(
-        "{api}/v3-flatcontainer/fake.core/1.1.0/fake.core.nuspec"
-    ))
-    .await;
+    let nuspec = get(&format!("{api}/v3-flatcontainer/fake.core/1.1.0/fake.core.nuspec")).await;
     let xml = String::from_utf8(nuspec.body.to_vec()).unwrap();
     assert!(
         xml.contains("<id>Fake.Core</id>") && xml.contains("<version>1.1.0</version>"),
@@ -441,55 +365,29 @@ async fn gz_hives_are_gzip_and_semver1_hives_hide_semver2() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|leaf| {
-                leaf["catalogEntry"]["version"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|leaf| leaf["catalogEntry"]["version"].as_str().unwrap().to_string())
             .collect()
     };
 
-    let gz2 = get(&format!(
-        "{api}/v3/registration5-gz-semver2/fake.core/index.json"
-    ))
-    .await;
+    let gz2 = get(&format!("{api}/v3/registration5-gz-semver2/fake.core/index.json")).await;
     assert_eq!(gz2.status, StatusCode::OK);
     assert_eq!(gz2.header("content-encoding"), Some("gzip"));
     assert_eq!(&gz2.body[..2], &[0x1f, 0x8b], "gzip magic");
     let doc: Value = serde_json::from_slice(&gunzip(&gz2.body)).unwrap();
-    let all = [
-        "1.0.0",
-        "1.1.0",
-        "1.2.0-beta",
-        "1.3.0",
-        "2.0.0-rc.1",
-        "3.0.0+build.7",
-    ];
+    let all = ["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0", "2.0.0-rc.1", "3.0.0+build.7"];
     assert_eq!(versions(&doc), all);
 
-    let gz1 = get(&format!(
-        "{api}/v3/registration5-gz-semver1/fake.core/index.json"
-    ))
-    .await;
+    let gz1 = get(&format!("{api}/v3/registration5-gz-semver1/fake.core/index.json")).await;
     assert_eq!(gz1.header("content-encoding"), Some("gzip"));
     let doc: Value = serde_json::from_slice(&gunzip(&gz1.body)).unwrap();
     assert_eq!(versions(&doc), all[..4]);
 
-    let plain = get(&format!(
-        "{api}/v3/registration5-semver1/fake.core/index.json"
-    ))
-    .await;
+    let plain = get(&format!("{api}/v3/registration5-semver1/fake.core/index.json")).await;
     assert_eq!(plain.header("content-encoding"), None);
     let doc = plain.json();
     assert_eq!(versions(&doc), all[..4]);
     let leaves = doc["items"][0]["items"].as_array().unwrap();
-    let entry = |v: &str| {
-        &leaves
-            .iter()
-            .find(|l| l["catalogEntry"]["version"] == v)
-            .unwrap()["catalogEntry"]
-    };
+    let entry = |v: &str| &leaves.iter().find(|l| l["catalogEntry"]["version"] == v).unwrap()["catalogEntry"];
     let dep = &entry("1.1.0")["dependencyGroups"][0];
     assert_eq!(dep["targetFramework"], "netstandard2.0");
     assert_eq!(dep["dependencies"][0]["range"], "[1.0.0, )");
@@ -501,27 +399,17 @@ async fn gz_hives_are_gzip_and_semver1_hives_hide_semver2() {
     assert_eq!(entry("1.0.0")["vulnerabilities"][0]["severity"], "2");
     assert_eq!(entry("1.3.0")["listed"], false);
     assert_eq!(entry("1.3.0")["published"], "1900-01-01T00:00:00+00:00");
-    assert_eq!(
-        entry("1.0.0")["projectUrl"],
-        "https://github.com/example/fake.core"
-    );
+    assert_eq!(entry("1.0.0")["projectUrl"], "https://github.com/example/fake.core");
     let leaf = get(&format!("{hive}fake.core/1.0.0.json")).await.json();
     assert!(leaf["catalogEntry"].is_string());
     assert_eq!(leaf["registration"], format!("{hive}fake.core/index.json"));
 
     let missing = get(&format!("{hive}fake.core/3.0.0.json")).await;
-    assert_eq!(
-        missing.status,
-        StatusCode::NOT_FOUND,
-        "semver2 leaf in a semver1 hive"
-    );
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "semver2 leaf in a semver1 hive");
     up.add_package("Fake.OnlyNew", "1.0.0-alpha.1", vec![1, 2, 3]);
     let only_new = get(&format!("{hive}fake.onlynew/index.json")).await;
     assert_eq!(only_new.status, StatusCode::NOT_FOUND);
-    let gz = get(&format!(
-        "{api}/v3/registration5-gz-semver2/fake.onlynew/index.json"
-    ))
-    .await;
+    let gz = get(&format!("{api}/v3/registration5-gz-semver2/fake.onlynew/index.json")).await;
     assert_eq!(gz.status, StatusCode::OK);
 }
 
@@ -537,10 +425,7 @@ async fn registration_pages_at_128_versions() {
     assert_eq!(pages[0]["lower"], "1.0.0");
     assert_eq!(pages[3]["upper"], "1.199.0");
     for page in pages {
-        assert!(
-            page.get("items").is_none() && page.get("parent").is_none(),
-            "{page}"
-        );
+        assert!(page.get("items").is_none() && page.get("parent").is_none(), "{page}");
         let page_url = page["@id"].as_str().unwrap();
         let doc = get(page_url).await.json();
         assert_eq!(doc["@id"], page_url);
@@ -587,10 +472,7 @@ async fn search_and_autocomplete_show_listed_versions_only() {
         .iter()
         .find(|d| d["id"] == "Fake.Core")
         .unwrap();
-    assert_eq!(
-        core["version"], "1.1.0",
-        "no prerelease, no semver2, no unlisted"
-    );
+    assert_eq!(core["version"], "1.1.0", "no prerelease, no semver2, no unlisted");
 
     let doc = get(&format!(
         "{search}/query?q=packageid:fake.core&prerelease=true&semVerLevel=2.0.0"
@@ -609,31 +491,14 @@ async fn search_and_autocomplete_show_listed_versions_only() {
         .iter()
         .map(|v| v["version"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        listed,
-        [
-            "1.0.0",
-            "1.1.0",
-            "1.2.0-beta",
-            "2.0.0-rc.1",
-            "3.0.0+build.7"
-        ]
-    );
+    assert_eq!(listed, ["1.0.0", "1.1.0", "1.2.0-beta", "2.0.0-rc.1", "3.0.0+build.7"]);
 
     let ids = get(&format!("{search}/autocomplete?q=fake.m")).await.json();
-    assert_eq!(
-        ids["data"],
-        serde_json::json!(["Fake.Many", "Fake.MixedCASE"])
-    );
-    let vers = get(&format!(
-        "{search}/autocomplete?id=Fake.Core&prerelease=true"
-    ))
-    .await
-    .json();
-    assert_eq!(
-        vers["data"],
-        serde_json::json!(["1.0.0", "1.1.0", "1.2.0-beta"])
-    );
+    assert_eq!(ids["data"], serde_json::json!(["Fake.Many", "Fake.MixedCASE"]));
+    let vers = get(&format!("{search}/autocomplete?id=Fake.Core&prerelease=true"))
+        .await
+        .json();
+    assert_eq!(vers["data"], serde_json::json!(["1.0.0", "1.1.0", "1.2.0-beta"]));
 }
 
 // ---------------------------------------------------------------------------
@@ -646,9 +511,7 @@ async fn etag_gives_304_and_head_has_the_same_headers() {
     let first = get(&url).await;
     let etag = first.header("etag").expect("ETag").to_string();
     assert!(etag.starts_with('"') && etag.ends_with('"'));
-    assert!(first
-        .header("last-modified")
-        .is_some_and(|v| v.ends_with(" GMT")));
+    assert!(first.header("last-modified").is_some_and(|v| v.ends_with(" GMT")));
 
     let again = get_with(&url, &[("If-None-Match", &etag)]).await;
     assert_eq!(again.status, StatusCode::NOT_MODIFIED);
@@ -656,20 +519,12 @@ async fn etag_gives_304_and_head_has_the_same_headers() {
     assert_eq!(again.header("etag"), Some(etag.as_str()));
     assert_eq!(again.header("content-type"), None);
     let index = get(&up.index_url()).await;
-    assert_eq!(
-        index.header("last-modified"),
-        Some("Wed, 01 Jan 2020 00:00:00 GMT")
-    );
+    assert_eq!(index.header("last-modified"), Some("Wed, 01 Jan 2020 00:00:00 GMT"));
     assert_eq!(again.header("content-type"), None);
     let index = get(&up.index_url()).await;
-    assert_eq!(
-        index.header("last-modified"),
-        Some("Wed, 01 Jan 2020 00:00:00 GMT")
-    );
+    assert_eq!(index.header("last-modified"), Some("Wed, 01 Jan 2020 00:00:00 GMT"));
 
-    let head = send(Method::HEAD, &url, &[], full(Bytes::new()))
-        .await
-        .unwrap();
+    let head = send(Method::HEAD, &url, &[], full(Bytes::new())).await.unwrap();
     assert_eq!(head.status, StatusCode::OK);
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some(etag.as_str()));
@@ -681,10 +536,7 @@ async fn etag_gives_304_and_head_has_the_same_headers() {
     up.add_package("Fake.Core", "4.0.0", vec![4]);
     let changed = get_with(&url, &[("If-None-Match", &etag)]).await;
     assert_eq!(changed.status, StatusCode::OK);
-    assert!(changed.json()["versions"]
-        .as_array()
-        .unwrap()
-        .contains(&"4.0.0".into()));
+    assert!(changed.json()["versions"].as_array().unwrap().contains(&"4.0.0".into()));
     assert_ne!(changed.header("etag"), Some(etag.as_str()));
 }
 
@@ -695,20 +547,12 @@ async fn requests_are_recorded_in_order_and_counted() {
     get(&format!("{}/query?q=fake&take=1", up.search())).await;
     get(&format!("{}/packages/Fake.Core/1.0.0", up.www())).await;
     up.set_fault(Fault::Status(500));
-    assert_eq!(
-        get(&up.index_url()).await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
+    assert_eq!(get(&up.index_url()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
     up.clear_faults();
     let body = vec![7u8; 1000];
-    send(
-        Method::PUT,
-        &format!("{}/api/v2/package/", up.api()),
-        &[],
-        full(body),
-    )
-    .await
-    .unwrap();
+    send(Method::PUT, &format!("{}/api/v2/package/", up.api()), &[], full(body))
+        .await
+        .unwrap();
 
     let log = up.requests();
     let seen: Vec<(Role, &str, &str)> = log
@@ -746,15 +590,9 @@ async fn basic_auth_guards_api_and_search_but_not_www() {
     let query = format!("{}/query?q=x", up.search());
     assert_eq!(get(&query).await.status, StatusCode::UNAUTHORIZED);
     let wrong = [("Authorization", "Basic dXNlcjp3cm9uZw==")]; // user:wrong
-    assert_eq!(
-        get_with(&up.index_url(), &wrong).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(get_with(&up.index_url(), &wrong).await.status, StatusCode::UNAUTHORIZED);
     let right = [("Authorization", "Basic dXNlcjpwYXNz")]; // user:pass
-    assert_eq!(
-        get_with(&up.index_url(), &right).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get_with(&up.index_url(), &right).await.status, StatusCode::OK);
     assert_eq!(
         get(&format!("{}/profiles/someone", up.www())).await.status,
         StatusCode::OK
@@ -769,16 +607,13 @@ async fn publish_checks_key_detects_duplicates_and_unlists() {
     let api = up.api();
     let push_url = format!("{api}/api/v2/package/");
     up.set_api_key(Some("secret"));
-    let denied = send(Method::PUT, &push_url, &[], full(vec![1u8; 10]))
-        .await
-        .unwrap();
+    let denied = send(Method::PUT, &push_url, &[], full(vec![1u8; 10])).await.unwrap();
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     assert_eq!(denied.json()["error"], "The specified API key is invalid.");
 
     // A chunked upload (no Content-Length): three frames.
     let chunked = || {
-        let frames =
-            (0..3u8).map(|i| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![i; 70_000]))));
+        let frames = (0..3u8).map(|i| Ok::<_, Infallible>(Frame::data(Bytes::from(vec![i; 70_000]))));
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
     };
     let key = [("X-NuGet-ApiKey", "secret")];
@@ -791,14 +626,9 @@ async fn publish_checks_key_detects_duplicates_and_unlists() {
     assert_eq!(up.requests().last().unwrap().body_len, 210_000);
     let again = send(Method::PUT, &push_url, &key, chunked()).await.unwrap();
     assert_eq!(again.status, StatusCode::CONFLICT);
-    let other = send(
-        Method::PUT,
-        &format!("{api}/api/v2/package"),
-        &key,
-        full(vec![9u8; 5]),
-    )
-    .await
-    .unwrap();
+    let other = send(Method::PUT, &format!("{api}/api/v2/package"), &key, full(vec![9u8; 5]))
+        .await
+        .unwrap();
     assert_eq!(other.status, StatusCode::CREATED);
     let symbols = send(
         Method::PUT,
@@ -811,37 +641,21 @@ async fn publish_checks_key_detects_duplicates_and_unlists() {
     assert_eq!(symbols.status, StatusCode::CREATED);
 
     let pkg = format!("{api}/api/v2/package/Fake.Core/1.0.0");
-    let unlisted = send(Method::DELETE, &pkg, &key, full(Bytes::new()))
-        .await
-        .unwrap();
+    let unlisted = send(Method::DELETE, &pkg, &key, full(Bytes::new())).await.unwrap();
     assert_eq!(unlisted.status, StatusCode::NO_CONTENT);
-    let leaf = get(&format!(
-        "{api}/v3/registration5-semver1/fake.core/index.json"
-    ))
-    .await
-    .json();
-    assert_eq!(
-        leaf["items"][0]["items"][0]["catalogEntry"]["listed"],
-        false
-    );
-    let ac = get(&format!("{}/autocomplete?id=fake.core", up.search()))
+    let leaf = get(&format!("{api}/v3/registration5-semver1/fake.core/index.json"))
         .await
         .json();
+    assert_eq!(leaf["items"][0]["items"][0]["catalogEntry"]["listed"], false);
+    let ac = get(&format!("{}/autocomplete?id=fake.core", up.search())).await.json();
     assert_eq!(ac["data"], serde_json::json!(["1.1.0"]));
     let flat = get(&format!("{api}/v3-flatcontainer/fake.core/index.json"))
         .await
         .json();
-    assert_eq!(
-        flat["versions"][0], "1.0.0",
-        "unlisted stays in the flat index"
-    );
-    let relisted = send(Method::POST, &pkg, &key, full(Bytes::new()))
-        .await
-        .unwrap();
+    assert_eq!(flat["versions"][0], "1.0.0", "unlisted stays in the flat index");
+    let relisted = send(Method::POST, &pkg, &key, full(Bytes::new())).await.unwrap();
     assert_eq!(relisted.status, StatusCode::OK);
-    let ac = get(&format!("{}/autocomplete?id=fake.core", up.search()))
-        .await
-        .json();
+    let ac = get(&format!("{}/autocomplete?id=fake.core", up.search())).await.json();
     assert_eq!(ac["data"], serde_json::json!(["1.0.0", "1.1.0"]));
     let unknown = format!("{api}/api/v2/package/No.Such/1.0.0");
     assert_eq!(
@@ -851,9 +665,7 @@ async fn publish_checks_key_detects_duplicates_and_unlists() {
             .status,
         StatusCode::NOT_FOUND
     );
-    let no_key = send(Method::DELETE, &pkg, &[], full(Bytes::new()))
-        .await
-        .unwrap();
+    let no_key = send(Method::DELETE, &pkg, &[], full(Bytes::new())).await.unwrap();
     assert_eq!(no_key.status, StatusCode::FORBIDDEN);
 }
 
@@ -863,19 +675,13 @@ async fn runtime_packages_and_chunked_downloads() {
     let api = up.api();
     let bytes = fake_nupkg("Fake.New", "2.0.0");
     up.add_package("Fake.New", "2.0.0", bytes.clone());
-    let flat = get(&format!("{api}/v3-flatcontainer/fake.new/index.json"))
-        .await
-        .json();
+    let flat = get(&format!("{api}/v3-flatcontainer/fake.new/index.json")).await.json();
     assert_eq!(flat["versions"], serde_json::json!(["2.0.0"]));
-    let reg = get(&format!(
-        "{api}/v3/registration5-semver1/fake.new/index.json"
-    ))
-    .await
-    .json();
-    assert_eq!(reg["items"][0]["upper"], "2.0.0");
-    let found = get(&format!("{}/query?q=fake.new", up.search()))
+    let reg = get(&format!("{api}/v3/registration5-semver1/fake.new/index.json"))
         .await
         .json();
+    assert_eq!(reg["items"][0]["upper"], "2.0.0");
+    let found = get(&format!("{}/query?q=fake.new", up.search())).await.json();
     assert_eq!(found["data"][0]["id"], "Fake.New");
 
     up.set_body_chunking(4096, Duration::from_millis(40));
@@ -893,11 +699,7 @@ async fn runtime_packages_and_chunked_downloads() {
     let started = Instant::now();
     let index = get(&up.index_url()).await;
     assert!(index.body.len() > 5 * 1024);
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
 }
 
 // ---------------------------------------------------------------------------
@@ -907,26 +709,16 @@ async fn runtime_packages_and_chunked_downloads() {
 async fn fault_status_is_scoped_and_spares_www() {
     let up = FakeUpstream::start().await;
     up.set_fault_for("/v3-flatcontainer/", Fault::Status(503));
-    let flat = get(&format!(
-        "{}/v3-flatcontainer/fake.core/index.json",
-        up.api()
-    ))
-    .await;
+    let flat = get(&format!("{}/v3-flatcontainer/fake.core/index.json", up.api())).await;
     assert_eq!(flat.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(get(&up.index_url()).await.status, StatusCode::OK);
     up.set_fault(Fault::Status(500));
-    assert_eq!(
-        get(&up.index_url()).await.status,
-        StatusCode::INTERNAL_SERVER_ERROR
-    );
+    assert_eq!(get(&up.index_url()).await.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         get(&format!("{}/query", up.search())).await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
-    assert_eq!(
-        get(&format!("{}/profiles/x", up.www())).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&format!("{}/profiles/x", up.www())).await.status, StatusCode::OK);
     up.clear_faults();
     assert_eq!(get(&up.index_url()).await.status, StatusCode::OK);
 }
@@ -937,15 +729,10 @@ async fn fault_refuse_closes_the_port_and_clearing_rebinds_it() {
     assert_eq!(get(&up.index_url()).await.status, StatusCode::OK);
     up.set_fault(Fault::Refuse);
     for origin in [up.api(), up.search()] {
-        let err = TcpStream::connect(host_port(&origin))
-            .await
-            .expect_err("refused");
+        let err = TcpStream::connect(host_port(&origin)).await.expect_err("refused");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
     }
-    assert_eq!(
-        get(&format!("{}/profiles/x", up.www())).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(get(&format!("{}/profiles/x", up.www())).await.status, StatusCode::OK);
     up.clear_faults();
     assert_eq!(get(&up.index_url()).await.status, StatusCode::OK);
 }
@@ -960,11 +747,7 @@ async fn fault_truncate_sends_half_the_announced_body() {
     assert_eq!(wire.content_length(), len);
     assert_eq!(wire.body.len(), len / 2);
     let json = raw_get(&up.api(), "/v3/index.json").await;
-    assert_eq!(
-        json.body.len(),
-        json.content_length() / 2,
-        "JSON is truncated too"
-    );
+    assert_eq!(json.body.len(), json.content_length() / 2, "JSON is truncated too");
 }
 
 #[tokio::test]
@@ -1009,17 +792,11 @@ async fn fault_bad_json_serves_an_html_page() {
     ))
     .await;
     assert_eq!(resp.status, StatusCode::OK);
-    assert!(resp
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(resp.header("content-type").unwrap().starts_with("text/html"));
     assert_eq!(resp.header("content-encoding"), None);
     assert!(serde_json::from_slice::<Value>(&resp.body).is_err());
     let nupkg = get(&format!("{}{}", up.api(), nupkg_path("fake.dep", "1.0.0"))).await;
-    assert_eq!(
-        nupkg.header("content-type"),
-        Some("application/octet-stream")
-    );
+    assert_eq!(nupkg.header("content-type"), Some("application/octet-stream"));
 }
 
 #[tokio::test]
@@ -1051,10 +828,7 @@ async fn fault_hang_answers_once_the_fault_changes() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!pending.is_finished(), "a hung request was answered");
     up.clear_faults();
-    assert_eq!(
-        timeout(LIMIT, pending).await.unwrap().unwrap(),
-        StatusCode::OK
-    );
+    assert_eq!(timeout(LIMIT, pending).await.unwrap().unwrap(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -1062,29 +836,20 @@ async fn fault_stall_body_sends_half_then_closes_when_cleared() {
     let up = FakeUpstream::start().await;
     up.set_fault_for(".nupkg", Fault::StallBody);
     let mut stream = TcpStream::connect(host_port(&up.api())).await.unwrap();
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: x\r\n\r\n",
-        nupkg_path("fake.core", "1.0.0")
-    );
+    let req = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", nupkg_path("fake.core", "1.0.0"));
     stream.write_all(req.as_bytes()).await.unwrap();
     let len = up.nupkg_bytes("Fake.Core", "1.0.0").unwrap().len();
     let mut data = Vec::new();
     let mut buf = [0u8; 8192];
     while split_wire(data.clone(), None).body.len() < len / 2 {
-        let n = timeout(LIMIT, stream.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = timeout(LIMIT, stream.read(&mut buf)).await.unwrap().unwrap();
         assert!(n > 0, "closed before half the body");
         data.extend_from_slice(&buf[..n]);
     }
     let more = timeout(Duration::from_millis(200), stream.read(&mut buf)).await;
     assert!(more.is_err(), "expected a stall, got {more:?}");
     up.clear_faults();
-    let n = timeout(LIMIT, stream.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
+    let n = timeout(LIMIT, stream.read(&mut buf)).await.unwrap().unwrap_or(0);
     assert_eq!(n, 0, "closed after the stall, no more body");
     assert_eq!(split_wire(data, None).body.len(), len / 2);
 }
@@ -1094,8 +859,7 @@ async fn dropping_the_fake_closes_ports_and_connections() {
     let up = FakeUpstream::start().await;
     up.set_fault(Fault::Hang);
     let url = up.index_url();
-    let pending =
-        tokio::spawn(async move { send(Method::GET, &url, &[], full(Bytes::new())).await });
+    let pending = tokio::spawn(async move { send(Method::GET, &url, &[], full(Bytes::new())).await });
     wait_recorded(&up, "/v3/index.json", 1).await;
     let origins = up.origins();
     drop(up);
@@ -1157,10 +921,7 @@ async fn private_feed_lists_only_prefixed_urls_on_the_api_host() {
         .iter()
         .map(|r| (r["@type"].as_str().unwrap(), r["@id"].as_str().unwrap()))
         .collect();
-    let (query, autocomplete) = (
-        format!("{feed}/v3/query2/"),
-        format!("{feed}/v3/autocomplete/"),
-    );
+    let (query, autocomplete) = (format!("{feed}/v3/query2/"), format!("{feed}/v3/autocomplete/"));
     let (semver1, semver2) = (
         format!("{feed}/v3/registrations2/"),
         format!("{feed}/v3/registrations2-semver2/"),
@@ -1214,9 +975,7 @@ async fn private_feed_lists_only_prefixed_urls_on_the_api_host() {
         leaf["packageContent"],
         format!("{flat}fake.core/1.0.0/fake.core.1.0.0.nupkg")
     );
-    let found = get(&format!("{query}?q=fake.core&prerelease=true"))
-        .await
-        .json();
+    let found = get(&format!("{query}?q=fake.core&prerelease=true")).await.json();
     assert_eq!(found["@context"]["@base"], semver1.as_str());
     assert_eq!(
         found["data"][0]["registration"],
@@ -1253,24 +1012,13 @@ async fn private_feed_hives_and_publishing() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|leaf| {
-                leaf["catalogEntry"]["version"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|leaf| leaf["catalogEntry"]["version"].as_str().unwrap().to_string())
             .collect()
     };
     let semver1 = get(&format!("{feed}/v3/registrations2/fake.core/index.json")).await;
     assert_eq!(semver1.header("content-encoding"), None);
-    assert_eq!(
-        versions(&semver1.json()),
-        ["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0"]
-    );
-    let semver2 = get(&format!(
-        "{feed}/v3/registrations2-semver2/fake.core/index.json"
-    ))
-    .await;
+    assert_eq!(versions(&semver1.json()), ["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0"]);
+    let semver2 = get(&format!("{feed}/v3/registrations2-semver2/fake.core/index.json")).await;
     assert_eq!(semver2.header("content-encoding"), None);
     assert_eq!(versions(&semver2.json()).last().unwrap(), "3.0.0+build.7");
     let paged = get(&format!("{feed}/v3/registrations2/fake.many/index.json"))
@@ -1282,29 +1030,18 @@ async fn private_feed_hives_and_publishing() {
     assert_eq!(get(page_url).await.json()["count"], 64);
 
     let key = [("X-NuGet-ApiKey", "any")];
-    let pushed = send(
-        Method::PUT,
-        &format!("{feed}/v2/"),
-        &key,
-        full(vec![5u8; 100]),
-    )
-    .await
-    .unwrap();
+    let pushed = send(Method::PUT, &format!("{feed}/v2/"), &key, full(vec![5u8; 100]))
+        .await
+        .unwrap();
     assert_eq!(pushed.status, StatusCode::CREATED);
     assert_eq!(up.last_push_len(), Some(100));
     let pkg = format!("{feed}/v2/Fake.Dep/1.0.1");
-    let unlisted = send(Method::DELETE, &pkg, &key, full(Bytes::new()))
-        .await
-        .unwrap();
+    let unlisted = send(Method::DELETE, &pkg, &key, full(Bytes::new())).await.unwrap();
     assert_eq!(unlisted.status, StatusCode::NO_CONTENT);
-    let ac = get(&format!("{feed}/v3/autocomplete/?id=fake.dep"))
-        .await
-        .json();
+    let ac = get(&format!("{feed}/v3/autocomplete/?id=fake.dep")).await.json();
     assert_eq!(ac["data"], serde_json::json!(["1.0.0", "1.0.0.5"]));
     let nuget_org_path = format!("{}/api/v2/package/", up.api());
-    let elsewhere = send(Method::PUT, &nuget_org_path, &key, full(vec![1u8]))
-        .await
-        .unwrap();
+    let elsewhere = send(Method::PUT, &nuget_org_path, &key, full(vec![1u8])).await.unwrap();
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
 }
 
@@ -1327,16 +1064,10 @@ async fn chunked_mode_sends_bodies_without_content_length() {
     let wire = raw_get(&up.api(), &nupkg).await;
     assert_eq!(wire.header("transfer-encoding").as_deref(), Some("chunked"));
     assert_eq!(wire.header("content-length"), None);
-    assert_eq!(
-        wire.dechunked(),
-        up.nupkg_bytes("Fake.Dep", "1.0.0").unwrap()
-    );
+    assert_eq!(wire.dechunked(), up.nupkg_bytes("Fake.Dep", "1.0.0").unwrap());
     let missing = raw_get(&up.api(), "/v3/index.json").await;
     assert!(missing.head.starts_with("HTTP/1.1 404"), "{}", missing.head);
-    assert_eq!(
-        missing.header("transfer-encoding").as_deref(),
-        Some("chunked")
-    );
+    assert_eq!(missing.header("transfer-encoding").as_deref(), Some("chunked"));
 
     // HEAD and 304 are unchanged.
     let head = raw_request(&up.api(), "HEAD", &flat).await;
@@ -1373,22 +1104,14 @@ async fn nupkg_downloads_redirect_to_the_cdn() {
     let served = get(&location).await;
     assert_eq!(served.status, StatusCode::OK);
     assert_eq!(served.body, up.nupkg_bytes("Fake.Core", "1.1.0").unwrap());
-    assert_eq!(
-        served.header("content-type"),
-        Some("application/octet-stream")
-    );
-    let head = send(Method::HEAD, &url, &[], full(Bytes::new()))
-        .await
-        .unwrap();
+    assert_eq!(served.header("content-type"), Some("application/octet-stream"));
+    let head = send(Method::HEAD, &url, &[], full(Bytes::new())).await.unwrap();
     assert_eq!(head.status, StatusCode::SEE_OTHER);
 
     // The blob URL needs its signature; other flat files are not redirected.
     let unsigned = location.split_once('?').unwrap().0;
     assert_eq!(get(unsigned).await.status, StatusCode::FORBIDDEN);
-    let nuspec = format!(
-        "{}/v3-flatcontainer/fake.core/1.1.0/fake.core.nuspec",
-        up.api()
-    );
+    let nuspec = format!("{}/v3-flatcontainer/fake.core/1.1.0/fake.core.nuspec", up.api());
     assert_eq!(get(&nuspec).await.status, StatusCode::OK);
     let missing = format!("{}{}", up.api(), nupkg_path("fake.core", "9.9.9"));
     assert_eq!(get(&missing).await.status, StatusCode::NOT_FOUND);
@@ -1401,10 +1124,7 @@ async fn nupkg_downloads_redirect_to_the_cdn() {
     assert_eq!(hosts.iter().filter(|h| **h == Role::Cdn).count(), 3);
 
     drop(up);
-    assert!(
-        TcpStream::connect(host_port(&cdn)).await.is_err(),
-        "cdn still open"
-    );
+    assert!(TcpStream::connect(host_port(&cdn)).await.is_err(), "cdn still open");
 }
 
 #[tokio::test]
@@ -1425,10 +1145,7 @@ async fn basic_auth_guards_the_private_feed_but_not_the_cdn() {
     ] {
         let denied = get(&url).await;
         assert_eq!(denied.status, StatusCode::UNAUTHORIZED, "{url}");
-        assert_eq!(
-            denied.header("www-authenticate"),
-            Some("Basic realm=\"fake\"")
-        );
+        assert_eq!(denied.header("www-authenticate"), Some("Basic realm=\"fake\""));
         assert_eq!(get_with(&url, &auth).await.status, StatusCode::OK, "{url}");
     }
     assert_eq!(get(&nupkg).await.status, StatusCode::UNAUTHORIZED);
@@ -1436,17 +1153,9 @@ async fn basic_auth_guards_the_private_feed_but_not_the_cdn() {
     assert_eq!(redirect.status, StatusCode::SEE_OTHER);
     let location = redirect.header("location").unwrap();
     let served = get(location).await;
-    assert_eq!(
-        served.status,
-        StatusCode::OK,
-        "the cdn needs no credentials"
-    );
+    assert_eq!(served.status, StatusCode::OK, "the cdn needs no credentials");
     assert_eq!(served.body, up.nupkg_bytes("Fake.Core", "1.0.0").unwrap());
-    let cdn_requests: Vec<_> = up
-        .requests()
-        .into_iter()
-        .filter(|r| r.host == Role::Cdn)
-        .collect();
+    let cdn_requests: Vec<_> = up.requests().into_iter().filter(|r| r.host == Role::Cdn).collect();
     assert_eq!(cdn_requests.len(), 1);
     assert!(cdn_requests[0].path.starts_with("/blobs/fake.core/1.0.0/"));
     assert!(cdn_requests[0].headers.get("authorization").is_none());

@@ -27,18 +27,9 @@ async fn concurrent_misses_share_one_upstream_download() {
         assert_eq!(reply.body, expected);
     }
     assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
-    assert!(
-        replies
-            .iter()
-            .filter(|r| r.x_cache() == Some("MISS"))
-            .count()
-            >= 1
-    );
+    assert!(replies.iter().filter(|r| r.x_cache() == Some("MISS")).count() >= 1);
     // The last bytes reach clients just before the commit: wait for it.
-    assert!(
-        becomes_a_hit(&nucache, NUPKG).await,
-        "the download was never committed"
-    );
+    assert!(becomes_a_hit(&nucache, NUPKG).await, "the download was never committed");
     assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
 }
 
@@ -80,19 +71,13 @@ async fn a_truncated_upstream_body_never_becomes_a_cache_entry() {
     let broken = nucache.get(NUPKG).await;
     let expected = upstream.nupkg_bytes("Fake.Core", "1.1.0").expect("corpus");
     assert!(
-        broken.status != StatusCode::OK
-            || broken.body_error.is_some()
-            || broken.body.len() < expected.len(),
+        broken.status != StatusCode::OK || broken.body_error.is_some() || broken.body.len() < expected.len(),
         "a truncated download must not look complete"
     );
     upstream.clear_faults();
     let healed = nucache.get(NUPKG).await;
     assert_eq!(healed.status, StatusCode::OK);
-    assert_eq!(
-        healed.x_cache(),
-        Some("MISS"),
-        "the broken download was cached"
-    );
+    assert_eq!(healed.x_cache(), Some("MISS"), "the broken download was cached");
     assert_eq!(healed.body, expected);
     assert!(becomes_a_hit(&nucache, NUPKG).await);
     let temp_files = std::fs::read_dir(nucache.dir.join("tmp"))
@@ -116,29 +101,15 @@ async fn the_upstream_down_serves_what_was_cached() {
     for fault in [Fault::Refuse, Fault::Status(503)] {
         upstream.set_fault(fault);
         let stale = nucache.get(versions).await;
-        assert_eq!(
-            (stale.status, stale.x_cache()),
-            (StatusCode::OK, Some("STALE"))
-        );
+        assert_eq!((stale.status, stale.x_cache()), (StatusCode::OK, Some("STALE")));
         assert!(stale.json()["versions"].is_array());
         let index = nucache.get("/v3/index.json").await;
-        assert_eq!(
-            (index.status, index.x_cache()),
-            (StatusCode::OK, Some("STALE"))
-        );
+        assert_eq!((index.status, index.x_cache()), (StatusCode::OK, Some("STALE")));
         let package = nucache.get(NUPKG).await;
-        assert_eq!(
-            (package.status, package.x_cache()),
-            (StatusCode::OK, Some("HIT"))
-        );
+        assert_eq!((package.status, package.x_cache()), (StatusCode::OK, Some("HIT")));
         let started = Instant::now();
         let never_cached = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
-        assert_eq!(
-            never_cached.status,
-            StatusCode::BAD_GATEWAY,
-            "{}",
-            never_cached.text()
-        );
+        assert_eq!(never_cached.status, StatusCode::BAD_GATEWAY, "{}", never_cached.text());
         assert!(!never_cached.text().is_empty(), "a 502 says why");
         assert!(started.elapsed() < Duration::from_secs(5));
         upstream.clear_faults();
@@ -160,12 +131,7 @@ async fn a_hanging_upstream_gives_504_within_the_timeout() {
     upstream.set_fault(Fault::Hang);
     let started = Instant::now();
     let reply = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
-    assert_eq!(
-        reply.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        reply.text()
-    );
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{}", reply.text());
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "took {:?}",
@@ -192,10 +158,7 @@ async fn the_cache_survives_a_restart_with_the_upstream_gone() {
     let index = second.get("/v3/index.json").await;
     assert_eq!(index.status, StatusCode::OK, "{}", index.text());
     let again = second.get(NUPKG).await;
-    assert_eq!(
-        (again.status, again.x_cache()),
-        (StatusCode::OK, Some("HIT"))
-    );
+    assert_eq!((again.status, again.x_cache()), (StatusCode::OK, Some("HIT")));
     assert_eq!(again.body, package.body);
     let versions_again = second.get("/v3/flatcontainer/fake.core/index.json").await;
     assert_eq!(versions_again.body, versions.body);
@@ -225,14 +188,8 @@ async fn a_cached_blob_whose_file_is_gone_is_dropped_not_served() {
     }
     let second = Nucache::start_in(&upstream.index_url(), dir.path(), |_| {}).await;
     let reply = second.get(NUPKG).await;
-    assert_eq!(
-        (reply.status, reply.x_cache()),
-        (StatusCode::OK, Some("MISS"))
-    );
-    assert_eq!(
-        Some(reply.body.to_vec()),
-        upstream.nupkg_bytes("Fake.Core", "1.1.0")
-    );
+    assert_eq!((reply.status, reply.x_cache()), (StatusCode::OK, Some("MISS")));
+    assert_eq!(Some(reply.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
     second.stop().await;
 }
 
@@ -255,21 +212,14 @@ async fn hostile_paths_are_refused_without_touching_the_disk() {
     for path in hostile {
         let reply = nucache.get(path).await;
         assert!(
-            matches!(
-                reply.status,
-                StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND
-            ),
+            matches!(reply.status, StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND),
             "{path} answered {}",
             reply.status
         );
     }
     let long_id = format!("/v3/flatcontainer/{}/index.json", "a".repeat(101));
     assert_eq!(nucache.get(&long_id).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        walk(&nucache.dir).len(),
-        before,
-        "a hostile request created a file"
-    );
+    assert_eq!(walk(&nucache.dir).len(), before, "a hostile request created a file");
     let upstream_paths: Vec<String> = upstream.requests().into_iter().map(|r| r.path).collect();
     assert!(
         upstream_paths
@@ -318,33 +268,21 @@ async fn a_redirect_loop_or_a_5xx_is_a_502_and_caches_nothing() {
     let healed = nucache
         .get("/v3/flatcontainer/fake.dep/1.0.0/fake.dep.1.0.0.nupkg")
         .await;
-    assert_eq!(
-        (healed.status, healed.x_cache()),
-        (StatusCode::OK, Some("MISS"))
-    );
+    assert_eq!((healed.status, healed.x_cache()), (StatusCode::OK, Some("MISS")));
     let versions = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
-    assert_eq!(
-        (versions.status, versions.x_cache()),
-        (StatusCode::OK, Some("MISS"))
-    );
+    assert_eq!((versions.status, versions.x_cache()), (StatusCode::OK, Some("MISS")));
 }
 
 #[tokio::test]
 async fn invalid_json_from_the_upstream_is_a_502_and_keeps_the_cached_copy() {
     let upstream = FakeUpstream::start().await;
-    let nucache = Nucache::start(&upstream.index_url(), |c| {
-        c.ttl.versions = Duration::from_millis(1)
-    })
-    .await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| c.ttl.versions = Duration::from_millis(1)).await;
     let path = "/v3/flatcontainer/fake.core/index.json";
     let good = nucache.get(path).await;
     upstream.set_fault(Fault::BadJson);
     tokio::time::sleep(Duration::from_millis(5)).await;
     let stale = nucache.get(path).await;
-    assert_eq!(
-        (stale.status, stale.x_cache()),
-        (StatusCode::OK, Some("STALE"))
-    );
+    assert_eq!((stale.status, stale.x_cache()), (StatusCode::OK, Some("STALE")));
     assert_eq!(stale.body, good.body);
     let never = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
     assert_eq!(never.status, StatusCode::BAD_GATEWAY);

@@ -76,10 +76,7 @@ async fn a_prefixed_chunked_private_feed_works_like_nuget_org() {
         .get("/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg")
         .await;
     assert_eq!(package.status, StatusCode::OK, "{}", package.text());
-    assert_eq!(
-        Some(package.body.to_vec()),
-        upstream.nupkg_bytes("Fake.Core", "1.1.0")
-    );
+    assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
     // Revalidation works over chunked answers too.
     let revalidated = nucache.get("/v3/flatcontainer/fake.core/index.json").await;
     assert_eq!(revalidated.x_cache(), Some("HIT"));
@@ -101,10 +98,7 @@ async fn credentials_go_to_the_upstream_and_never_to_another_host() {
         "the download did not go through the redirect"
     );
     for request in &api {
-        let authorization = request
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
+        let authorization = request.headers.get("authorization").and_then(|v| v.to_str().ok());
         assert!(
             authorization.is_some_and(|a| a.starts_with("Basic ")),
             "{} had no credentials",

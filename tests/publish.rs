@@ -52,9 +52,10 @@ fn nupkg(id: &str, version: &str) -> Vec<u8> {
     {
         let mut zip = zip::ZipWriter::new(&mut out);
         let options = zip::write::SimpleFileOptions::default();
-        zip.start_file(format!("{id}.nuspec"), options)
-            .expect("zip entry");
-        let nuspec = format!("<?xml version=\"1.0\"?><package><metadata><id>{id}</id><version>{version}</version></metadata></package>");
+        zip.start_file(format!("{id}.nuspec"), options).expect("zip entry");
+        let nuspec = format!(
+            "<?xml version=\"1.0\"?><package><metadata><id>{id}</id><version>{version}</version></metadata></package>"
+        );
         zip.write_all(nuspec.as_bytes()).expect("zip write");
         zip.finish().expect("zip finish");
     }
@@ -105,12 +106,7 @@ async fn the_service_index_lists_publish_resources_at_nucache() {
     let nucache = start(&upstream).await;
     let index = nucache.get("/v3/index.json").await.json();
     let resources = index["resources"].as_array().cloned().unwrap_or_default();
-    let id_of = |kind: &str| {
-        resources
-            .iter()
-            .find(|r| r["@type"] == kind)
-            .map(|r| r["@id"].clone())
-    };
+    let id_of = |kind: &str| resources.iter().find(|r| r["@type"] == kind).map(|r| r["@id"].clone());
     assert_eq!(
         id_of("PackagePublish/2.0.0"),
         Some(format!("{}/v3/package", nucache.base()).into())
@@ -137,18 +133,11 @@ async fn a_push_with_a_client_key_arrives_with_the_upstream_key() {
         Some(UPSTREAM_KEY.as_bytes())
     );
     assert_eq!(received.body_len, body.len());
-    assert_eq!(
-        upstream.last_push_sha256(),
-        Some(hex::encode(sha2_256(&body)))
-    );
+    assert_eq!(upstream.last_push_sha256(), Some(hex::encode(sha2_256(&body))));
     // The same package again: the upstream's 409 and its message come back.
     let duplicate = push(&nucache, Some(CLIENT_KEY), body).await;
     assert_eq!(duplicate.status, StatusCode::CONFLICT);
-    assert!(
-        duplicate.text().contains("already exists"),
-        "{}",
-        duplicate.text()
-    );
+    assert!(duplicate.text().contains("already exists"), "{}", duplicate.text());
 }
 
 fn sha2_256(data: &[u8]) -> Vec<u8> {
@@ -196,11 +185,7 @@ async fn publishing_without_client_keys_is_refused_with_a_hint() {
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
     let reply = push(&nucache, Some(CLIENT_KEY), multipart(&nupkg("A", "1.0.0"))).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert!(
-        reply.text().contains("publish.client_keys"),
-        "{}",
-        reply.text()
-    );
+    assert!(reply.text().contains("publish.client_keys"), "{}", reply.text());
     assert!(publish_requests(&upstream).is_empty());
 }
 
@@ -208,16 +193,8 @@ async fn publishing_without_client_keys_is_refused_with_a_hint() {
 async fn passthrough_forwards_the_client_key() {
     let upstream = FakeUpstream::start().await;
     upstream.set_api_key(Some(UPSTREAM_KEY));
-    let nucache = Nucache::start(&upstream.index_url(), |c| {
-        c.publish.mode = PublishMode::Passthrough
-    })
-    .await;
-    let good = push(
-        &nucache,
-        Some(UPSTREAM_KEY),
-        multipart(&nupkg("Through", "1.0.0")),
-    )
-    .await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| c.publish.mode = PublishMode::Passthrough).await;
+    let good = push(&nucache, Some(UPSTREAM_KEY), multipart(&nupkg("Through", "1.0.0"))).await;
     assert_eq!(good.status, StatusCode::CREATED);
     let bad = push(
         &nucache,
@@ -225,11 +202,7 @@ async fn passthrough_forwards_the_client_key() {
         multipart(&nupkg("Through", "2.0.0")),
     )
     .await;
-    assert_eq!(
-        bad.status,
-        StatusCode::FORBIDDEN,
-        "the upstream's own 403 comes back"
-    );
+    assert_eq!(bad.status, StatusCode::FORBIDDEN, "the upstream's own 403 comes back");
     let keys: Vec<Option<String>> = publish_requests(&upstream)
         .iter()
         .map(|r| {
@@ -241,10 +214,7 @@ async fn passthrough_forwards_the_client_key() {
         .collect();
     assert_eq!(
         keys,
-        [
-            Some(UPSTREAM_KEY.to_string()),
-            Some("not-the-upstream-key".to_string())
-        ]
+        [Some(UPSTREAM_KEY.to_string()), Some("not-the-upstream-key".to_string())]
     );
 }
 
@@ -274,19 +244,10 @@ async fn a_push_delete_and_relist_show_through_nucache_at_once() {
 
     // The upstream learns of 7.0.0 when it is pushed through nucache.
     upstream.add_package("Fake.Dep", "7.0.0", nupkg("Fake.Dep", "7.0.0"));
-    let pushed = push(
-        &nucache,
-        Some(CLIENT_KEY),
-        multipart(&nupkg("Fake.Dep", "7.0.0")),
-    )
-    .await;
+    let pushed = push(&nucache, Some(CLIENT_KEY), multipart(&nupkg("Fake.Dep", "7.0.0"))).await;
     assert_eq!(pushed.status, StatusCode::CREATED);
     let after = nucache.get(versions).await;
-    assert_eq!(
-        after.x_cache(),
-        Some("MISS"),
-        "the version list was not dropped"
-    );
+    assert_eq!(after.x_cache(), Some("MISS"), "the version list was not dropped");
     assert!(after.json()["versions"].to_string().contains("7.0.0"));
 
     let listed = |doc: &serde_json::Value| doc.to_string().contains("\"listed\":false");
@@ -301,10 +262,7 @@ async fn a_push_delete_and_relist_show_through_nucache_at_once() {
     assert_eq!(delete.status, StatusCode::NO_CONTENT);
     let unlisted = nucache.get(registration).await;
     assert_eq!(unlisted.x_cache(), Some("MISS"));
-    assert!(
-        listed(&unlisted.json()),
-        "the unlist is not visible through nucache"
-    );
+    assert!(listed(&unlisted.json()), "the unlist is not visible through nucache");
     let relist = send(
         Method::POST,
         &nucache.url("/v3/package/Fake.Dep/7.0.0"),
@@ -315,10 +273,7 @@ async fn a_push_delete_and_relist_show_through_nucache_at_once() {
     assert_eq!(relist.status, StatusCode::OK);
     assert!(!listed(&nucache.get(registration).await.json()));
     // The package itself stayed cached; only metadata was dropped.
-    let keys: Vec<String> = publish_requests(&upstream)
-        .iter()
-        .map(|r| r.method.clone())
-        .collect();
+    let keys: Vec<String> = publish_requests(&upstream).iter().map(|r| r.method.clone()).collect();
     assert_eq!(keys, ["PUT", "DELETE", "POST"]);
 }
 
@@ -328,12 +283,7 @@ async fn publish_calls_are_never_retried() {
     let nucache = start(&upstream).await;
     nucache.get("/v3/index.json").await;
     upstream.set_fault_for("/api/v2/package", common::upstream::Fault::Status(503));
-    let reply = push(
-        &nucache,
-        Some(CLIENT_KEY),
-        multipart(&nupkg("Once", "1.0.0")),
-    )
-    .await;
+    let reply = push(&nucache, Some(CLIENT_KEY), multipart(&nupkg("Once", "1.0.0"))).await;
     assert_eq!(
         reply.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -347,12 +297,7 @@ async fn no_key_appears_in_the_logs() {
     let logs = captured_logs();
     let upstream = FakeUpstream::start().await;
     let nucache = start(&upstream).await;
-    push(
-        &nucache,
-        Some(CLIENT_KEY),
-        multipart(&nupkg("Logged", "1.0.0")),
-    )
-    .await;
+    push(&nucache, Some(CLIENT_KEY), multipart(&nupkg("Logged", "1.0.0"))).await;
     push(
         &nucache,
         Some("wrong-key-in-logs"),

@@ -24,40 +24,21 @@ async fn reads_need_credentials_when_required() {
         c.auth.read_keys = vec![digest_hex("read-key")];
     })
     .await;
-    let paths = [
-        "/v3/index.json",
-        "/v3/flatcontainer/fake.core/index.json",
-        "/",
-    ];
+    let paths = ["/v3/index.json", "/v3/flatcontainer/fake.core/index.json", "/"];
     for path in paths {
         let anonymous = nucache.get(path).await;
         assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{path}");
-        assert_eq!(
-            anonymous.header("www-authenticate"),
-            Some("Basic realm=\"nucache\"")
-        );
+        assert_eq!(anonymous.header("www-authenticate"), Some("Basic realm=\"nucache\""));
         let wrong = nucache
-            .request(
-                Method::GET,
-                path,
-                &[("authorization", &basic("agent", "guess"))],
-            )
+            .request(Method::GET, path, &[("authorization", &basic("agent", "guess"))])
             .await;
         assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{path}");
         let user = nucache
-            .request(
-                Method::GET,
-                path,
-                &[("authorization", &basic("agent", "s3cret"))],
-            )
+            .request(Method::GET, path, &[("authorization", &basic("agent", "s3cret"))])
             .await;
         assert_eq!(user.status, StatusCode::OK, "{path}");
         let key_as_password = nucache
-            .request(
-                Method::GET,
-                path,
-                &[("authorization", &basic("x", "read-key"))],
-            )
+            .request(Method::GET, path, &[("authorization", &basic("x", "read-key"))])
             .await;
         assert_eq!(key_as_password.status, StatusCode::OK, "{path}");
         let api_key = nucache

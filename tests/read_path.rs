@@ -23,11 +23,7 @@ fn assert_no_upstream(upstream: &FakeUpstream, what: &str, text: &str) {
 fn ids_of(index: &serde_json::Value) -> Vec<String> {
     index["resources"]
         .as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|r| r["@id"].as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|r| r.iter().filter_map(|r| r["@id"].as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -63,16 +59,9 @@ async fn service_index_points_every_served_resource_at_nucache() {
         "\"ReadmeUriTemplate/6.13.0\"",
         "\"PackageDetailsUriTemplate/5.1.0\"",
     ] {
-        assert!(
-            types.iter().any(|t| t == wanted),
-            "{wanted} missing from {types:?}"
-        );
+        assert!(types.iter().any(|t| t == wanted), "{wanted} missing from {types:?}");
     }
-    for dropped in [
-        "LegacyGallery",
-        "SearchGalleryQueryService",
-        "RepositorySignatures",
-    ] {
+    for dropped in ["LegacyGallery", "SearchGalleryQueryService", "RepositorySignatures"] {
         assert!(
             !types.iter().any(|t| t.contains(dropped)),
             "{dropped} should be dropped over http"
@@ -140,12 +129,8 @@ async fn documents_of_every_kind_carry_no_upstream_address() {
     let registration = nucache
         .get("/v3/registration/registration5-gz-semver2/fake.core/index.json")
         .await;
-    assert!(registration
-        .text()
-        .contains("https://github.com/example/fake.core"));
-    assert!(registration
-        .text()
-        .contains("https://github.com/advisories/"));
+    assert!(registration.text().contains("https://github.com/example/fake.core"));
+    assert!(registration.text().contains("https://github.com/advisories/"));
     // Every URL nucache hands out leads somewhere nucache serves.
     let leaf = &registration.json()["items"][0]["items"][0];
     for field in ["@id", "packageContent", "registration"] {
@@ -163,17 +148,11 @@ async fn gzip_hives_are_served_gzip_or_identity_as_asked() {
     let upstream = FakeUpstream::start().await;
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
     let path = "/v3/registration/registration5-gz-semver2/fake.core/index.json";
-    let zipped = nucache
-        .request(Method::GET, path, &[("accept-encoding", "gzip")])
-        .await;
+    let zipped = nucache.request(Method::GET, path, &[("accept-encoding", "gzip")]).await;
     assert_eq!(zipped.header("content-encoding"), Some("gzip"));
     assert_eq!(zipped.body[..2], [0x1f, 0x8b]);
     let mut decoded = Vec::new();
-    std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(&zipped.body[..]),
-        &mut decoded,
-    )
-    .expect("gunzip");
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&zipped.body[..]), &mut decoded).expect("gunzip");
     let plain = nucache.get(path).await;
     assert_eq!(plain.header("content-encoding"), None);
     assert_eq!(plain.body, decoded);
@@ -237,11 +216,7 @@ async fn ids_match_in_any_case_and_versions_normalize() {
         assert_eq!(reply.status, StatusCode::OK, "{path}");
         assert_eq!(reply.body, expected, "{path}");
     }
-    assert_eq!(
-        upstream.count(".nupkg"),
-        1,
-        "one upstream download for every spelling"
-    );
+    assert_eq!(upstream.count(".nupkg"), 1, "one upstream download for every spelling");
     let four_part = nucache
         .get("/v3/flatcontainer/Fake.Core/1.0.0.0/Fake.Core.1.0.0.0.nupkg")
         .await;
@@ -250,9 +225,7 @@ async fn ids_match_in_any_case_and_versions_normalize() {
         Some(four_part.body.to_vec()),
         upstream.nupkg_bytes("Fake.Core", "1.0.0")
     );
-    let mixed = nucache
-        .get("/v3/flatcontainer/FAKE.MIXEDCASE/index.json")
-        .await;
+    let mixed = nucache.get("/v3/flatcontainer/FAKE.MIXEDCASE/index.json").await;
     assert_eq!(mixed.json()["versions"][0], "1.0.0");
 }
 
@@ -262,26 +235,15 @@ async fn miss_then_hit_then_304() {
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
     let path = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
     let first = nucache.get(path).await;
-    assert_eq!(
-        (first.status, first.x_cache()),
-        (StatusCode::OK, Some("MISS"))
-    );
+    assert_eq!((first.status, first.x_cache()), (StatusCode::OK, Some("MISS")));
     let second = nucache.get(path).await;
-    assert_eq!(
-        (second.status, second.x_cache()),
-        (StatusCode::OK, Some("HIT"))
-    );
+    assert_eq!((second.status, second.x_cache()), (StatusCode::OK, Some("HIT")));
     assert_eq!(first.body, second.body);
-    assert_eq!(
-        Some(first.body.to_vec()),
-        upstream.nupkg_bytes("Fake.Core", "1.1.0")
-    );
+    assert_eq!(Some(first.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
     assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
     let etag = second.header("etag").expect("an ETag").to_string();
     assert_eq!(first.header("etag"), Some(etag.as_str()));
-    let cached = nucache
-        .request(Method::GET, path, &[("if-none-match", &etag)])
-        .await;
+    let cached = nucache.request(Method::GET, path, &[("if-none-match", &etag)]).await;
     assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
     assert!(cached.body.is_empty());
     let other = nucache
@@ -290,10 +252,7 @@ async fn miss_then_hit_then_304() {
     assert_eq!(other.status, StatusCode::OK);
 
     let doc = nucache.get("/v3/flatcontainer/fake.core/index.json").await;
-    let doc_etag = doc
-        .header("etag")
-        .expect("documents have ETags")
-        .to_string();
+    let doc_etag = doc.header("etag").expect("documents have ETags").to_string();
     let doc_again = nucache
         .request(
             Method::GET,
@@ -320,10 +279,7 @@ async fn head_answers_headers_without_a_body() {
         let head = nucache.request(Method::HEAD, path, &[]).await;
         assert_eq!(head.status, StatusCode::OK);
         assert!(head.body.is_empty());
-        assert_eq!(
-            head.header("content-length"),
-            Some(size.to_string().as_str())
-        );
+        assert_eq!(head.header("content-length"), Some(size.to_string().as_str()));
         assert_eq!(head.x_cache(), Some(expected_cache));
         // The HEAD miss downloads in the background; wait for it before the HIT.
         for _ in 0..50 {
@@ -369,9 +325,7 @@ async fn bodies_are_rendered_for_the_host_the_client_used() {
     let one = nucache
         .request(Method::GET, path, &[("host", "one.example:5000")])
         .await;
-    let two = nucache
-        .request(Method::GET, path, &[("host", "two.example")])
-        .await;
+    let two = nucache.request(Method::GET, path, &[("host", "two.example")]).await;
     assert!(one.text().contains("http://one.example:5000/v3/"));
     assert!(!one.text().contains("two.example"));
     assert!(two.text().contains("http://two.example/v3/"));
@@ -381,19 +335,14 @@ async fn bodies_are_rendered_for_the_host_the_client_used() {
         .request(
             Method::GET,
             path,
-            &[
-                ("x-forwarded-host", "evil.example"),
-                ("x-forwarded-proto", "https"),
-            ],
+            &[("x-forwarded-host", "evil.example"), ("x-forwarded-proto", "https")],
         )
         .await;
     assert!(
         !forwarded.text().contains("evil.example"),
         "forwarded headers are ignored unless trusted"
     );
-    let bad_host = nucache
-        .request(Method::GET, path, &[("host", "bad\"host")])
-        .await;
+    let bad_host = nucache.request(Method::GET, path, &[("host", "bad\"host")]).await;
     assert_eq!(bad_host.status, StatusCode::BAD_REQUEST);
 }
 
@@ -405,11 +354,7 @@ async fn wrong_methods_and_unknown_paths() {
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
     let delete = nucache
-        .request(
-            Method::DELETE,
-            "/v3/flatcontainer/fake.core/index.json",
-            &[],
-        )
+        .request(Method::DELETE, "/v3/flatcontainer/fake.core/index.json", &[])
         .await;
     assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
     for path in [
@@ -418,11 +363,7 @@ async fn wrong_methods_and_unknown_paths() {
         "/v3/flatcontainer/fake.core/1.0.0/other.nupkg",
         "/v3/flatcontainer/a/b/c/d",
     ] {
-        assert_eq!(
-            nucache.get(path).await.status,
-            StatusCode::NOT_FOUND,
-            "{path}"
-        );
+        assert_eq!(nucache.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
     }
 }
 
@@ -437,16 +378,9 @@ async fn search_is_cached_by_its_whole_query() {
     assert_eq!(stable.x_cache(), Some("MISS"));
     assert_eq!(with_prerelease.x_cache(), Some("MISS"));
     assert_eq!(stable.json()["data"][0]["version"], "1.1.0");
-    assert_eq!(
-        with_prerelease.json()["data"][0]["version"],
-        "3.0.0+build.7"
-    );
-    assert_eq!(
-        nucache.get("/v3/query?q=fake.core").await.x_cache(),
-        Some("HIT")
-    );
+    assert_eq!(with_prerelease.json()["data"][0]["version"], "3.0.0+build.7");
+    assert_eq!(nucache.get("/v3/query?q=fake.core").await.x_cache(), Some("HIT"));
     assert_eq!(upstream.count("/query?q=fake.core"), 2);
     let upstream_paths: Vec<String> = upstream.requests().into_iter().map(|r| r.path).collect();
-    assert!(upstream_paths
-        .contains(&"/query?q=fake.core&prerelease=true&semVerLevel=2.0.0".to_string()));
+    assert!(upstream_paths.contains(&"/query?q=fake.core&prerelease=true&semVerLevel=2.0.0".to_string()));
 }

@@ -46,6 +46,8 @@ pub(crate) struct BlobWriter {
     file: Arc<File>,
     temp: PathBuf,
     hasher: Sha512,
+    /// The SHA-512 (hex), once the writer is finished.
+    digest: Option<String>,
     written: u64,
     committed: bool,
 }
@@ -53,6 +55,9 @@ pub(crate) struct BlobWriter {
 impl BlobWriter {
     /// Appends `data` (blocking I/O: call from a blocking context).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if self.digest.is_some() {
+            return Err(io::Error::other("write after the blob was finished"));
+        }
         self.file.write_all_at(data, self.written)?;
         self.hasher.update(data);
         self.written += data.len() as u64;
@@ -61,6 +66,14 @@ impl BlobWriter {
 
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The SHA-512 (hex) of everything written; no more writes after this.
+    pub fn finish(&mut self) -> String {
+        if self.digest.is_none() {
+            self.digest = Some(hex::encode(std::mem::take(&mut self.hasher).finalize()));
+        }
+        self.digest.clone().unwrap_or_default()
     }
 
     /// The file being written, for concurrent positional reads.
@@ -128,22 +141,19 @@ impl BlobStore for FsBlobStore {
             file: Arc::new(file),
             temp,
             hasher: Sha512::new(),
+            digest: None,
             written: 0,
             committed: false,
         })
     }
 
     fn commit(&self, mut writer: BlobWriter, key: &str) -> Result<BlobInfo, StorageError> {
-        writer
-            .file
-            .sync_all()
-            .map_err(StorageError::io("syncing a blob"))?;
-        let sha512 = hex::encode(std::mem::take(&mut writer.hasher).finalize());
+        writer.file.sync_all().map_err(StorageError::io("syncing a blob"))?;
+        let sha512 = writer.finish();
         let target = self.path_of(key, &sha512);
         let parent = target.parent().unwrap_or(&self.content);
         fs::create_dir_all(parent).map_err(StorageError::io("creating a content directory"))?;
-        fs::rename(&writer.temp, &target)
-            .map_err(StorageError::io("renaming a blob into place"))?;
+        fs::rename(&writer.temp, &target).map_err(StorageError::io("renaming a blob into place"))?;
         writer.committed = true;
         // The rename is durable only once its directory is.
         if let Ok(dir) = File::open(parent) {
@@ -170,9 +180,7 @@ impl BlobStore for FsBlobStore {
 
     fn remove(&self, key: &str, info: &BlobInfo) -> Result<(), StorageError> {
         match fs::remove_file(self.path_of(key, &info.sha512)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(StorageError::io("removing a blob")(e))
-            }
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io("removing a blob")(e)),
             _ => Ok(()),
         }
     }
@@ -180,9 +188,7 @@ impl BlobStore for FsBlobStore {
     fn sweep_temp(&self) -> Result<usize, StorageError> {
         let mut removed = 0;
         for item in fs::read_dir(&self.temp).map_err(StorageError::io("listing temporary files"))? {
-            let path = item
-                .map_err(StorageError::io("listing temporary files"))?
-                .path();
+            let path = item.map_err(StorageError::io("listing temporary files"))?.path();
             if path.is_file() && fs::remove_file(&path).is_ok() {
                 removed += 1;
             }
@@ -191,10 +197,7 @@ impl BlobStore for FsBlobStore {
     }
 
     fn sweep_orphans(&self, live: &[(String, String)]) -> Result<usize, StorageError> {
-        let keep: HashSet<PathBuf> = live
-            .iter()
-            .map(|(key, sha)| self.path_of(key, sha))
-            .collect();
+        let keep: HashSet<PathBuf> = live.iter().map(|(key, sha)| self.path_of(key, sha)).collect();
         let mut removed = 0;
         for path in walk_files(&self.content)? {
             if !keep.contains(&path) && fs::remove_file(&path).is_ok() {

@@ -39,9 +39,7 @@ pub(super) fn suite(store: &dyn BlobStore) {
     assert_eq!(read_all(store, "a/key", &info), Some(data.clone()));
 
     // The same content under another key is independent of the first.
-    let other = store
-        .commit(write_blob(store, &data), "b/key")
-        .expect("commit b");
+    let other = store.commit(write_blob(store, &data), "b/key").expect("commit b");
     store.remove("a/key", &info).expect("remove");
     assert_eq!(read_all(store, "a/key", &info), None);
     assert_eq!(read_all(store, "b/key", &other), Some(data.clone()));
@@ -58,9 +56,7 @@ pub(super) fn suite(store: &dyn BlobStore) {
     assert_eq!(store.sweep_temp().expect("sweep"), 1);
 
     // Blobs nobody references are swept; referenced ones stay.
-    let orphan = store
-        .commit(write_blob(store, b"orphan"), "c/key")
-        .expect("commit c");
+    let orphan = store.commit(write_blob(store, b"orphan"), "c/key").expect("commit c");
     let removed = store
         .sweep_orphans(&[("b/key".to_string(), other.sha512.clone())])
         .expect("sweep orphans");

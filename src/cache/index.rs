@@ -11,6 +11,7 @@ use crate::error::StorageError;
 
 const ENTRIES: &str = "entries";
 const ACCESS: &str = "access";
+const HASHES: &str = "package_hashes";
 
 /// What kind of object an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +48,8 @@ pub(crate) struct Index {
     db: sled::Db,
     entries: sled::Tree,
     access: sled::Tree,
+    /// `{lower_id}/{lower_version}` -> SHA-512 hex stated by the metadata.
+    hashes: sled::Tree,
 }
 
 impl Index {
@@ -59,6 +62,7 @@ impl Index {
         Ok(Index {
             entries: db.open_tree(ENTRIES)?,
             access: db.open_tree(ACCESS)?,
+            hashes: db.open_tree(HASHES)?,
             db,
         })
     }
@@ -118,6 +122,18 @@ impl Index {
         }
         self.access.apply_batch(writes)?;
         Ok(())
+    }
+
+    pub fn put_hash(&self, package: &str, sha512_hex: &str) -> Result<(), StorageError> {
+        self.hashes.insert(package.as_bytes(), sha512_hex.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn hash(&self, package: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .hashes
+            .get(package.as_bytes())?
+            .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
     }
 
     pub fn flush(&self) -> Result<(), StorageError> {

@@ -9,6 +9,7 @@
 mod blobs;
 #[cfg(test)]
 mod compliance;
+mod health;
 mod index;
 mod status;
 
@@ -23,9 +24,11 @@ use sha2::{Digest, Sha512};
 
 use crate::config::CacheConfig;
 use crate::error::StorageError;
+use crate::nuget::PackageHash;
 use crate::rewrite::Template;
 
 pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
+pub(crate) use health::StorageHealth;
 pub(crate) use index::Index;
 pub use index::{now_ms, Entry, EntryKind};
 pub use status::CacheStatus;
@@ -67,6 +70,8 @@ pub(crate) struct Cache {
     hot: moka::sync::Cache<String, Arc<HotDoc>>,
     /// Last-access times, written to the index in batches (never on a hit).
     accessed: Mutex<HashMap<String, u64>>,
+    /// Whether the disk takes writes.
+    pub health: StorageHealth,
 }
 
 impl Cache {
@@ -74,15 +79,12 @@ impl Cache {
     /// crash may have left: temporary files, records without their file,
     /// files without their record.
     pub fn open(config: &CacheConfig) -> Result<(Cache, Repair), StorageError> {
-        std::fs::create_dir_all(&config.dir)
-            .map_err(StorageError::io("creating the cache directory"))?;
+        std::fs::create_dir_all(&config.dir).map_err(StorageError::io("creating the cache directory"))?;
         let index = Index::open(&config.dir.join("index"))?;
         let blobs = Box::new(FsBlobStore::open(&config.dir)?);
         let hot = moka::sync::Cache::builder()
             .max_capacity(config.memory.bytes())
-            .weigher(|_key: &String, doc: &Arc<HotDoc>| {
-                doc.body.weight().try_into().unwrap_or(u32::MAX)
-            })
+            .weigher(|_key: &String, doc: &Arc<HotDoc>| doc.body.weight().try_into().unwrap_or(u32::MAX))
             // Publishing drops a package's documents by key prefix.
             .support_invalidation_closures()
             .build();
@@ -91,6 +93,7 @@ impl Cache {
             blobs,
             hot,
             accessed: Mutex::new(HashMap::new()),
+            health: StorageHealth::default(),
         };
         let repair = cache.repair()?;
         Ok((cache, repair))
@@ -105,11 +108,7 @@ impl Cache {
         let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
         for (key, record) in records {
             let usable = match record {
-                Ok(entry) => self
-                    .blobs
-                    .open(&key, &info(&entry))?
-                    .is_some()
-                    .then_some(entry),
+                Ok(entry) => self.blobs.open(&key, &info(&entry))?.is_some().then_some(entry),
                 Err(_) => None,
             };
             match usable {
@@ -175,26 +174,34 @@ impl Cache {
     ) -> Result<Arc<HotDoc>, StorageError> {
         let sha512 = hex::encode(Sha512::digest(&body));
         let entry = entry_of(kind, origin, body.len() as u64, sha512);
-        if persist {
+        if persist && !self.health.bypass() {
             let previous = self.index.get(key).ok().flatten();
-            let mut writer = self.blobs.create()?;
-            writer
-                .write(&body)
-                .map_err(StorageError::io("writing a document"))?;
-            self.blobs.commit(writer, key)?;
-            self.index.put(key, &entry)?;
-            self.discard_replaced(key, previous, &entry);
+            let stored = self.watch(self.write_document(key, &entry, &body));
+            if stored.is_ok() {
+                self.discard_replaced(key, previous, &entry);
+            }
         }
         Ok(self.remember(key, entry, body))
     }
 
+    fn write_document(&self, key: &str, entry: &Entry, body: &[u8]) -> Result<(), StorageError> {
+        let mut writer = self.blobs.create()?;
+        writer.write(body).map_err(StorageError::io("writing a document"))?;
+        self.blobs.commit(writer, key)?;
+        self.index.put(key, entry)
+    }
+
+    /// Tells the storage health what a write came to.
+    fn watch<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        match &result {
+            Ok(_) => self.health.succeeded(),
+            Err(error) => self.health.failed(&error.to_string()),
+        }
+        result
+    }
+
     /// Records that the upstream confirmed a document unchanged (304).
-    pub fn confirm_document(
-        &self,
-        key: &str,
-        doc: &HotDoc,
-        persist: bool,
-    ) -> Result<Arc<HotDoc>, StorageError> {
+    pub fn confirm_document(&self, key: &str, doc: &HotDoc, persist: bool) -> Result<Arc<HotDoc>, StorageError> {
         let mut entry = doc.entry.clone();
         entry.fetched_at = now_ms();
         if persist {
@@ -220,20 +227,16 @@ impl Cache {
     }
 
     pub fn start_blob(&self) -> Result<BlobWriter, StorageError> {
-        self.blobs.create()
+        self.watch(self.blobs.create())
     }
 
     /// Commits a complete blob and records it (blocking I/O).
-    pub fn commit_blob(
-        &self,
-        key: &str,
-        writer: BlobWriter,
-        origin: Origin,
-    ) -> Result<Entry, StorageError> {
+    pub fn commit_blob(&self, key: &str, writer: BlobWriter, origin: Origin) -> Result<Entry, StorageError> {
         let previous = self.index.get(key).ok().flatten();
-        let stored = self.blobs.commit(writer, key)?;
-        let entry = entry_of(EntryKind::Blob, origin, stored.size, stored.sha512);
-        self.index.put(key, &entry)?;
+        let entry = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
+            let entry = entry_of(EntryKind::Blob, origin, stored.size, stored.sha512);
+            self.index.put(key, &entry).map(|_| entry)
+        }))?;
         self.discard_replaced(key, previous, &entry);
         Ok(entry)
     }
@@ -256,11 +259,7 @@ impl Cache {
 
     /// Forgets the documents whose key is one of `exact` or starts with one
     /// of `prefixes`, in memory and on disk; returns how many were on disk.
-    pub fn remove_documents(
-        &self,
-        exact: &[String],
-        prefixes: &[String],
-    ) -> Result<usize, StorageError> {
+    pub fn remove_documents(&self, exact: &[String], prefixes: &[String]) -> Result<usize, StorageError> {
         let (owned_exact, owned_prefixes) = (exact.to_vec(), prefixes.to_vec());
         let predicate = move |key: &String, _: &Arc<HotDoc>| {
             owned_exact.contains(key) || owned_prefixes.iter().any(|p| key.starts_with(p.as_str()))
@@ -274,16 +273,25 @@ impl Cache {
         }
         let mut removed = 0;
         for key in keys {
-            if self
-                .index
-                .get(&key)?
-                .is_some_and(|e| e.kind != EntryKind::Blob)
-            {
+            if self.index.get(&key)?.is_some_and(|e| e.kind != EntryKind::Blob) {
                 self.remove(&key)?;
                 removed += 1;
             }
         }
         Ok(removed)
+    }
+
+    /// Remembers the package hashes a document stated (blocking I/O).
+    pub fn record_package_hashes(&self, hashes: &[PackageHash]) -> Result<(), StorageError> {
+        for hash in hashes {
+            self.index.put_hash(&hash.key(), &hash.sha512)?;
+        }
+        Ok(())
+    }
+
+    /// The SHA-512 (hex) the metadata states for `{lower_id}/{lower_version}`.
+    pub fn package_hash(&self, package: &str) -> Result<Option<String>, StorageError> {
+        self.index.hash(package)
     }
 
     /// Notes a hit; written to the index by [`Cache::flush_access`].

@@ -72,6 +72,12 @@ pub struct UpstreamConfig {
     /// Origins (`scheme://host[:port]`) that receive the credentials; by
     /// default only the service index's. Never sent across a redirect elsewhere.
     pub auth_origins: Vec<String>,
+    /// Consecutive failed reads after which the upstream is considered down
+    /// (reads fail fast, cached copies are served); 0 disables the breaker.
+    pub breaker_threshold: u32,
+    /// While down, how often the upstream is probed in the background.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
 }
 
 /// Who decides whether a publish call may go upstream.
@@ -196,6 +202,8 @@ impl Default for UpstreamConfig {
             token: None,
             token_file: None,
             auth_origins: Vec::new(),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(10),
         }
     }
 }
@@ -259,9 +267,7 @@ impl Default for ServerConfig {
 
 /// The per-user cache directory (`$XDG_CACHE_HOME/nucache`, `~/.cache/nucache`).
 fn default_cache_dir() -> PathBuf {
-    dirs::cache_dir()
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("nucache")
+    dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".")).join("nucache")
 }
 
 impl Config {
@@ -327,10 +333,7 @@ impl Config {
         for (key, value) in [
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.read_timeout", self.upstream.read_timeout),
-            (
-                "server.header_read_timeout",
-                self.server.header_read_timeout,
-            ),
+            ("server.header_read_timeout", self.server.header_read_timeout),
         ] {
             if value.is_zero() {
                 return invalid(key, "must be longer than 0s");
@@ -357,9 +360,7 @@ impl Config {
             ("auth.read_keys", &self.auth.read_keys),
         ] {
             if let Some(bad) = digests.iter().find(|d| !is_sha256_hex(d)) {
-                let reason = format!(
-                    "{bad:?} is not a SHA-256 hex digest (make one with `nucache hash-key`)"
-                );
+                let reason = format!("{bad:?} is not a SHA-256 hex digest (make one with `nucache hash-key`)");
                 return invalid(key, &reason);
             }
         }
@@ -369,14 +370,8 @@ impl Config {
                 _ => return invalid("auth.users", "entries are \"name:sha256hex(password)\""),
             }
         }
-        if self.auth.read == ReadAccess::Required
-            && self.auth.users.is_empty()
-            && self.auth.read_keys.is_empty()
-        {
-            return invalid(
-                "auth.read",
-                "\"required\" needs auth.users or auth.read_keys",
-            );
+        if self.auth.read == ReadAccess::Required && self.auth.users.is_empty() && self.auth.read_keys.is_empty() {
+            return invalid("auth.read", "\"required\" needs auth.users or auth.read_keys");
         }
         let upstream = &self.upstream;
         if upstream.username.is_some() != upstream.password.is_some() {
@@ -386,10 +381,7 @@ impl Config {
             );
         }
         if upstream.password.is_some() && upstream.token.is_some() {
-            return invalid(
-                "upstream.token",
-                "use either a token or a username and password",
-            );
+            return invalid("upstream.token", "use either a token or a username and password");
         }
         for origin in &upstream.auth_origins {
             check_url("upstream.auth_origins", origin)?;
@@ -399,9 +391,7 @@ impl Config {
 
     fn normalized(mut self) -> Config {
         self.public_url = self.public_url.map(|u| u.trim_end_matches('/').to_string());
-        let lower = |digests: &mut Vec<String>| {
-            digests.iter_mut().for_each(|d| *d = d.to_ascii_lowercase())
-        };
+        let lower = |digests: &mut Vec<String>| digests.iter_mut().for_each(|d| *d = d.to_ascii_lowercase());
         lower(&mut self.publish.client_keys);
         lower(&mut self.auth.read_keys);
         self.upstream.auth_origins = self
@@ -459,18 +449,11 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     })?;
     match (parsed.scheme_str(), parsed.authority()) {
         (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => invalid(
-            key,
-            &format!("{url:?} must be an absolute http:// or https:// URL"),
-        ),
+        _ => invalid(key, &format!("{url:?} must be an absolute http:// or https:// URL")),
     }
 }
 
-fn read_secret(
-    key: &'static str,
-    value: Option<Secret>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, ConfigError> {
+fn read_secret(key: &'static str, value: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
     match (value, file) {
         (Some(_), Some(_)) => Err(ConfigError::Invalid {
             key,
@@ -528,11 +511,9 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let err =
-            |pairs: &[(&str, &str)]| with(pairs).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = |pairs: &[(&str, &str)]| with(pairs).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err(&[("upstream", "")]).contains("upstream"));
-        let timeout =
-            Figment::new().merge(Toml::string("[upstream]\nread_timeout = \"3 parsecs\""));
+        let timeout = Figment::new().merge(Toml::string("[upstream]\nread_timeout = \"3 parsecs\""));
         let message = Config::from_figment(timeout)
             .err()
             .map(|e| e.to_string())
@@ -544,8 +525,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(message.contains("lisen"), "{message}");
-        let bad_url =
-            Figment::new().merge(Toml::string("[upstream]\nservice_index = \"ftp://x/\""));
+        let bad_url = Figment::new().merge(Toml::string("[upstream]\nservice_index = \"ftp://x/\""));
         let message = Config::from_figment(bad_url)
             .err()
             .map(|e| e.to_string())
@@ -556,8 +536,7 @@ mod tests {
     #[test]
     fn toml_and_durations() {
         let toml = "listen = \"127.0.0.1:6000\"\npublic_url = \"https://nuget.corp/\"\n[upstream]\nread_timeout = \"500ms\"\n[ttl]\nversions = \"2m\"\n[cache]\nmemory = \"32MiB\"";
-        let c = Config::from_figment(Figment::new().merge(Toml::string(toml)))
-            .map_err(|e| e.to_string());
+        let c = Config::from_figment(Figment::new().merge(Toml::string(toml))).map_err(|e| e.to_string());
         let c = c.map(|c| {
             (
                 c.listen.port(),

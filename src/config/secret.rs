@@ -95,10 +95,7 @@ mod tests {
     fn secrets_do_not_show() {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), "***");
-        assert_eq!(
-            serde_json::to_string(&secret).ok(),
-            Some("\"***\"".to_string())
-        );
+        assert_eq!(serde_json::to_string(&secret).ok(), Some("\"***\"".to_string()));
         assert_eq!(secret.expose(), "hunter2");
     }
 

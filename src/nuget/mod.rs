@@ -1,9 +1,11 @@
 //! The NuGet model a proxy needs: package ids, versions, and the kinds of
 //! files the flat container serves.
 
+mod hashes;
 mod id;
 mod version;
 
+pub use hashes::{package_hashes, PackageHash};
 pub use id::{lower_invariant, IdError, LowerId, MAX_ID_LEN};
 pub use version::{NuGetVersion, VersionError};
 
@@ -75,13 +77,7 @@ mod tests {
             PackageFile::recognise("readme", canon, canon),
             Some(PackageFile::Readme)
         );
-        assert_eq!(
-            PackageFile::recognise("other.1.0.0.nupkg", canon, canon),
-            None
-        );
-        assert_eq!(
-            PackageFile::recognise("foo.bar.2.0.0.nupkg", canon, canon),
-            None
-        );
+        assert_eq!(PackageFile::recognise("other.1.0.0.nupkg", canon, canon), None);
+        assert_eq!(PackageFile::recognise("foo.bar.2.0.0.nupkg", canon, canon), None);
     }
 }

@@ -33,9 +33,7 @@ impl NuGetVersion {
         let (rest, metadata) = match trimmed.split_once('+') {
             Some((rest, meta)) => {
                 if !dotted_identifiers(meta, false) {
-                    return Err(fail(
-                        "build metadata must be dot-separated [0-9A-Za-z-] identifiers",
-                    ));
+                    return Err(fail("build metadata must be dot-separated [0-9A-Za-z-] identifiers"));
                 }
                 (rest, Some(meta.to_string()))
             }
@@ -44,7 +42,9 @@ impl NuGetVersion {
         let (numbers, release) = match rest.split_once('-') {
             Some((numbers, labels)) => {
                 if !dotted_identifiers(labels, true) {
-                    return Err(fail("release labels must be dot-separated [0-9A-Za-z-] identifiers without leading zeros"));
+                    return Err(fail(
+                        "release labels must be dot-separated [0-9A-Za-z-] identifiers without leading zeros",
+                    ));
                 }
                 (numbers, labels.split('.').map(str::to_string).collect())
             }
@@ -114,11 +114,7 @@ fn parse_numbers(text: &str) -> Option<[u32; 4]> {
         if digits.len() > 10 {
             return None;
         }
-        let value: u64 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().ok()?
-        };
+        let value: u64 = if digits.is_empty() { 0 } else { digits.parse().ok()? };
         if value > MAX_PART {
             return None;
         }
@@ -132,8 +128,7 @@ fn parse_numbers(text: &str) -> Option<[u32; 4]> {
 /// identifiers may not have leading zeros (SemVer 2.0.0 rule NuGet enforces).
 fn dotted_identifiers(text: &str, no_leading_zero: bool) -> bool {
     text.split('.').all(|id| {
-        let valid_chars =
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let valid_chars = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         let numeric = id.bytes().all(|b| b.is_ascii_digit());
         valid_chars && !(no_leading_zero && numeric && id.len() > 1 && id.starts_with('0'))
     })
@@ -195,18 +190,9 @@ mod tests {
     #[test]
     fn lowercases_labels_for_urls_and_keeps_metadata_in_full() {
         let v = NuGetVersion::parse("1.0.0-RC.1+Build.5").map_err(|e| e.to_string());
-        assert_eq!(
-            v.as_ref().map(|v| v.lower_normalized()),
-            Ok("1.0.0-rc.1".to_string())
-        );
-        assert_eq!(
-            v.as_ref().map(|v| v.full()),
-            Ok("1.0.0-RC.1+Build.5".to_string())
-        );
-        assert_eq!(
-            v.map(|v| (v.is_prerelease(), v.is_semver2())),
-            Ok((true, true))
-        );
+        assert_eq!(v.as_ref().map(|v| v.lower_normalized()), Ok("1.0.0-rc.1".to_string()));
+        assert_eq!(v.as_ref().map(|v| v.full()), Ok("1.0.0-RC.1+Build.5".to_string()));
+        assert_eq!(v.map(|v| (v.is_prerelease(), v.is_semver2())), Ok((true, true)));
     }
 
     #[test]

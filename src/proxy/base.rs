@@ -47,9 +47,9 @@ fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
 fn is_valid_host(host: &str) -> bool {
     host.len() <= 255
         && !host.is_empty()
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
-        })
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
 }
 
 #[cfg(test)]

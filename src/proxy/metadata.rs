@@ -10,10 +10,7 @@ use crate::error::ProxyError;
 use crate::stash::{fetch_document, DocOutcome, DocSpec};
 
 impl Proxy {
-    pub(super) async fn document(
-        self: &Arc<Self>,
-        spec: DocSpec,
-    ) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
+    pub(super) async fn document(self: &Arc<Self>, spec: DocSpec) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
         if self.not_found.contains_key(&spec.key) {
             return Err(ProxyError::NotFound);
         }

@@ -36,7 +36,7 @@ use crate::route::{self, Route, Target, TargetKind};
 use crate::server::access_log::{AccessRecord, Logged};
 use crate::server::body::Body;
 use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
-use crate::upstream::Upstream;
+use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
 use service::ServiceState;
@@ -89,27 +89,15 @@ impl Proxy {
             self.request_ids.fetch_add(1, Ordering::Relaxed)
         );
         let method = request.method().clone();
-        let path: String = request
-            .uri()
-            .to_string()
-            .chars()
-            .take(LOGGED_PATH)
-            .collect();
-        let span =
-            tracing::info_span!("request", id = %request_id, package = tracing::field::Empty);
+        let path: String = request.uri().to_string().chars().take(LOGGED_PATH).collect();
+        let span = tracing::info_span!("request", id = %request_id, package = tracing::field::Empty);
         let mut package = None;
         let outcome = self.dispatch(request, &mut package).instrument(span).await;
         let (reply, error) = match outcome {
             Ok(reply) => (reply, None),
-            Err(e) => (
-                Reply::plain(respond::error(&e)),
-                Some((e.party(), e.to_string())),
-            ),
+            Err(e) => (Reply::plain(respond::error(&e)), Some((e.party(), e.to_string()))),
         };
-        let Reply {
-            mut response,
-            cache,
-        } = reply;
+        let Reply { mut response, cache } = reply;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
@@ -165,13 +153,8 @@ impl Proxy {
         }
         auth::check_read(&self.config, &parts.headers)?;
         read_only(&parts)?;
-        self.read(
-            &parts,
-            &target,
-            url,
-            Transform::Rewrite(snapshot.map.clone()),
-        )
-        .await
+        self.read(&parts, &target, url, Transform::Rewrite(snapshot.map.clone()))
+            .await
     }
 
     /// Phases 2–4 for a read under a mount.
@@ -184,12 +167,8 @@ impl Proxy {
     ) -> Result<Reply, ProxyError> {
         let ttl = &self.config.ttl;
         let (max_age, persist) = match target.kind {
-            TargetKind::PackageFile(_) => {
-                return self.package_file(&parts.headers, &target.key, url).await
-            }
-            TargetKind::Publish => {
-                return Err(ClientError::from(route::RouteError::NotFound).into())
-            }
+            TargetKind::PackageFile(_) => return self.package_file(&parts.headers, target, url).await,
+            TargetKind::Publish => return Err(ClientError::from(route::RouteError::NotFound).into()),
             TargetKind::VersionList => (ttl.versions, true),
             TargetKind::Registration => (ttl.registration, true),
             TargetKind::Document => (ttl.documents, true),
@@ -217,10 +196,7 @@ impl Proxy {
     async fn service_index(self: &Arc<Self>, parts: &Parts) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, parts)?;
         let (snapshot, status) = self.service_map(true).await?;
-        let rendered = snapshot
-            .map
-            .template(base.starts_with("https://"))
-            .render(&base);
+        let rendered = snapshot.map.template(base.starts_with("https://")).render(&base);
         let last_modified = snapshot.doc.entry.last_modified.as_deref();
         Ok(respond::document(
             &parts.headers,
@@ -246,11 +222,16 @@ impl Proxy {
             Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
             Some(_) => "stale",
         };
+        let upstream = self.stash.upstream.breaker_status();
+        let storage_error = self.stash.cache.health.problem();
+        let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
         let body = serde_json::json!({
-            "status": "ok",
+            "status": if degraded { "degraded" } else { "ok" },
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "service_index": service_index,
+            "upstream": upstream,
+            "storage": { "writable": storage_error.is_none(), "last_error": storage_error },
             "cache_entries": self.stash.cache.len(),
             "downloads_in_flight": self.blobs.len(),
         });

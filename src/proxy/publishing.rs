@@ -40,9 +40,7 @@ impl Proxy {
         let mut prefixes = Vec::new();
         for mount in map.mounts.iter() {
             match mount.kind {
-                MountKind::PackageBase => {
-                    exact.push(format!("{}{lower_id}/index.json", mount.local))
-                }
+                MountKind::PackageBase => exact.push(format!("{}{lower_id}/index.json", mount.local)),
                 MountKind::Registrations => prefixes.push(format!("{}{lower_id}/", mount.local)),
                 MountKind::Search | MountKind::Autocomplete => prefixes.push(mount.local.clone()),
                 _ => {}
@@ -58,13 +56,8 @@ impl Proxy {
                 tracing::warn!(package = lower_id, %error, "could not drop cached metadata")
             }
         }
-        let matches = move |key: &String| {
-            exact.contains(key) || prefixes.iter().any(|p| key.starts_with(p.as_str()))
-        };
-        if let Err(error) = self
-            .not_found
-            .invalidate_entries_if(move |key, _| matches(key))
-        {
+        let matches = move |key: &String| exact.contains(key) || prefixes.iter().any(|p| key.starts_with(p.as_str()));
+        if let Err(error) = self.not_found.invalidate_entries_if(move |key, _| matches(key)) {
             tracing::warn!(%error, "could not drop remembered 404s");
         }
     }

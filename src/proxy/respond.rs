@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
-    CONTENT_TYPE, ETAG, IF_NONE_MATCH, LAST_MODIFIED, VARY,
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, LAST_MODIFIED, VARY,
 };
 use http::{Response, StatusCode};
 use sha2::{Digest, Sha256};
@@ -16,8 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::cache::{CacheStatus, Entry};
 use crate::error::{ClientError, ProxyError};
 use crate::rewrite::Rendered;
-use crate::server::body::{empty, file_body, full, Body, Extent};
+use crate::server::body::{empty, file_body, full, stream_body, Body, Extent};
 use crate::stash::Download;
+use crate::upstream::Streamed;
+use futures_util::StreamExt;
 
 pub(crate) const X_CACHE: &str = "x-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -30,10 +32,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     pub fn plain(response: Response<Body>) -> Reply {
-        Reply {
-            response,
-            cache: None,
-        }
+        Reply { response, cache: None }
     }
 }
 
@@ -46,11 +45,7 @@ pub(crate) fn document(
     max_age: Duration,
 ) -> Reply {
     let mut headers = HeaderMap::new();
-    set(
-        &mut headers,
-        CONTENT_TYPE,
-        "application/json; charset=utf-8",
-    );
+    set(&mut headers, CONTENT_TYPE, "application/json; charset=utf-8");
     set(&mut headers, ETAG, rendered.etag());
     set(&mut headers, VARY, "Accept-Encoding");
     let cache_control = match status {
@@ -75,13 +70,7 @@ pub(crate) fn document(
 }
 
 /// A committed blob, streamed from its file.
-pub(crate) fn cached_blob(
-    request: &HeaderMap,
-    key: &str,
-    entry: &Entry,
-    file: File,
-    status: CacheStatus,
-) -> Reply {
+pub(crate) fn cached_blob(request: &HeaderMap, key: &str, entry: &Entry, file: File, status: CacheStatus) -> Reply {
     let mut headers = blob_headers(key, &entry.content_type);
     if let Some(value) = &entry.last_modified {
         set(&mut headers, LAST_MODIFIED, value);
@@ -103,10 +92,20 @@ pub(crate) fn streaming_blob(key: &str, download: &Download) -> Reply {
     if let Some(length) = download.length {
         set(&mut headers, CONTENT_LENGTH, &length.to_string());
     }
-    let body = file_body(
-        download.file.clone(),
-        Extent::Growing(download.progress.clone()),
-    );
+    let body = file_body(download.file.clone(), Extent::Growing(download.progress.clone()));
+    finish(StatusCode::OK, headers, body, CacheStatus::Miss)
+}
+
+/// A blob passed straight through from the upstream (the disk fails).
+pub(crate) fn passed_through(key: &str, streamed: Streamed) -> Reply {
+    let content_type = streamed.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let mut headers = blob_headers(key, content_type.unwrap_or("application/octet-stream"));
+    for name in [CONTENT_LENGTH, LAST_MODIFIED] {
+        if let Some(value) = streamed.headers.get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    let body = stream_body(streamed.chunks.map(|chunk| chunk.map_err(std::io::Error::other)));
     finish(StatusCode::OK, headers, body, CacheStatus::Miss)
 }
 
@@ -139,16 +138,8 @@ fn finish(status: StatusCode, headers: HeaderMap, body: Body, cache: CacheStatus
 pub(crate) fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut response = Response::new(full(format!("{body}\n")));
     *response.status_mut() = status;
-    set(
-        response.headers_mut(),
-        CONTENT_TYPE,
-        "text/plain; charset=utf-8",
-    );
-    set(
-        response.headers_mut(),
-        CONTENT_LENGTH,
-        &(body.len() + 1).to_string(),
-    );
+    set(response.headers_mut(), CONTENT_TYPE, "text/plain; charset=utf-8");
+    set(response.headers_mut(), CONTENT_LENGTH, &(body.len() + 1).to_string());
     response
 }
 
@@ -156,11 +147,7 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
     let length = body.len().to_string();
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
-    set(
-        response.headers_mut(),
-        CONTENT_TYPE,
-        "application/json; charset=utf-8",
-    );
+    set(response.headers_mut(), CONTENT_TYPE, "application/json; charset=utf-8");
     set(response.headers_mut(), CONTENT_LENGTH, &length);
     set(response.headers_mut(), CACHE_CONTROL, "no-store");
     response
@@ -234,14 +221,8 @@ mod tests {
 
     #[test]
     fn gzip_negotiation() {
-        assert!(accepts_gzip(&headers(&[(
-            "accept-encoding",
-            "gzip, deflate"
-        )])));
-        assert!(accepts_gzip(&headers(&[(
-            "accept-encoding",
-            "br;q=1.0, GZIP;q=0.5"
-        )])));
+        assert!(accepts_gzip(&headers(&[("accept-encoding", "gzip, deflate")])));
+        assert!(accepts_gzip(&headers(&[("accept-encoding", "br;q=1.0, GZIP;q=0.5")])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "identity")])));
         assert!(!accepts_gzip(&headers(&[])));
@@ -249,18 +230,9 @@ mod tests {
 
     #[test]
     fn etag_matching() {
-        assert!(matches_etag(
-            &headers(&[("if-none-match", "\"a\", \"b\"")]),
-            "\"b\""
-        ));
-        assert!(matches_etag(
-            &headers(&[("if-none-match", "W/\"b\"")]),
-            "\"b\""
-        ));
+        assert!(matches_etag(&headers(&[("if-none-match", "\"a\", \"b\"")]), "\"b\""));
+        assert!(matches_etag(&headers(&[("if-none-match", "W/\"b\"")]), "\"b\""));
         assert!(matches_etag(&headers(&[("if-none-match", "*")]), "\"b\""));
-        assert!(!matches_etag(
-            &headers(&[("if-none-match", "\"c\"")]),
-            "\"b\""
-        ));
+        assert!(!matches_etag(&headers(&[("if-none-match", "\"c\"")]), "\"b\""));
     }
 }

@@ -33,11 +33,7 @@ impl ServiceState {
     }
 
     /// Makes `doc` current, re-deriving the mounts only when it changed.
-    fn install(
-        &self,
-        doc: Arc<HotDoc>,
-        publish: bool,
-    ) -> Result<Arc<ServiceSnapshot>, crate::rewrite::RewriteError> {
+    fn install(&self, doc: Arc<HotDoc>, publish: bool) -> Result<Arc<ServiceSnapshot>, crate::rewrite::RewriteError> {
         let map = match self.current() {
             Some(current) if current.doc.entry.sha512 == doc.entry.sha512 => current.map.clone(),
             _ => Arc::new(build_service_map(doc.body.text(), publish)?),
@@ -70,9 +66,7 @@ impl Proxy {
         self.load_service_map().await
     }
 
-    async fn load_service_map(
-        self: &Arc<Self>,
-    ) -> Result<(Arc<ServiceSnapshot>, CacheStatus), ProxyError> {
+    async fn load_service_map(self: &Arc<Self>) -> Result<(Arc<ServiceSnapshot>, CacheStatus), ProxyError> {
         let url = self.config.upstream.service_index.clone();
         let publish = self.publish_enabled();
         let spec = DocSpec {
@@ -83,18 +77,16 @@ impl Proxy {
             persist: true,
         };
         let (doc, status) = self.document(spec).await.map_err(|e| match e {
-            ProxyError::NotFound => {
-                UpstreamError::NoServiceIndex(format!("{url} answered 404")).into()
-            }
+            ProxyError::NotFound => UpstreamError::NoServiceIndex(format!("{url} answered 404")).into(),
             other => other,
         })?;
-        let snapshot =
-            self.service
-                .install(doc, publish)
-                .map_err(|error| UpstreamError::Document {
-                    origin: origin_of(&url).to_string(),
-                    error,
-                })?;
+        let snapshot = self
+            .service
+            .install(doc, publish)
+            .map_err(|error| UpstreamError::Document {
+                origin: origin_of(&url).to_string(),
+                error,
+            })?;
         Ok((snapshot, status))
     }
 

@@ -90,13 +90,7 @@ pub(crate) fn call_of(kind: MountKind, rest: &str, method: &Method) -> Result<Ca
 
 impl Publisher<'_> {
     /// Forwards one publish call to `url`.
-    pub async fn forward(
-        &self,
-        call: Call,
-        url: &str,
-        parts: Parts,
-        body: Incoming,
-    ) -> Result<Forwarded, ProxyError> {
+    pub async fn forward(&self, call: Call, url: &str, parts: Parts, body: Incoming) -> Result<Forwarded, ProxyError> {
         let key = auth::check_publish(self.config, &parts.headers)?;
         let max = self.config.publish.max_size.bytes();
         if content_length(&parts.headers).is_some_and(|length| length > max) {
@@ -110,10 +104,7 @@ impl Publisher<'_> {
         let idle = self.config.upstream.read_timeout;
         let feeder = tokio::spawn(feed(body, frames, max, tee, idle));
         let request = upstream_request(&parts, url, key, upstream_body)?;
-        let answer = self
-            .upstream
-            .publish(request, self.config.publish.timeout)
-            .await;
+        let answer = self.upstream.publish(request, self.config.publish.timeout).await;
         let fed = tokio::time::timeout(self.config.publish.timeout, feeder).await;
         let fed = match fed {
             Ok(Ok(fed)) => fed,
@@ -206,18 +197,14 @@ async fn feed(
                 return Fed::default();
             }
             Err(_) => {
-                let _ = frames
-                    .send(Err("the client stopped sending the package".into()))
-                    .await;
+                let _ = frames.send(Err("the client stopped sending the package".into())).await;
                 return Fed::default();
             }
         };
         if let Some(data) = frame.data_ref() {
             total += data.len() as u64;
             if total > max {
-                let _ = frames
-                    .send(Err("package larger than publish.max_size".into()))
-                    .await;
+                let _ = frames.send(Err("package larger than publish.max_size".into())).await;
                 return Fed {
                     too_large: true,
                     copy: None,
@@ -238,10 +225,7 @@ async fn feed(
             };
         }
     }
-    Fed {
-        too_large: false,
-        copy,
-    }
+    Fed { too_large: false, copy }
 }
 
 /// The lower-case id of the package in a completed push.
@@ -257,9 +241,7 @@ async fn pushed_id(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option
         .ok()
         .flatten();
     if found.is_none() {
-        tracing::warn!(
-            "could not read the id of a pushed package; cached metadata will refresh by TTL"
-        );
+        tracing::warn!("could not read the id of a pushed package; cached metadata will refresh by TTL");
     }
     found.map(|(id, _version)| lower_invariant(&id))
 }
@@ -289,29 +271,19 @@ mod tests {
     #[test]
     fn classifies_publish_calls() {
         let call = |kind, rest, method| call_of(kind, rest, &method);
-        assert_eq!(
-            call(MountKind::Publish, "/", Method::PUT).ok(),
-            Some(Call::Push)
-        );
-        assert_eq!(
-            call(MountKind::Publish, "", Method::PUT).ok(),
-            Some(Call::Push)
-        );
+        assert_eq!(call(MountKind::Publish, "/", Method::PUT).ok(), Some(Call::Push));
+        assert_eq!(call(MountKind::Publish, "", Method::PUT).ok(), Some(Call::Push));
         assert_eq!(
             call(MountKind::SymbolPublish, "/", Method::PUT).ok(),
             Some(Call::SymbolPush)
         );
         assert_eq!(
             call(MountKind::Publish, "/Foo.Bar/1.0.0", Method::DELETE).ok(),
-            Some(Call::Change {
-                id: "foo.bar".into()
-            })
+            Some(Call::Change { id: "foo.bar".into() })
         );
         assert_eq!(
             call(MountKind::Publish, "/Foo.Bar/1.0.0", Method::POST).ok(),
-            Some(Call::Change {
-                id: "foo.bar".into()
-            })
+            Some(Call::Change { id: "foo.bar".into() })
         );
         assert!(matches!(
             call(MountKind::Publish, "/", Method::GET),

@@ -38,11 +38,7 @@ pub(crate) fn pushed_package(mut upload: File, content_type: &str) -> Option<(St
 
 /// `boundary=` of a `multipart/*` content type.
 fn boundary_of(content_type: &str) -> Option<String> {
-    if !content_type
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("multipart/")
-    {
+    if !content_type.trim_start().to_ascii_lowercase().starts_with("multipart/") {
         return None;
     }
     content_type.split(';').find_map(|param| {
@@ -125,10 +121,7 @@ impl Seek for Window {
             SeekFrom::Current(n) => self.position as i128 + n as i128,
         };
         if target < 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek before the start",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"));
         }
         let target = (target as u64).min(self.len);
         self.file.seek(SeekFrom::Start(self.start + target))?;
@@ -174,10 +167,7 @@ mod tests {
         body.extend_from_slice(&package);
         body.extend_from_slice(b"\r\n--XYZ--\r\n");
         let found = pushed_package(file_with(&body), "multipart/form-data; boundary=\"XYZ\"");
-        assert_eq!(
-            found,
-            Some(("My.Package".to_string(), "1.2.3-beta".to_string()))
-        );
+        assert_eq!(found, Some(("My.Package".to_string(), "1.2.3-beta".to_string())));
     }
 
     #[test]
@@ -192,10 +182,7 @@ mod tests {
             None
         );
         assert_eq!(
-            pushed_package(
-                file_with(b"--B\r\n\r\nxx\r\n--B--"),
-                "multipart/form-data; boundary=B"
-            ),
+            pushed_package(file_with(b"--B\r\n\r\nxx\r\n--B--"), "multipart/form-data; boundary=B"),
             None
         );
     }

@@ -34,10 +34,13 @@ pub fn decode_body(body: &[u8], cap: u64) -> Result<Bytes, RewriteError> {
 /// Parses `body` as JSON and returns it as a template with every mounted
 /// upstream URL rewritten.
 pub fn rewrite_document(body: &[u8], mounts: &Mounts) -> Result<Bytes, RewriteError> {
-    let mut doc: Value =
-        serde_json::from_slice(body).map_err(|e| RewriteError::Json(e.to_string()))?;
+    let mut doc = parse_json(body)?;
     rewrite_value(&mut doc, mounts);
     to_template(&doc)
+}
+
+pub fn parse_json(body: &[u8]) -> Result<Value, RewriteError> {
+    serde_json::from_slice(body).map_err(|e| RewriteError::Json(e.to_string()))
 }
 
 /// Rewrites all string values below `value` in place.
@@ -62,19 +65,14 @@ pub fn rewrite_value(value: &mut Value, mounts: &Mounts) {
 pub fn to_template(doc: &Value) -> Result<Bytes, RewriteError> {
     let mut out = Vec::with_capacity(4096);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, PlaceholderFormatter);
-    serde::Serialize::serialize(doc, &mut serializer)
-        .map_err(|e| RewriteError::Json(e.to_string()))?;
+    serde::Serialize::serialize(doc, &mut serializer).map_err(|e| RewriteError::Json(e.to_string()))?;
     Ok(Bytes::from(out))
 }
 
 struct PlaceholderFormatter;
 
 impl Formatter for PlaceholderFormatter {
-    fn write_char_escape<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        escape: CharEscape,
-    ) -> io::Result<()> {
+    fn write_char_escape<W: ?Sized + io::Write>(&mut self, writer: &mut W, escape: CharEscape) -> io::Result<()> {
         match escape {
             CharEscape::AsciiControl(0) => writer.write_all(&[0]),
             other => CompactFormatter.write_char_escape(writer, other),
@@ -101,18 +99,9 @@ mod tests {
     fn decodes_gzip_by_magic_and_caps_it() {
         let plain = br#"{"a":1}"#.repeat(100);
         let zipped = crate::rewrite::template::gzip(&plain);
-        assert_eq!(
-            decode_body(&zipped, 10_000).ok(),
-            Some(Bytes::from(plain.clone()))
-        );
-        assert_eq!(
-            decode_body(&plain, 10).ok(),
-            Some(Bytes::from(plain.clone()))
-        );
-        assert!(matches!(
-            decode_body(&zipped, 100),
-            Err(RewriteError::TooLarge(100))
-        ));
+        assert_eq!(decode_body(&zipped, 10_000).ok(), Some(Bytes::from(plain.clone())));
+        assert_eq!(decode_body(&plain, 10).ok(), Some(Bytes::from(plain.clone())));
+        assert!(matches!(decode_body(&zipped, 100), Err(RewriteError::TooLarge(100))));
         assert!(matches!(
             decode_body(&[0x1f, 0x8b, 1, 2, 3], 100),
             Err(RewriteError::Gzip(_))

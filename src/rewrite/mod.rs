@@ -11,7 +11,7 @@ mod mounts;
 mod service_index;
 mod template;
 
-pub use json::{decode_body, rewrite_document};
+pub use json::{decode_body, parse_json, rewrite_document, rewrite_value, to_template};
 pub use mounts::{Mount, MountKind, Mounts};
 pub use service_index::{build as build_service_map, render_for, ServiceMap};
 pub use template::{gzip, Rendered, Template};

@@ -122,11 +122,8 @@ impl Mounts {
         let mut best: Option<(usize, &'p str)> = None;
         for (i, m) in self.mounts.iter().enumerate() {
             let rest = if m.kind.is_endpoint() {
-                (path == m.local
-                    || path
-                        .strip_prefix(m.local.as_str())
-                        .is_some_and(|r| r.starts_with('/')))
-                .then(|| &path[m.local.len()..])
+                (path == m.local || path.strip_prefix(m.local.as_str()).is_some_and(|r| r.starts_with('/')))
+                    .then(|| &path[m.local.len()..])
             } else {
                 path.strip_prefix(m.local.as_str())
             };
@@ -169,14 +166,11 @@ impl Mounts {
             while let Some(found) = text[from..].find(m.upstream.as_str()) {
                 let at = from + found;
                 let after = text[at + m.upstream.len()..].chars().next();
-                let boundary = !m.kind.is_endpoint()
-                    || matches!(after, None | Some('/' | '?' | '#' | ' ' | '"'));
+                let boundary = !m.kind.is_endpoint() || matches!(after, None | Some('/' | '?' | '#' | ' ' | '"'));
                 if boundary {
                     let better = match best {
                         None => true,
-                        Some((b, bm)) => {
-                            at < b || (at == b && m.upstream.len() > bm.upstream.len())
-                        }
+                        Some((b, bm)) => at < b || (at == b && m.upstream.len() > bm.upstream.len()),
                     };
                     if better {
                         best = Some((at, m));
@@ -211,11 +205,7 @@ mod tests {
 
     fn sample() -> Mounts {
         let mut m = Mounts::default();
-        m.add(
-            MountKind::PackageBase,
-            "https://api.example/v3-flatcontainer/",
-            "",
-        );
+        m.add(MountKind::PackageBase, "https://api.example/v3-flatcontainer/", "");
         m.add(
             MountKind::Registrations,
             "https://api.example/v3/registration5-gz-semver2/",
@@ -246,10 +236,7 @@ mod tests {
             ]
         );
         let mut again = sample();
-        assert_eq!(
-            again.add(MountKind::Search, "https://search.example/query", ""),
-            3
-        );
+        assert_eq!(again.add(MountKind::Search, "https://search.example/query", ""), 3);
     }
 
     #[test]
@@ -258,9 +245,7 @@ mod tests {
         let p = PLACEHOLDER;
         assert_eq!(
             m.rewrite("https://api.example/v3/registration5-semver1/foo/index.json"),
-            Some(format!(
-                "{p}/v3/registration/registration5-semver1/foo/index.json"
-            ))
+            Some(format!("{p}/v3/registration/registration5-semver1/foo/index.json"))
         );
         assert_eq!(
             m.rewrite("see https://api.example/v3-flatcontainer/{id}/x and https://search.example/query?q=1"),

@@ -53,8 +53,7 @@ enum Role {
 /// Builds the mounts and the rewritten index from the upstream's bytes.
 /// `publish` lists the publish resources (nucache forwards them) or drops them.
 pub fn build(upstream: &[u8], publish: bool) -> Result<ServiceMap, RewriteError> {
-    let index: Value =
-        serde_json::from_slice(upstream).map_err(|e| RewriteError::Json(e.to_string()))?;
+    let index: Value = serde_json::from_slice(upstream).map_err(|e| RewriteError::Json(e.to_string()))?;
     check_shape(&index)?;
     let resources = index
         .get("resources")
@@ -76,10 +75,7 @@ pub fn build(upstream: &[u8], publish: bool) -> Result<ServiceMap, RewriteError>
             map.insert("resources".into(), Value::Array(kept));
         }
         let variant = if https { "s" } else { "p" };
-        Ok(Template::new(
-            to_template(&doc)?,
-            &format!("{content_id}{variant}"),
-        ))
+        Ok(Template::new(to_template(&doc)?, &format!("{content_id}{variant}")))
     };
     Ok(ServiceMap {
         plain_http: render(false)?,
@@ -134,8 +130,7 @@ fn role_of(resource: &Value, publish: bool) -> Role {
 fn mount_all(resources: &[Value], roles: &[Role]) -> Mounts {
     let mut mounts = Mounts::default();
     for (resource, role) in resources.iter().zip(roles) {
-        let (Role::Serve(kind), Some(id)) = (role, resource.get("@id").and_then(Value::as_str))
-        else {
+        let (Role::Serve(kind), Some(id)) = (role, resource.get("@id").and_then(Value::as_str)) else {
             continue;
         };
         if !(id.starts_with("http://") || id.starts_with("https://")) {
@@ -160,9 +155,7 @@ fn mount_prefix(kind: MountKind, id: &str) -> String {
         MountKind::RepositorySignatures => {
             let dir = directory(id);
             let version_dir = last_segment(dir);
-            if !version_dir.is_empty()
-                && version_dir.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            {
+            if !version_dir.is_empty() && version_dir.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
                 directory(dir.trim_end_matches('/')).to_string()
             } else {
                 dir.to_string()
@@ -192,12 +185,7 @@ fn last_segment(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or("")
 }
 
-fn rewrite_resources(
-    resources: &[Value],
-    roles: &[Role],
-    mounts: &Mounts,
-    https: bool,
-) -> Vec<Value> {
+fn rewrite_resources(resources: &[Value], roles: &[Role], mounts: &Mounts, https: bool) -> Vec<Value> {
     let mut kept = Vec::with_capacity(resources.len());
     for (resource, role) in resources.iter().zip(roles) {
         if *role == Role::HumanPage {
@@ -208,8 +196,7 @@ fn rewrite_resources(
             continue;
         }
         let mut copy = resource.clone();
-        if let (Some(id), Role::Serve(MountKind::PackageBase | MountKind::Registrations)) =
-            (copy.get_mut("@id"), role)
+        if let (Some(id), Role::Serve(MountKind::PackageBase | MountKind::Registrations)) = (copy.get_mut("@id"), role)
         {
             // Directory resources without the trailing slash still map onto their mount.
             if let Some(text) = id.as_str().filter(|t| !t.ends_with('/')) {
@@ -272,12 +259,7 @@ mod tests {
         let resources = doc["resources"].as_array().cloned().unwrap_or_default();
         resources
             .iter()
-            .map(|r| {
-                (
-                    r["@id"].as_str().unwrap_or("").to_string(),
-                    r["@type"].to_string(),
-                )
-            })
+            .map(|r| (r["@id"].as_str().unwrap_or("").to_string(), r["@type"].to_string()))
             .collect()
     }
 
@@ -286,10 +268,7 @@ mod tests {
         let doc = rendered(false, "http://proxy:5000");
         let expected = [
             ("http://proxy:5000/v3/query", "\"SearchQueryService\""),
-            (
-                "http://proxy:5000/v3/query",
-                "\"SearchQueryService/3.0.0-beta\"",
-            ),
+            ("http://proxy:5000/v3/query", "\"SearchQueryService/3.0.0-beta\""),
             (
                 "http://proxy:5000/v3/registration/registration5-semver1/",
                 "\"RegistrationsBaseUrl\"",
@@ -298,10 +277,7 @@ mod tests {
                 "http://proxy:5000/v3/registration/registration5-gz-semver2/",
                 "\"RegistrationsBaseUrl/Versioned\"",
             ),
-            (
-                "http://proxy:5000/v3/flatcontainer/",
-                "\"PackageBaseAddress/3.0.0\"",
-            ),
+            ("http://proxy:5000/v3/flatcontainer/", "\"PackageBaseAddress/3.0.0\""),
             (
                 "https://www.up/packages/{id}/{version}?_src=template",
                 "\"PackageDetailsUriTemplate/5.1.0\"",
@@ -310,16 +286,10 @@ mod tests {
                 "http://proxy:5000/v3/flatcontainer/{lower_id}/{lower_version}/readme",
                 "\"ReadmeUriTemplate/6.13.0\"",
             ),
-            (
-                "http://proxy:5000/v3/catalog/index.json",
-                "\"Catalog/3.0.0\"",
-            ),
+            ("http://proxy:5000/v3/catalog/index.json", "\"Catalog/3.0.0\""),
         ];
         let got = ids_and_types(&doc);
-        let want: Vec<(String, String)> = expected
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let want: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         assert_eq!(got, want);
         assert_eq!(doc["resources"][3]["clientVersion"], "4.3.0-alpha");
         assert_eq!(
@@ -332,18 +302,11 @@ mod tests {
     fn https_keeps_repository_signatures_and_publish_when_enabled() {
         let doc = rendered(true, "https://proxy");
         let ids: Vec<String> = ids_and_types(&doc).into_iter().map(|(id, _)| id).collect();
-        assert!(
-            ids.contains(&"https://proxy/v3/repository-signatures/5.0.0/index.json".to_string())
-        );
+        assert!(ids.contains(&"https://proxy/v3/repository-signatures/5.0.0/index.json".to_string()));
         assert!(ids.contains(&"https://proxy/v3/package".to_string()));
         let plain = rendered(true, "http://proxy");
-        let plain_ids: Vec<String> = ids_and_types(&plain)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert!(!plain_ids
-            .iter()
-            .any(|id| id.contains("repository-signatures")));
+        let plain_ids: Vec<String> = ids_and_types(&plain).into_iter().map(|(id, _)| id).collect();
+        assert!(!plain_ids.iter().any(|id| id.contains("repository-signatures")));
     }
 
     #[test]

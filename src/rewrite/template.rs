@@ -120,10 +120,7 @@ fn etag(content_id: &str, base: &str) -> String {
 /// gzip at the default level: metadata compresses about 10:1 and is
 /// compressed once per rendering, so speed matters less than size.
 pub fn gzip(data: &[u8]) -> Bytes {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        Compression::default(),
-    );
+    let mut encoder = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::default());
     // Writing into a Vec cannot fail.
     let _ = encoder.write_all(data);
     Bytes::from(encoder.finish().unwrap_or_default())
@@ -135,10 +132,7 @@ mod tests {
 
     #[test]
     fn renders_each_base_separately() {
-        let t = Template::new(
-            Bytes::from_static(b"{\"@id\":\"\0/v3/x\",\"b\":\"\0/v3/y\"}"),
-            "abcdef",
-        );
+        let t = Template::new(Bytes::from_static(b"{\"@id\":\"\0/v3/x\",\"b\":\"\0/v3/y\"}"), "abcdef");
         let a = t.render("http://a:1");
         let b = t.render("https://b.example/nuget");
         assert_eq!(

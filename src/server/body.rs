@@ -22,9 +22,7 @@ pub(crate) type Body = UnsyncBoxBody<Bytes, io::Error>;
 const READ_CHUNK: u64 = 256 * 1024;
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 pub(crate) fn empty() -> Body {
@@ -58,7 +56,7 @@ pub(crate) fn file_body(file: Arc<File>, extent: Extent) -> Body {
     stream_body(chunks)
 }
 
-fn stream_body(chunks: impl Stream<Item = io::Result<Bytes>> + Send + 'static) -> Body {
+pub(crate) fn stream_body(chunks: impl Stream<Item = io::Result<Bytes>> + Send + 'static) -> Body {
     StreamBody::new(chunks.map(|chunk| chunk.map(Frame::data))).boxed_unsync()
 }
 

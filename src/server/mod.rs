@@ -58,13 +58,12 @@ impl Server {
         let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config))
             .await
             .map_err(|e| StartError::Task(e.to_string()))??;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let proxy = Arc::new(Proxy::new(config.clone(), Arc::new(cache)));
         Ok(Server {
             listener,

@@ -6,7 +6,9 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
+use md5::{Digest, Md5};
 use http::header::HeaderMap;
 use http::StatusCode;
 use tokio::sync::watch;
@@ -45,21 +47,30 @@ pub(crate) enum BlobOutcome {
     /// Another fetch committed it meanwhile: read it from the cache.
     Stored,
     NotFound,
+    /// The disk fails: every client fetches it uncached.
+    Bypass,
+}
+
+/// A package file to fetch.
+pub(crate) struct BlobRequest {
+    pub key: String,
+    pub url: String,
+    /// SHA-512 (hex) the metadata states for this package, if any.
+    pub expected_sha512: Option<String>,
 }
 
 pub(crate) async fn fetch_blob(
     stash: Arc<Stash>,
-    key: String,
-    url: String,
+    request: BlobRequest,
     ticket: Ticket<BlobOutcome>,
 ) -> Result<BlobOutcome, StashError> {
-    if stash.cache.entry(&key)?.is_some() {
+    if stash.cache.entry(&request.key)?.is_some() {
         return Ok(BlobOutcome::Stored);
     }
-    let fetched = stash
-        .upstream
-        .get(&url, Wanted::Blob, &HeaderMap::new())
-        .await?;
+    if stash.cache.health.bypass() {
+        return Ok(BlobOutcome::Bypass);
+    }
+    let fetched = stash.upstream.get(&request.url, Wanted::Blob, &HeaderMap::new()).await?;
     match fetched.status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(BlobOutcome::NotFound),
@@ -71,7 +82,9 @@ pub(crate) async fn fetch_blob(
             .into())
         }
     }
-    let writer = stash.cache.start_blob()?;
+    let Ok(writer) = stash.cache.start_blob() else {
+        return Ok(BlobOutcome::Bypass);
+    };
     let (progress, watcher) = watch::channel(Progress::Receiving(0));
     let download = Arc::new(Download {
         origin: origin_of(&fetched.url, &fetched.headers, OCTETS),
@@ -81,26 +94,28 @@ pub(crate) async fn fetch_blob(
     });
     let meta = download.origin.clone();
     tokio::spawn(async move {
-        pump(&stash, &key, fetched, writer, meta, &progress).await;
+        pump(&stash, &request, fetched, writer, meta, &progress).await;
         // Later requests join this download until it is committed.
         drop(ticket);
     });
     Ok(BlobOutcome::Streaming(download))
 }
 
-/// Receives the body, then commits it; reports every step on `progress`.
+/// Receives the body, checks it, then commits it; reports every step on `progress`.
 async fn pump(
     stash: &Arc<Stash>,
-    key: &str,
+    request: &BlobRequest,
     mut fetched: Fetched,
     writer: BlobWriter,
     meta: Origin,
     progress: &watch::Sender<Progress>,
 ) {
-    let writer = match receive(stash, &mut fetched, writer, progress).await {
+    let key = request.key.as_str();
+    let received = receive(stash, &mut fetched, writer, progress).await;
+    let writer = match received.and_then(|writer| verify(writer, request, &fetched)) {
         Ok(writer) => writer,
         Err(error) => {
-            tracing::warn!(key, %error, "download failed; nothing cached");
+            tracing::warn!(key, %error, "download refused; nothing cached");
             progress.send_replace(Progress::Failed(error.to_string()));
             return;
         }
@@ -109,54 +124,89 @@ async fn pump(
     let (cache, owned_key) = (stash.cache.clone(), key.to_string());
     match blocking(move || cache.commit_blob(&owned_key, writer, meta)).await {
         Ok(entry) => tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed"),
-        // The bytes are complete in the open file: clients still get them.
-        Err(error) => {
-            tracing::warn!(key, %error, "could not commit a complete download; not cached")
-        }
+        // The bytes are complete and checked in the open file: clients still
+        // get them; the storage health has logged the failure.
+        Err(error) => tracing::debug!(key, %error, "complete download not cached"),
     }
     progress.send_replace(Progress::Complete(size));
 }
+
+/// The checks a complete body must pass before it is committed: the
+/// SHA-512 the metadata states, and the upstream's `Content-MD5`.
+fn verify(mut writer: (BlobWriter, Option<[u8; 16]>), request: &BlobRequest, fetched: &Fetched) -> Result<BlobWriter, StashError> {
+    let origin = upstream::origin_of(&fetched.url).to_string();
+    let refuse = |reason: String| StashError::Upstream(UpstreamError::Body { origin: origin.clone(), reason });
+    let sha512 = writer.0.finish();
+    if let Some(expected) = &request.expected_sha512 {
+        if !expected.eq_ignore_ascii_case(&sha512) {
+            return Err(refuse(format!(
+                "package SHA-512 {}... differs from the packageHash the metadata states ({}...)",
+                &sha512[..16],
+                &expected[..16.min(expected.len())]
+            )));
+        }
+    }
+    if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), writer.1) {
+        if announced != computed {
+            return Err(refuse("body does not match its Content-MD5".to_string()));
+        }
+    }
+    Ok(writer.0)
+}
+
+/// The upstream's `Content-MD5` (base64), when it sent a well-formed one.
+fn content_md5(headers: &HeaderMap) -> Option<[u8; 16]> {
+    let value = headers.get("content-md5")?.to_str().ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+/// The writer, and the body's MD5 when the upstream announced one.
+type Received = (BlobWriter, Option<[u8; 16]>);
 
 async fn receive(
     stash: &Stash,
     fetched: &mut Fetched,
     mut writer: BlobWriter,
     progress: &watch::Sender<Progress>,
-) -> Result<BlobWriter, StashError> {
+) -> Result<Received, StashError> {
     let origin = upstream::origin_of(&fetched.url).to_string();
     let expected = content_length(&fetched.headers);
+    let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
     let mut pending = BytesMut::new();
     loop {
         let chunk = match upstream::chunk_now(&mut fetched.body, &origin) {
             Some(ready) => ready?,
             None => {
-                writer = write(writer, &mut pending, Some(progress)).await?;
-                stash
-                    .upstream
-                    .next_chunk(&mut fetched.body, &origin)
-                    .await?
+                writer = write(stash, writer, &mut pending, Some(progress)).await?;
+                stash.upstream.next_chunk(&mut fetched.body, &origin).await?
             }
         };
         let Some(chunk) = chunk else { break };
+        if let Some(md5) = md5.as_mut() {
+            md5.update(&chunk);
+        }
         pending.extend_from_slice(&chunk);
         let received = writer.written() + pending.len() as u64;
         if expected.is_some_and(|expected| received > expected) {
             check_length(expected, received, &origin)?;
         }
         if pending.len() >= WRITE_AT {
-            writer = write(writer, &mut pending, Some(progress)).await?;
+            writer = write(stash, writer, &mut pending, Some(progress)).await?;
         }
     }
-    // The last bytes are announced only with `Complete`, after the commit:
-    // a client that has the whole body can count on the cache having it.
-    writer = write(writer, &mut pending, None).await?;
+    // The last bytes are announced only with `Complete`, after the checks
+    // and the commit: a client that has the whole body can count on it
+    // being right and on the cache having it.
+    writer = write(stash, writer, &mut pending, None).await?;
     check_length(expected, writer.written(), &origin)?;
-    Ok(writer)
+    Ok((writer, md5.map(|md5| md5.finalize().into())))
 }
 
 /// Writes the pending bytes and, with `progress`, tells readers how far the
 /// file goes.
 async fn write(
+    stash: &Stash,
     mut writer: BlobWriter,
     pending: &mut BytesMut,
     progress: Option<&watch::Sender<Progress>>,
@@ -165,13 +215,20 @@ async fn write(
         return Ok(writer);
     }
     let data: Bytes = pending.split().freeze();
-    let writer = blocking(move || {
+    let written = blocking(move || {
         writer
             .write(&data)
             .map_err(crate::error::StorageError::io("writing a download"))?;
         Ok(writer)
     })
-    .await?;
+    .await;
+    let writer = match written {
+        Ok(writer) => writer,
+        Err(error) => {
+            stash.cache.health.failed(&error.to_string());
+            return Err(error);
+        }
+    };
     if let Some(progress) = progress {
         progress.send_replace(Progress::Receiving(writer.written()));
     }

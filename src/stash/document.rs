@@ -11,7 +11,8 @@ use http::StatusCode;
 use super::{blocking, origin_of, Stash, StashError};
 use crate::cache::{EntryKind, HotDoc, Origin};
 use crate::error::UpstreamError;
-use crate::rewrite::{build_service_map, decode_body, rewrite_document, RewriteError, ServiceMap};
+use crate::nuget::{package_hashes, PackageHash};
+use crate::rewrite::{build_service_map, decode_body, parse_json, rewrite_value, to_template, RewriteError, ServiceMap};
 use crate::upstream::{self, Wanted};
 
 const JSON: &str = "application/json; charset=utf-8";
@@ -52,10 +53,7 @@ pub(crate) async fn fetch_document(
     cached: Option<Arc<HotDoc>>,
 ) -> Result<DocOutcome, StashError> {
     let conditional = cached.as_deref().map(validators).unwrap_or_default();
-    let mut fetched = stash
-        .upstream
-        .get(&spec.url, Wanted::Document, &conditional)
-        .await?;
+    let mut fetched = stash.upstream.get(&spec.url, Wanted::Document, &conditional).await?;
     let origin = upstream::origin_of(&fetched.url).to_string();
     match (fetched.status, cached) {
         (StatusCode::NOT_MODIFIED, Some(doc)) => {
@@ -65,22 +63,24 @@ pub(crate) async fn fetch_document(
         }
         (StatusCode::NOT_FOUND | StatusCode::GONE, _) => Ok(DocOutcome::NotFound),
         (StatusCode::OK, _) => {
-            let raw = stash
-                .upstream
-                .read_to_end(&mut fetched, stash.max_document)
-                .await?;
+            let raw = stash.upstream.read_to_end(&mut fetched, stash.max_document).await?;
             let unusable = |error| UpstreamError::Document {
                 origin: origin.clone(),
                 error,
             };
-            let (body, kind) =
-                transform(&raw, &spec.transform, stash.max_document).map_err(unusable)?;
+            let (body, kind, hashes) = transform(&raw, &spec.transform, stash.max_document).map_err(unusable)?;
             // The stored body is nucache's JSON, whatever the upstream called it.
             let mut meta = origin_of(&fetched.url, &fetched.headers, JSON);
             meta.content_type = JSON.to_string();
-            Ok(DocOutcome::Fetched(
-                store(&stash, &spec, kind, meta, body).await?,
-            ))
+            let doc = store(&stash, &spec, kind, meta, body).await?;
+            if !hashes.is_empty() {
+                let cache = stash.cache.clone();
+                // Without them downloads are still checked by length (and Content-MD5).
+                if let Err(error) = blocking(move || cache.record_package_hashes(&hashes)).await {
+                    tracing::debug!(%error, "package hashes not recorded");
+                }
+            }
+            Ok(DocOutcome::Fetched(doc))
         }
         (status, _) => Err(UpstreamError::Status {
             origin,
@@ -90,26 +90,27 @@ pub(crate) async fn fetch_document(
     }
 }
 
-fn transform(
-    raw: &[u8],
-    transform: &Transform,
-    cap: u64,
-) -> Result<(Bytes, EntryKind), RewriteError> {
+/// The body to store, its kind, and the package hashes it states.
+type Transformed = (Bytes, EntryKind, Vec<PackageHash>);
+
+fn transform(raw: &[u8], transform: &Transform, cap: u64) -> Result<Transformed, RewriteError> {
     let decoded = decode_body(raw, cap)?;
     match transform {
-        Transform::Rewrite(map) => Ok((
-            rewrite_document(&decoded, &map.mounts)?,
-            EntryKind::Document,
-        )),
+        Transform::Rewrite(map) => {
+            let mut doc = parse_json(&decoded)?;
+            let hashes = package_hashes(&doc);
+            rewrite_value(&mut doc, &map.mounts);
+            Ok((to_template(&doc)?, EntryKind::Document, hashes))
+        }
         Transform::ServiceIndex { publish } => {
             build_service_map(&decoded, *publish)?;
-            Ok((decoded, EntryKind::ServiceIndex))
+            Ok((decoded, EntryKind::ServiceIndex, Vec::new()))
         }
     }
 }
 
-/// Stores the document; when the disk refuses, it is still served (from
-/// memory) and the failure is logged.
+/// Stores the document (in memory only while the disk fails: the cache's
+/// storage health logs that).
 async fn store(
     stash: &Arc<Stash>,
     spec: &DocSpec,
@@ -118,15 +119,7 @@ async fn store(
     body: Bytes,
 ) -> Result<Arc<HotDoc>, StashError> {
     let (cache, key, persist) = (stash.cache.clone(), spec.key.clone(), spec.persist);
-    let (meta2, body2) = (meta.clone(), body.clone());
-    match blocking(move || cache.store_document(&key, kind, meta2, body2, persist)).await {
-        Ok(doc) => Ok(doc),
-        Err(error) => {
-            tracing::warn!(key = %spec.key, %error, "could not store a document; serving it uncached");
-            let (cache, key) = (stash.cache.clone(), spec.key.clone());
-            blocking(move || cache.store_document(&key, kind, meta, body, false)).await
-        }
-    }
+    blocking(move || cache.store_document(&key, kind, meta, body, persist)).await
 }
 
 /// `If-None-Match` / `If-Modified-Since` from the cached copy.

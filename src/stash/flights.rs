@@ -55,11 +55,9 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         Fut: Future<Output = Outcome<T>> + Send + 'static,
     {
         let Ok(mut table) = self.table.lock() else {
-            return futures_util::future::ready(Err(StashError::Internal(
-                "flight table poisoned".into(),
-            )))
-            .boxed()
-            .shared();
+            return futures_util::future::ready(Err(StashError::Internal("flight table poisoned".into())))
+                .boxed()
+                .shared();
         };
         if let Some((_, flight)) = table.get(key) {
             return flight.clone();
@@ -125,8 +123,6 @@ mod tests {
             Ok(1)
         });
         drop(first);
-        assert!(tokio::time::timeout(Duration::from_secs(5), rx)
-            .await
-            .is_ok());
+        assert!(tokio::time::timeout(Duration::from_secs(5), rx).await.is_ok());
     }
 }

@@ -18,7 +18,7 @@ use crate::cache::{Cache, Origin};
 use crate::error::{StorageError, UpstreamError};
 use crate::upstream::Upstream;
 
-pub(crate) use blob::{fetch_blob, BlobOutcome, Download, Progress};
+pub(crate) use blob::{fetch_blob, BlobOutcome, BlobRequest, Download, Progress};
 pub(crate) use document::{fetch_document, DocOutcome, DocSpec, Transform};
 pub(crate) use flights::Flights;
 
@@ -60,12 +60,7 @@ where
 
 /// The upstream facts worth keeping about a response.
 fn origin_of(url: &str, headers: &HeaderMap, default_type: &str) -> Origin {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     Origin {
         url: url.to_string(),
         content_type: text(CONTENT_TYPE).unwrap_or_else(|| default_type.to_string()),

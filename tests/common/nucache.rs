@@ -36,6 +36,8 @@ pub fn test_config(upstream_index: &str, dir: &Path) -> Config {
     config.upstream.connect_timeout = Duration::from_secs(1);
     config.upstream.read_timeout = Duration::from_secs(2);
     config.upstream.retries = 1;
+    // Outage tests count upstream requests; the breaker gets its own tests.
+    config.upstream.breaker_threshold = 0;
     config.cache.dir = dir.to_path_buf();
     config.server.shutdown_timeout = Duration::from_secs(2);
     config
@@ -51,11 +53,7 @@ impl Nucache {
     }
 
     /// nucache on an existing cache directory (restarts).
-    pub async fn start_in(
-        upstream_index: &str,
-        dir: &Path,
-        tweak: impl FnOnce(&mut Config),
-    ) -> Nucache {
+    pub async fn start_in(upstream_index: &str, dir: &Path, tweak: impl FnOnce(&mut Config)) -> Nucache {
         let mut config = test_config(upstream_index, dir);
         tweak(&mut config);
         Self::start_with(config).await
@@ -157,8 +155,7 @@ impl Reply {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 

@@ -66,11 +66,7 @@ fn search_resources(l: &Layout, service: &str) -> Vec<Resource> {
     let mut t = Vec::new();
     for (name, url, what) in [
         ("SearchQueryService", l.query_url(), "Query"),
-        (
-            "SearchAutocompleteService",
-            l.autocomplete_url(),
-            "Autocomplete",
-        ),
+        ("SearchAutocompleteService", l.autocomplete_url(), "Autocomplete"),
     ] {
         for (suffix, who) in SEARCH_ALIASES {
             let comment = format!("{what} endpoint of {service}{who}");
@@ -114,23 +110,12 @@ fn nuget_org_resources(l: &Layout) -> Vec<Resource> {
     }
     let gz = format!("{reg} in GZIP format. This base URL");
     let comment = format!("{gz} does not include SemVer 2.0.0 packages.");
-    add(
-        "RegistrationsBaseUrl/3.4.0",
-        l.hive_base(Hive::GzSemver1),
-        comment,
-    );
-    for ty in [
-        "RegistrationsBaseUrl/3.6.0",
-        "RegistrationsBaseUrl/Versioned",
-    ] {
+    add("RegistrationsBaseUrl/3.4.0", l.hive_base(Hive::GzSemver1), comment);
+    for ty in ["RegistrationsBaseUrl/3.6.0", "RegistrationsBaseUrl/Versioned"] {
         let comment = format!("{gz} includes SemVer 2.0.0 packages.");
         add(ty, l.hive_base(Hive::GzSemver2), comment);
     }
-    add(
-        "PackageBaseAddress/3.0.0",
-        l.flat_base(),
-        package_base_comment(l),
-    );
+    add("PackageBaseAddress/3.0.0", l.flat_base(), package_base_comment(l));
     add(
         "PackagePublish/2.0.0",
         l.publish_url(),
@@ -175,22 +160,14 @@ fn nuget_org_resources(l: &Layout) -> Vec<Resource> {
     add("PackageDisplayMetadataUriTemplate/3.0.0-rc", id, comment);
     let id = format!("{semver1}{{id-lower}}/{{version-lower}}.json");
     let comment = format!("{template} display metadata for Packages using ID, Version");
-    add(
-        "PackageVersionDisplayMetadataUriTemplate/3.0.0-rc",
-        id,
-        comment,
-    );
+    add("PackageVersionDisplayMetadataUriTemplate/3.0.0-rc", id, comment);
     for v in ["4.7.0", "5.0.0"] {
         let id = format!("{api}/v3-index/repository-signatures/{v}/index.json");
         let comment = "The endpoint for discovering information about this package source's repository signatures.";
         add(&format!("RepositorySignatures/{v}"), id, comment.into());
     }
     let comment = "Index of the NuGet package catalog.".into();
-    add(
-        "Catalog/3.0.0",
-        format!("{api}/v3/catalog0/index.json"),
-        comment,
-    );
+    add("Catalog/3.0.0", format!("{api}/v3/catalog0/index.json"), comment);
     let comment = "The endpoint for discovering information about vulnerabilities of packages in this package source.";
     add(
         "VulnerabilityInfo/6.7.0",
@@ -215,18 +192,11 @@ fn private_feed_resources(l: &Layout) -> Vec<Resource> {
             comment,
         );
     }
-    for ty in [
-        "RegistrationsBaseUrl/3.6.0",
-        "RegistrationsBaseUrl/Versioned",
-    ] {
+    for ty in ["RegistrationsBaseUrl/3.6.0", "RegistrationsBaseUrl/Versioned"] {
         let comment = format!("{reg}. It includes SemVer 2.0.0 packages.");
         add(ty, l.hive_base(Hive::PrivateSemver2), comment);
     }
-    add(
-        "PackageBaseAddress/3.0.0",
-        l.flat_base(),
-        package_base_comment(l),
-    );
+    add("PackageBaseAddress/3.0.0", l.flat_base(), package_base_comment(l));
     add(
         "PackagePublish/2.0.0",
         l.publish_url(),
@@ -262,10 +232,7 @@ impl Docs<'_> {
     }
 
     fn content_url(&self, pkg: &Package) -> String {
-        self.flat_url(
-            pkg,
-            &format!("{}.{}.nupkg", pkg.lower_id(), pkg.lower_ver()),
-        )
+        self.flat_url(pkg, &format!("{}.{}.nupkg", pkg.lower_id(), pkg.lower_ver()))
     }
 
     /// The catalog leaf; a private feed has no catalog, so its catalog
@@ -346,10 +313,7 @@ impl Docs<'_> {
         e.insert("@type".into(), json!("PackageDetails"));
         e.insert("authors".into(), json!("nucache tests"));
         if !pkg.groups.is_empty() {
-            e.insert(
-                "dependencyGroups".into(),
-                self.dependency_groups(hive, pkg, &leaf),
-            );
+            e.insert("dependencyGroups".into(), self.dependency_groups(hive, pkg, &leaf));
         }
         e.insert("description".into(), json!(pkg.description()));
         e.insert("iconUrl".into(), json!(self.flat_url(pkg, "icon")));
@@ -423,22 +387,10 @@ impl Docs<'_> {
     }
 
     /// A page object; `page_url` is None for inlined pages.
-    fn page(
-        &self,
-        hive: Hive,
-        lower_id: &str,
-        chunk: &[&Package],
-        page_url: Option<String>,
-    ) -> Value {
+    fn page(&self, hive: Hive, lower_id: &str, chunk: &[&Package], page_url: Option<String>) -> Value {
         let index_url = self.reg_index_url(hive, lower_id);
-        let lower = chunk
-            .first()
-            .map(|p| p.version.normalized())
-            .unwrap_or_default();
-        let upper = chunk
-            .last()
-            .map(|p| p.version.normalized())
-            .unwrap_or_default();
+        let lower = chunk.first().map(|p| p.version.normalized()).unwrap_or_default();
+        let upper = chunk.last().map(|p| p.version.normalized()).unwrap_or_default();
         let at_id = page_url.unwrap_or_else(|| format!("{index_url}#page/{lower}/{upper}"));
         let mut page = Map::new();
         page.insert("@id".into(), json!(at_id));
@@ -457,20 +409,12 @@ impl Docs<'_> {
     fn page_url(&self, hive: Hive, lower_id: &str, chunk: &[&Package]) -> String {
         let lower = chunk.first().map(|p| p.lower_ver()).unwrap_or_default();
         let upper = chunk.last().map(|p| p.lower_ver()).unwrap_or_default();
-        format!(
-            "{}{lower_id}/page/{lower}/{upper}.json",
-            self.layout.hive_base(hive)
-        )
+        format!("{}{lower_id}/page/{lower}/{upper}.json", self.layout.hive_base(hive))
     }
 
     /// A non-inlined page stub in the index: no items, no parent.
     fn page_stub(&self, hive: Hive, lower_id: &str, chunk: &[&Package]) -> Value {
-        let mut page = self.page(
-            hive,
-            lower_id,
-            chunk,
-            Some(self.page_url(hive, lower_id, chunk)),
-        );
+        let mut page = self.page(hive, lower_id, chunk, Some(self.page_url(hive, lower_id, chunk)));
         if let Value::Object(map) = &mut page {
             map.remove("items");
             map.remove("parent");
@@ -503,24 +447,13 @@ impl Docs<'_> {
     }
 
     /// Page document for `/page/{lower}/{upper}.json` (lowercase bounds).
-    pub(crate) fn reg_page(
-        &self,
-        hive: Hive,
-        lower_id: &str,
-        lower: &str,
-        upper: &str,
-    ) -> Option<Value> {
+    pub(crate) fn reg_page(&self, hive: Hive, lower_id: &str, lower: &str, upper: &str) -> Option<Value> {
         let versions = self.store.versions(lower_id, hive.semver2());
         let chunk = versions.chunks(PAGE_SIZE).find(|c| {
             c.first().map(|p| p.lower_ver()).as_deref() == Some(lower)
                 && c.last().map(|p| p.lower_ver()).as_deref() == Some(upper)
         })?;
-        let mut page = self.page(
-            hive,
-            lower_id,
-            chunk,
-            Some(self.page_url(hive, lower_id, chunk)),
-        );
+        let mut page = self.page(hive, lower_id, chunk, Some(self.page_url(hive, lower_id, chunk)));
         page["@context"] = reg_context();
         Some(page)
     }
@@ -651,9 +584,7 @@ impl SearchOpts {
     fn from(q: &Query) -> SearchOpts {
         let num = |k: &str, d: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
         SearchOpts {
-            prerelease: q
-                .get("prerelease")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            prerelease: q.get("prerelease").is_some_and(|v| v.eq_ignore_ascii_case("true")),
             semver2: q.get("semVerLevel").is_some_and(|v| v.starts_with('2')),
             skip: num("skip", 0),
             take: num("take", 20),
@@ -683,10 +614,7 @@ impl Docs<'_> {
     }
 
     fn haystack(lower_id: &str, latest: &Package) -> String {
-        format!(
-            "{lower_id} {} fake nucache",
-            latest.description().to_lowercase()
-        )
+        format!("{lower_id} {} fake nucache", latest.description().to_lowercase())
     }
 
     pub(crate) fn search(&self, q: &Query) -> Value {
@@ -697,10 +625,7 @@ impl Docs<'_> {
             .store
             .ids()
             .map(|lid| (lid, self.visible(lid, &opts)))
-            .filter(|(lid, vs)| {
-                vs.last()
-                    .is_some_and(|latest| Self::matches(lid, latest, text))
-            })
+            .filter(|(lid, vs)| vs.last().is_some_and(|latest| Self::matches(lid, latest, text)))
             .collect();
         let exact = text.trim().to_lowercase();
         hits.sort_by_key(|(lid, _)| (**lid != exact, (*lid).clone()));

@@ -158,11 +158,7 @@ impl FakeUpstream {
 
     pub async fn start_with_options(corpus: Corpus, options: FakeOptions) -> FakeUpstream {
         let bind = || Listener::bind_any().expect("fake upstream: bind 127.0.0.1:0");
-        let mut listeners = vec![
-            (Role::Api, bind()),
-            (Role::Search, bind()),
-            (Role::Www, bind()),
-        ];
+        let mut listeners = vec![(Role::Api, bind()), (Role::Search, bind()), (Role::Www, bind())];
         if options.redirect_packages_to_cdn {
             listeners.push((Role::Cdn, bind()));
         }
@@ -247,10 +243,7 @@ impl FakeUpstream {
 
     /// Every request received on any host, in order.
     pub fn requests(&self) -> Vec<Recorded> {
-        lock(&self.shared.log)
-            .iter()
-            .map(|(_, r)| r.clone())
-            .collect()
+        lock(&self.shared.log).iter().map(|(_, r)| r.clone()).collect()
     }
 
     /// Number of recorded requests whose path (with query) contains `path_contains`.
@@ -280,10 +273,7 @@ impl FakeUpstream {
 
     /// The `.nupkg` bytes served for `id` `version` (any casing / spelling).
     pub fn nupkg_bytes(&self, id: &str, version: &str) -> Option<Vec<u8>> {
-        self.shared
-            .store()
-            .find(id, version)
-            .map(|p| p.nupkg.to_vec())
+        self.shared.store().find(id, version).map(|p| p.nupkg.to_vec())
     }
 
     /// `.nupkg` bodies go out in chunks of `chunk` bytes with `delay`
@@ -308,9 +298,7 @@ impl FakeUpstream {
 
     /// Hex SHA-256 of the body of the last `PUT` to a publish endpoint.
     pub fn last_push_sha256(&self) -> Option<String> {
-        lock(&self.shared.pushes)
-            .last
-            .map(|(_, sha)| hex::encode(sha))
+        lock(&self.shared.pushes).last.map(|(_, sha)| hex::encode(sha))
     }
 
     /// Body length of the last `PUT` to a publish endpoint.
@@ -379,12 +367,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(
-        layout: Layout,
-        chunked: bool,
-        store: Store,
-        listeners: Vec<(Role, Listener)>,
-    ) -> Shared {
+    fn new(layout: Layout, chunked: bool, store: Store, listeners: Vec<(Role, Listener)>) -> Shared {
         Shared {
             layout,
             chunked,
@@ -492,8 +475,7 @@ impl Shared {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split_once(' '))
                 .is_some_and(|(scheme, token)| {
-                    scheme.eq_ignore_ascii_case("basic")
-                        && Some(token.trim()) == expected.strip_prefix("Basic ")
+                    scheme.eq_ignore_ascii_case("basic") && Some(token.trim()) == expected.strip_prefix("Basic ")
                 }),
         }
     }

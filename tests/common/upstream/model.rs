@@ -40,8 +40,7 @@ impl Version {
             }
             *slot = part.parse().ok()?;
         }
-        if (rest.contains('-') && !valid_labels(pre)) || (text.contains('+') && !valid_labels(meta))
-        {
+        if (rest.contains('-') && !valid_labels(pre)) || (text.contains('+') && !valid_labels(meta)) {
             return None;
         }
         Some(Version {
@@ -121,12 +120,8 @@ impl Ord for Version {
 
 fn valid_labels(s: &str) -> bool {
     !s.is_empty()
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && s.split('.')
+            .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// SemVer 2.0.0 precedence of release labels (alphanumeric ones compared
@@ -197,9 +192,7 @@ impl Package {
     /// The `.nuspec` served from the flat container.
     pub(crate) fn nuspec(&self) -> String {
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
-        xml.push_str(
-            "<package xmlns=\"http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd\">\n",
-        );
+        xml.push_str("<package xmlns=\"http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd\">\n");
         xml.push_str("  <metadata>\n");
         xml.push_str(&format!("    <id>{}</id>\n", xml_escape(&self.id)));
         xml.push_str(&format!(
@@ -223,11 +216,7 @@ impl Package {
     }
 
     pub(crate) fn description(&self) -> String {
-        format!(
-            "Fake package {} {} for nucache tests.",
-            self.id,
-            self.version.full()
-        )
+        format!("Fake package {} {} for nucache tests.", self.id, self.version.full())
     }
 }
 
@@ -263,9 +252,7 @@ pub(crate) fn xml_escape(s: &str) -> String {
 pub(crate) fn fake_nupkg(id: &str, version: &str) -> Vec<u8> {
     let seed: [u8; 32] = Sha256::digest(format!("{id}\n{version}").as_bytes()).into();
     let len = 20 * 1024 + usize::from(seed[0]) * 16;
-    let mut state = u64::from_le_bytes([
-        seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7], seed[8],
-    ]) | 1;
+    let mut state = u64::from_le_bytes([seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7], seed[8]]) | 1;
     let mut out = Vec::with_capacity(len + 8);
     out.extend_from_slice(b"PK\x03\x04");
     while out.len() < len {
@@ -303,23 +290,11 @@ impl Corpus {
 
     fn build_default() -> Corpus {
         let mut c = Corpus::empty();
-        for v in [
-            "1.0.0",
-            "1.1.0",
-            "1.2.0-beta",
-            "2.0.0-rc.1",
-            "3.0.0+build.7",
-        ] {
+        for v in ["1.0.0", "1.1.0", "1.2.0-beta", "2.0.0-rc.1", "3.0.0+build.7"] {
             c.add_generated("Fake.Core", v, true);
         }
         c.add_generated("Fake.Core", "1.3.0", false);
-        c.add_dependency(
-            "Fake.Core",
-            "1.1.0",
-            "netstandard2.0",
-            "Fake.Dep",
-            "[1.0.0, )",
-        );
+        c.add_dependency("Fake.Core", "1.1.0", "netstandard2.0", "Fake.Dep", "[1.0.0, )");
         c.set_vulnerable("Fake.Core", "1.0.0");
         for v in ["1.0.0", "1.0.1", "1.0.0.5"] {
             c.add_generated("Fake.Dep", v, true);
@@ -334,8 +309,7 @@ impl Corpus {
     /// Adds (or replaces) `id` `version` with the given `.nupkg` bytes.
     /// Panics on an invalid version (this is a test helper).
     pub fn add(&mut self, id: &str, version: &str, nupkg: Vec<u8>, listed: bool) {
-        let version = Version::parse(version)
-            .unwrap_or_else(|| panic!("fake upstream: invalid version {version:?}"));
+        let version = Version::parse(version).unwrap_or_else(|| panic!("fake upstream: invalid version {version:?}"));
         let published = BASE_TIME + 60 * self.packages.len() as u64;
         self.remove(id, &version);
         self.packages.push(Package {
@@ -356,20 +330,9 @@ impl Corpus {
 
     /// Adds a dependency on `dep_id` `range` to the group for
     /// `target_framework` ("" = all frameworks) of an already added package.
-    pub fn add_dependency(
-        &mut self,
-        id: &str,
-        version: &str,
-        target_framework: &str,
-        dep_id: &str,
-        range: &str,
-    ) {
+    pub fn add_dependency(&mut self, id: &str, version: &str, target_framework: &str, dep_id: &str, range: &str) {
         let pkg = self.find_mut(id, version);
-        let group = match pkg
-            .groups
-            .iter()
-            .position(|g| g.target_framework == target_framework)
-        {
+        let group = match pkg.groups.iter().position(|g| g.target_framework == target_framework) {
             Some(i) => &mut pkg.groups[i],
             None => {
                 pkg.groups.push(DepGroup {
@@ -456,10 +419,7 @@ impl Store {
 
     /// Sets the listing state; returns false when the package is unknown.
     pub(crate) fn set_listed(&mut self, id: &str, version: &str, listed: bool) -> bool {
-        let found = self
-            .find_mut(id, version)
-            .map(|p| p.listed = listed)
-            .is_some();
+        let found = self.find_mut(id, version).map(|p| p.listed = listed).is_some();
         if found {
             self.touch();
         }
@@ -477,29 +437,19 @@ impl Store {
     /// Looks a package up by any spelling of id and version.
     pub(crate) fn find(&self, id: &str, version: &str) -> Option<&Package> {
         let wanted = Version::parse(version)?;
-        self.packages
-            .get(&lower_id(id))?
-            .iter()
-            .find(|p| p.version == wanted)
+        self.packages.get(&lower_id(id))?.iter().find(|p| p.version == wanted)
     }
 
     /// Looks a package up by the exact URL forms `LOWER_ID` / `LOWER_VERSION`.
     pub(crate) fn get(&self, lower_id: &str, lower_ver: &str) -> Option<&Package> {
-        self.packages
-            .get(lower_id)?
-            .iter()
-            .find(|p| p.lower_ver() == lower_ver)
+        self.packages.get(lower_id)?.iter().find(|p| p.lower_ver() == lower_ver)
     }
 
     /// Versions of `lower_id` ascending; semver2 ones only if `semver2`.
     pub(crate) fn versions(&self, lower_id: &str, semver2: bool) -> Vec<&Package> {
         self.packages
             .get(lower_id)
-            .map(|list| {
-                list.iter()
-                    .filter(|p| semver2 || !p.version.is_semver2())
-                    .collect()
-            })
+            .map(|list| list.iter().filter(|p| semver2 || !p.version.is_semver2()).collect())
             .unwrap_or_default()
     }
 

@@ -201,10 +201,7 @@ fn route_api(shared: &Shared, req: &Req<'_>) -> Reply {
         return Reply::method_not_allowed();
     }
     let store = shared.store();
-    let docs = Docs {
-        store: &store,
-        layout,
-    };
+    let docs = Docs { store: &store, layout };
     if let ["v3", name, rest @ ..] = segs.as_slice() {
         if let Some(hive) = layout.hive(name) {
             return registration(&docs, hive, rest);
@@ -224,24 +221,15 @@ fn nuget_org_reads(docs: &Docs<'_>, segs: &[&str]) -> Reply {
         ["v3-flatcontainer", rest @ ..] => flat_container(docs, rest),
         ["v3", "catalog0", "index.json"] => Reply::json(&docs.catalog_index(), mtime),
         ["v3", "catalog0", "page0.json"] => Reply::json(&docs.catalog_page(), mtime),
-        ["v3", "catalog0", "data", _, file] => {
-            match file
-                .strip_suffix(".json")
-                .and_then(|n| docs.catalog_leaf(n))
-            {
-                Some(doc) => Reply::json(&doc, mtime),
-                None => Reply::not_found(),
-            }
-        }
+        ["v3", "catalog0", "data", _, file] => match file.strip_suffix(".json").and_then(|n| docs.catalog_leaf(n)) {
+            Some(doc) => Reply::json(&doc, mtime),
+            None => Reply::not_found(),
+        },
         ["v3-index", "repository-signatures", "4.7.0" | "4.9.0" | "5.0.0", "index.json"] => {
             Reply::json(&docs::repository_signatures(), BASE_TIME)
         }
-        ["v3", "vulnerabilities", "index.json"] => {
-            Reply::json(&docs::vulnerability_index(docs.layout), BASE_TIME)
-        }
-        ["v3", "vulnerabilities", "base.json" | "update.json"] => {
-            Reply::json(&serde_json::json!({}), BASE_TIME)
-        }
+        ["v3", "vulnerabilities", "index.json"] => Reply::json(&docs::vulnerability_index(docs.layout), BASE_TIME),
+        ["v3", "vulnerabilities", "base.json" | "update.json"] => Reply::json(&serde_json::json!({}), BASE_TIME),
         _ => Reply::not_found(),
     }
 }
@@ -291,12 +279,7 @@ fn package_file(pkg: &Package, id: &str, ver: &str, file: &str) -> Reply {
     } else if file == format!("{id}.nuspec") {
         Reply::ok("text/xml", pkg.nuspec(), lm)
     } else if file == "readme" {
-        let md = format!(
-            "# {} {}\n\n{}\n",
-            pkg.id,
-            pkg.version.full(),
-            pkg.description()
-        );
+        let md = format!("# {} {}\n\n{}\n", pkg.id, pkg.version.full(), pkg.description());
         Reply::ok("text/markdown", md, lm)
     } else if file == "icon" {
         Reply::ok("image/png", Bytes::from_static(ICON_PNG), lm)
@@ -307,11 +290,10 @@ fn package_file(pkg: &Package, id: &str, ver: &str, file: &str) -> Reply {
 
 /// A 1x1 transparent PNG.
 const ICON_PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00,
-    0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae,
-    0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0d, 0x0a, 0x2d, 0xb4, 0x00, 0x00,
+    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
 fn registration(docs: &Docs<'_>, hive: Hive, segs: &[&str]) -> Reply {
@@ -323,9 +305,7 @@ fn registration(docs: &Docs<'_>, hive: Hive, segs: &[&str]) -> Reply {
         [id, "page", lower, upper] => upper
             .strip_suffix(".json")
             .and_then(|upper| docs.reg_page(hive, id, lower, upper)),
-        [id, leaf] => leaf
-            .strip_suffix(".json")
-            .and_then(|ver| docs.reg_leaf(hive, id, ver)),
+        [id, leaf] => leaf.strip_suffix(".json").and_then(|ver| docs.reg_leaf(hive, id, ver)),
         _ => None,
     };
     match (doc, hive.gzip()) {
@@ -369,12 +349,8 @@ fn route_publish(shared: &Shared, req: &Req<'_>, target: Publish, rest: &[&str])
             shared.note_push(req.body_len, req.body_sha256, false);
             Reply::new(StatusCode::CREATED, "text/plain", "")
         }
-        (&Method::DELETE, Publish::Package, [id, ver]) => {
-            relist(shared, id, ver, false, StatusCode::NO_CONTENT)
-        }
-        (&Method::POST, Publish::Package, [id, ver]) => {
-            relist(shared, id, ver, true, StatusCode::OK)
-        }
+        (&Method::DELETE, Publish::Package, [id, ver]) => relist(shared, id, ver, false, StatusCode::NO_CONTENT),
+        (&Method::POST, Publish::Package, [id, ver]) => relist(shared, id, ver, true, StatusCode::OK),
         _ => Reply::method_not_allowed(),
     }
 }
@@ -428,8 +404,7 @@ pub(crate) fn parse_query(query: Option<&str>) -> Query {
     let mut out = Query::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.entry(percent_decode(k))
-            .or_insert_with(|| percent_decode(v));
+        out.entry(percent_decode(k)).or_insert_with(|| percent_decode(v));
     }
     out
 }

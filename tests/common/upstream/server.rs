@@ -208,11 +208,7 @@ impl Conn {
 struct ConnIo(Arc<Conn>);
 
 impl AsyncRead for ConnIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let stream = &self.0.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
@@ -229,11 +225,7 @@ impl AsyncRead for ConnIo {
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let stream = &self.0.stream;
         loop {
             ready!(stream.poll_write_ready(cx))?;
@@ -285,14 +277,9 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let framing = Framing::of(&shared, req.method());
-    let served = AssertUnwindSafe(serve(shared, role, conn, req))
-        .catch_unwind()
-        .await;
+    let served = AssertUnwindSafe(serve(shared, role, conn, req)).catch_unwind().await;
     Ok(served.unwrap_or_else(|_| {
-        let reply = Reply::error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "fake upstream handler panicked",
-        );
+        let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "fake upstream handler panicked");
         build(reply, framing, None)
     }))
 }
@@ -308,18 +295,9 @@ struct Ctx {
     path: String,
 }
 
-async fn serve(
-    shared: Arc<Shared>,
-    role: Role,
-    conn: Arc<Conn>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+async fn serve(shared: Arc<Shared>, role: Role, conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let framing = Framing::of(&shared, &parts.method);
     let seq = shared.record(Recorded {
         host: role,
@@ -398,8 +376,7 @@ async fn pre_faults(cx: &Ctx) -> Result<Fault, Response<Body>> {
                 return Ok(fault);
             }
             Fault::Status(code) => {
-                let status =
-                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let reply = Reply::error(status, &format!("fault injection: status {code}"));
                 return Err(build(reply, Framing::of(&cx.shared, &cx.method), None));
             }
@@ -608,17 +585,14 @@ fn build(reply: Reply, framing: Framing, plan: Option<Plan>) -> Response<Body> {
     *response.body_mut() = match (no_body || framing == Framing::Head, plan) {
         (true, _) => empty(),
         (false, Some(plan)) => {
-            let stream =
-                futures_util::stream::unfold(Some(plan), |p| async move { p?.next().await });
+            let stream = futures_util::stream::unfold(Some(plan), |p| async move { p?.next().await });
             StreamBody::new(stream).boxed_unsync()
         }
         (false, None) if framing == Framing::Chunked => {
             let frame = (!reply.body.is_empty()).then(|| Ok(Frame::data(reply.body)));
             StreamBody::new(futures_util::stream::iter(frame)).boxed_unsync()
         }
-        (false, None) => Full::new(reply.body)
-            .map_err(|never| match never {})
-            .boxed_unsync(),
+        (false, None) => Full::new(reply.body).map_err(|never| match never {}).boxed_unsync(),
     };
     response
 }

@@ -1,8 +1,14 @@
 //! The upstream client: hyper over rustls (webpki roots plus the system
 //! store), pooled keep-alive connections, redirects, retries with backoff
-//! for idempotent requests, and timeouts on connecting, on the first byte
-//! and on every gap between body chunks.
+//! for idempotent requests, timeouts on connecting, on the first byte and
+//! on every gap between body chunks, and a circuit breaker (`breaker`).
 
+mod breaker;
+
+use breaker::{Breaker, Transition};
+pub use breaker::{BreakerState, BreakerStatus};
+
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -41,6 +47,7 @@ pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     config: UpstreamConfig,
     credentials: Option<Credentials>,
+    breaker: Breaker,
 }
 
 /// The `Authorization` value for a private upstream, and the only origins
@@ -55,10 +62,7 @@ impl Credentials {
         let value = match (&config.username, &config.password, &config.token) {
             (Some(user), Some(password), _) => {
                 let pair = format!("{user}:{}", password.expose());
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )
+                format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
             }
             (_, _, Some(token)) => format!("Bearer {}", token.expose()),
             _ => return None,
@@ -109,18 +113,66 @@ impl Upstream {
             client,
             config: config.clone(),
             credentials: Credentials::from_config(config),
+            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
         }
     }
 
-    /// GET (or HEAD) with redirects and retries; `extra` carries conditional
-    /// headers. A 5xx that survives the retries comes back as a response so
-    /// the caller can tell it from a transport failure.
-    pub async fn get(
-        &self,
-        url: &str,
-        wanted: Wanted,
-        extra: &HeaderMap,
-    ) -> Result<Fetched, UpstreamError> {
+    /// GET with redirects and retries; `extra` carries conditional headers.
+    /// A 5xx that survives the retries comes back as a response so the
+    /// caller can tell it from a transport failure. While the circuit
+    /// breaker is open, fails at once.
+    pub async fn get(self: &Arc<Self>, url: &str, wanted: Wanted, extra: &HeaderMap) -> Result<Fetched, UpstreamError> {
+        if let Some(reason) = self.breaker.rejects() {
+            return Err(UpstreamError::Down { reason });
+        }
+        let result = self.get_with_retries(url, wanted, extra).await;
+        let failure = match &result {
+            Ok(fetched) if fetched.status.is_server_error() => Some(format!("answered {}", fetched.status)),
+            Ok(_) => None,
+            Err(error) => Some(error.to_string()),
+        };
+        match failure {
+            None => self.breaker.record_success(),
+            Some(reason) => {
+                if self.breaker.record_failure(&reason) == Transition::Opened {
+                    self.probe_until_back();
+                }
+            }
+        }
+        result
+    }
+
+    /// While the breaker is open, asks for the service index every cooldown
+    /// and closes the breaker when it answers.
+    fn probe_until_back(self: &Arc<Self>) {
+        let upstream = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(upstream.breaker.cooldown()).await;
+                if upstream.breaker.rejects().is_none() {
+                    return;
+                }
+                let url = upstream.config.service_index.clone();
+                let probe = upstream
+                    .follow_redirects(Method::GET, &url, Wanted::Document, &HeaderMap::new())
+                    .await;
+                match probe {
+                    Ok(fetched) if !fetched.status.is_server_error() => {
+                        upstream.breaker.record_success();
+                        return;
+                    }
+                    Ok(fetched) => upstream.breaker.record_failure(&format!("answered {}", fetched.status)),
+                    Err(error) => upstream.breaker.record_failure(&error.to_string()),
+                };
+            }
+        });
+    }
+
+    pub fn breaker_status(&self) -> BreakerStatus {
+        self.breaker.status()
+    }
+
+    async fn get_with_retries(&self, url: &str, wanted: Wanted, extra: &HeaderMap) -> Result<Fetched, UpstreamError> {
         let mut attempt = 0;
         loop {
             let result = self.follow_redirects(Method::GET, url, wanted, extra).await;
@@ -153,10 +205,7 @@ impl Upstream {
         let mut current = url.to_string();
         for _ in 0..=self.config.max_redirects {
             let response = self.send(&method, &current, wanted, extra).await?;
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|l| l.to_str().ok());
+            let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
             match (response.status().is_redirection(), location) {
                 (true, Some(location)) if response.status() != StatusCode::NOT_MODIFIED => {
                     current = join_url(&current, location);
@@ -188,11 +237,7 @@ impl Upstream {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(url)
-            .body(
-                Empty::<Bytes>::new()
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
+            .body(Empty::<Bytes>::new().map_err(|never| match never {}).boxed())
             .map_err(|_| UpstreamError::BadUrl(url.to_string()))?;
         let headers = request.headers_mut();
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
@@ -210,11 +255,7 @@ impl Upstream {
 
     /// Sends a publish call once: no retry (a push is not idempotent), no
     /// redirect (the body is gone), bounded by `bound` as a whole.
-    pub async fn publish(
-        &self,
-        request: Request<RequestBody>,
-        bound: Duration,
-    ) -> Result<Fetched, UpstreamError> {
+    pub async fn publish(&self, request: Request<RequestBody>, bound: Duration) -> Result<Fetched, UpstreamError> {
         let url = request.uri().to_string();
         let response = self.dispatch(request, bound).await?;
         let (parts, body) = response.into_parts();
@@ -236,9 +277,7 @@ impl Upstream {
         let url = request.uri().to_string();
         let origin = origin_of(&url).to_string();
         if let Some(authorization) = self.credentials.as_ref().and_then(|c| c.for_url(&url)) {
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, authorization.clone());
+            request.headers_mut().insert(AUTHORIZATION, authorization.clone());
         }
         match tokio::time::timeout(bound, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout {
@@ -256,11 +295,7 @@ impl Upstream {
 
     /// The next chunk of a body, `None` at its end; a gap longer than the
     /// read timeout is an error.
-    pub async fn next_chunk(
-        &self,
-        body: &mut Incoming,
-        origin: &str,
-    ) -> Result<Option<Bytes>, UpstreamError> {
+    pub async fn next_chunk(&self, body: &mut Incoming, origin: &str) -> Result<Option<Bytes>, UpstreamError> {
         loop {
             let frame = tokio::time::timeout(self.config.read_timeout, body.frame())
                 .await
@@ -276,11 +311,7 @@ impl Upstream {
     }
 
     /// Reads a whole (document) body, refusing more than `cap` bytes.
-    pub async fn read_to_end(
-        &self,
-        fetched: &mut Fetched,
-        cap: u64,
-    ) -> Result<Bytes, UpstreamError> {
+    pub async fn read_to_end(&self, fetched: &mut Fetched, cap: u64) -> Result<Bytes, UpstreamError> {
         let origin = origin_of(&fetched.url).to_string();
         let expected = content_length(&fetched.headers);
         let mut out = BytesMut::with_capacity(expected.unwrap_or(16 * 1024).min(cap) as usize);
@@ -298,11 +329,42 @@ impl Upstream {
     }
 }
 
+/// A response read chunk by chunk (each within the read timeout), its
+/// length checked against `Content-Length` at the end.
+pub(crate) struct Streamed {
+    pub headers: HeaderMap,
+    pub chunks: futures_util::stream::BoxStream<'static, Result<Bytes, UpstreamError>>,
+}
+
+impl Upstream {
+    pub fn stream(self: Arc<Self>, fetched: Fetched) -> Streamed {
+        let headers = fetched.headers.clone();
+        let expected = content_length(&headers);
+        let state = Some((self, fetched, 0u64));
+        let chunks = futures_util::stream::unfold(state, move |state| async move {
+            let (upstream, mut fetched, received) = state?;
+            let origin = origin_of(&fetched.url).to_string();
+            match upstream.next_chunk(&mut fetched.body, &origin).await {
+                Ok(Some(chunk)) => {
+                    let received = received + chunk.len() as u64;
+                    match expected.filter(|expected| received > *expected) {
+                        Some(_) => Some((check_length(expected, received, &origin).map(|_| chunk), None)),
+                        None => Some((Ok(chunk), Some((upstream, fetched, received)))),
+                    }
+                }
+                Ok(None) => check_length(expected, received, &origin).err().map(|e| (Err(e), None)),
+                Err(error) => Some((Err(error), None)),
+            }
+        });
+        Streamed {
+            headers,
+            chunks: Box::pin(chunks),
+        }
+    }
+}
+
 /// A chunk the body has ready now; `None` when it would have to wait.
-pub(crate) fn chunk_now(
-    body: &mut Incoming,
-    origin: &str,
-) -> Option<Result<Option<Bytes>, UpstreamError>> {
+pub(crate) fn chunk_now(body: &mut Incoming, origin: &str) -> Option<Result<Option<Bytes>, UpstreamError>> {
     loop {
         let frame = body.frame().now_or_never()?;
         if let Some(chunk) = frame_data(frame, origin) {
@@ -327,11 +389,7 @@ fn frame_data(
 }
 
 /// A body must be exactly as long as its `Content-Length` said.
-pub(crate) fn check_length(
-    expected: Option<u64>,
-    got: u64,
-    origin: &str,
-) -> Result<(), UpstreamError> {
+pub(crate) fn check_length(expected: Option<u64>, got: u64, origin: &str) -> Result<(), UpstreamError> {
     match expected {
         Some(expected) if expected != got => Err(UpstreamError::Body {
             origin: origin.to_string(),
@@ -342,12 +400,7 @@ pub(crate) fn check_length(
 }
 
 pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn tls_config() -> rustls::ClientConfig {
@@ -423,30 +476,20 @@ mod tests {
         assert_eq!(join_url(base, "https://b.example/z"), "https://b.example/z");
         assert_eq!(join_url(base, "//c.example/z"), "https://c.example/z");
         assert_eq!(join_url(base, "/root.json"), "https://a.example/root.json");
-        assert_eq!(
-            join_url(base, "sibling.json"),
-            "https://a.example/x/y/sibling.json"
-        );
+        assert_eq!(join_url(base, "sibling.json"), "https://a.example/x/y/sibling.json");
     }
 
     #[test]
     fn origins() {
-        assert_eq!(
-            origin_of("http://127.0.0.1:5/v3/index.json"),
-            "http://127.0.0.1:5"
-        );
+        assert_eq!(origin_of("http://127.0.0.1:5/v3/index.json"), "http://127.0.0.1:5");
         assert_eq!(origin_of("https://api.nuget.org"), "https://api.nuget.org");
         assert_eq!(origin_of("https://h?x"), "https://h");
     }
 
     #[test]
     fn backoff_grows() {
-        assert!(
-            backoff(1) >= Duration::from_millis(100) && backoff(1) < Duration::from_millis(151)
-        );
-        assert!(
-            backoff(3) >= Duration::from_millis(400) && backoff(3) < Duration::from_millis(601)
-        );
+        assert!(backoff(1) >= Duration::from_millis(100) && backoff(1) < Duration::from_millis(151));
+        assert!(backoff(3) >= Duration::from_millis(400) && backoff(3) < Duration::from_millis(601));
     }
 
     #[test]
