@@ -199,11 +199,14 @@ fn flat_container(rest: &str) -> Result<(TargetKind, String, String), RouteError
     }
 }
 
-/// A relative document path: non-empty segments of URL-safe characters.
+/// A relative document path: non-empty segments of URL-safe characters,
+/// none starting with a dot or holding `..` (no document name needs them).
 fn document_path(rest: &str) -> Result<&str, RouteError> {
     let clean = !rest.is_empty()
         && rest.split('/').all(|segment| {
             !segment.is_empty()
+                && !segment.starts_with('.')
+                && !segment.contains("..")
                 && segment
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~' | b'+'))

@@ -46,7 +46,10 @@ fn collect(value: &Value, found: &mut Vec<PackageHash>) {
 
 fn hash_of(entry: &serde_json::Map<String, Value>) -> Option<PackageHash> {
     let hash = entry.get("packageHash")?.as_str()?;
-    let algorithm = entry.get("packageHashAlgorithm").and_then(Value::as_str).unwrap_or("SHA512");
+    let algorithm = entry
+        .get("packageHashAlgorithm")
+        .and_then(Value::as_str)
+        .unwrap_or("SHA512");
     if !algorithm.eq_ignore_ascii_case("SHA512") {
         return None;
     }

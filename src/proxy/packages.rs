@@ -81,7 +81,10 @@ impl Proxy {
     async fn pass_through(&self, key: &str, url: &str) -> Result<Reply, ProxyError> {
         let fetched = self.stash.upstream.get(url, Wanted::Blob, &HeaderMap::new()).await?;
         match fetched.status {
-            StatusCode::OK => Ok(respond::passed_through(key, self.stash.upstream.clone().stream(fetched))),
+            StatusCode::OK => Ok(respond::passed_through(
+                key,
+                self.stash.upstream.clone().stream(fetched),
+            )),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(ProxyError::NotFound),
             status => Err(UpstreamError::Status {
                 origin: origin_of(&fetched.url).to_string(),

@@ -99,6 +99,9 @@ impl Server {
         http.timer(TokioTimer::new())
             .header_read_timeout(config.server.header_read_timeout)
             .keep_alive(true)
+            // The head limit answers 431; the buffer limit alone lets a
+            // large head through when it arrives in one read.
+            .max_header_size(MAX_HEAD)
             .max_buf_size(MAX_HEAD);
         tokio::pin!(shutdown);
         loop {

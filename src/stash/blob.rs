@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use md5::{Digest, Md5};
 use http::header::HeaderMap;
 use http::StatusCode;
+use md5::{Digest, Md5};
 use tokio::sync::watch;
 
 use super::flights::Ticket;
@@ -70,7 +70,10 @@ pub(crate) async fn fetch_blob(
     if stash.cache.health.bypass() {
         return Ok(BlobOutcome::Bypass);
     }
-    let fetched = stash.upstream.get(&request.url, Wanted::Blob, &HeaderMap::new()).await?;
+    let fetched = stash
+        .upstream
+        .get(&request.url, Wanted::Blob, &HeaderMap::new())
+        .await?;
     match fetched.status {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(BlobOutcome::NotFound),
@@ -133,9 +136,18 @@ async fn pump(
 
 /// The checks a complete body must pass before it is committed: the
 /// SHA-512 the metadata states, and the upstream's `Content-MD5`.
-fn verify(mut writer: (BlobWriter, Option<[u8; 16]>), request: &BlobRequest, fetched: &Fetched) -> Result<BlobWriter, StashError> {
+fn verify(
+    mut writer: (BlobWriter, Option<[u8; 16]>),
+    request: &BlobRequest,
+    fetched: &Fetched,
+) -> Result<BlobWriter, StashError> {
     let origin = upstream::origin_of(&fetched.url).to_string();
-    let refuse = |reason: String| StashError::Upstream(UpstreamError::Body { origin: origin.clone(), reason });
+    let refuse = |reason: String| {
+        StashError::Upstream(UpstreamError::Body {
+            origin: origin.clone(),
+            reason,
+        })
+    };
     let sha512 = writer.0.finish();
     if let Some(expected) = &request.expected_sha512 {
         if !expected.eq_ignore_ascii_case(&sha512) {

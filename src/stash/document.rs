@@ -12,7 +12,9 @@ use super::{blocking, origin_of, Stash, StashError};
 use crate::cache::{EntryKind, HotDoc, Origin};
 use crate::error::UpstreamError;
 use crate::nuget::{package_hashes, PackageHash};
-use crate::rewrite::{build_service_map, decode_body, parse_json, rewrite_value, to_template, RewriteError, ServiceMap};
+use crate::rewrite::{
+    build_service_map, decode_body, parse_json, rewrite_value, to_template, RewriteError, ServiceMap,
+};
 use crate::upstream::{self, Wanted};
 
 const JSON: &str = "application/json; charset=utf-8";

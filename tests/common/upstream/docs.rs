@@ -19,6 +19,10 @@ const CATALOG_STAMP: &str = "2020.01.01.00.00.00";
 pub(crate) struct Docs<'a> {
     pub(crate) store: &'a Store,
     pub(crate) layout: &'a Layout,
+    /// Registration catalog entries carry `packageHash`.
+    pub(crate) registration_hashes: bool,
+    /// `.nupkg` answers carry `Content-MD5`.
+    pub(crate) content_md5: bool,
 }
 
 // ---------------------------------------------------------------------------
@@ -332,6 +336,10 @@ impl Docs<'_> {
         e.insert("tags".into(), json!(["fake", "nucache"]));
         e.insert("title".into(), json!(pkg.id));
         e.insert("version".into(), json!(pkg.version.full()));
+        if self.registration_hashes {
+            e.insert("packageHash".into(), json!(package_hash(pkg)));
+            e.insert("packageHashAlgorithm".into(), json!("SHA512"));
+        }
         if pkg.vulnerable {
             let v = json!([{
                 "@id": format!("{leaf}#vulnerability/GitHub/1"),
@@ -539,7 +547,7 @@ impl Docs<'_> {
             self.store.get(lid, ver)
         })?;
         let mut entry = self.catalog_entry(Hive::GzSemver2, pkg);
-        let hash = base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&pkg.nupkg));
+        let hash = package_hash(pkg);
         entry["@type"] = json!(["PackageDetails", "catalog:Permalink"]);
         entry["catalog:commitId"] = json!(self.store.commit_id());
         entry["catalog:commitTimeStamp"] = json!(iso(pkg.published));
@@ -697,4 +705,9 @@ impl Docs<'_> {
         ids.sort_by_key(|id| (!id.to_lowercase().starts_with(&q), id.to_lowercase()));
         ids
     }
+}
+
+/// The package's SHA-512, base64, as catalog entries state it.
+fn package_hash(pkg: &Package) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha512::digest(&pkg.nupkg))
 }

@@ -282,6 +282,17 @@ impl FakeUpstream {
         lock(&self.shared.settings).chunking = Some((chunk.max(1), delay));
     }
 
+    /// Registration catalog entries state each package's SHA-512
+    /// `packageHash`, as some servers do (nuget.org only in catalog leaves).
+    pub fn set_registration_hashes(&self, on: bool) {
+        lock(&self.shared.settings).registration_hashes = on;
+    }
+
+    /// `.nupkg` answers carry `Content-MD5` (the default), or not.
+    pub fn set_content_md5(&self, on: bool) {
+        lock(&self.shared.settings).no_content_md5 = !on;
+    }
+
     /// When Some, publish calls need `X-NuGet-ApiKey` == key (else 403).
     pub fn set_api_key(&self, key: Option<&str>) {
         lock(&self.shared.settings).api_key = key.map(str::to_string);
@@ -332,6 +343,10 @@ struct Faults {
 #[derive(Debug, Default)]
 struct Settings {
     chunking: Option<(usize, Duration)>,
+    /// Registration catalog entries state `packageHash` (nuget.org's do not).
+    registration_hashes: bool,
+    /// `.nupkg` answers omit `Content-MD5` (they carry it by default).
+    no_content_md5: bool,
     api_key: Option<String>,
     /// The expected `Authorization` header value.
     basic: Option<String>,
@@ -456,6 +471,14 @@ impl Shared {
 
     fn chunking(&self) -> Option<(usize, Duration)> {
         lock(&self.settings).chunking
+    }
+
+    fn registration_hashes(&self) -> bool {
+        lock(&self.settings).registration_hashes
+    }
+
+    pub(crate) fn content_md5(&self) -> bool {
+        !lock(&self.settings).no_content_md5
     }
 
     fn api_key_ok(&self, headers: &HeaderMap) -> bool {

@@ -3,6 +3,9 @@
 
 use std::io::Write as _;
 
+use base64::Engine as _;
+use md5::Digest as _;
+
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -135,6 +138,8 @@ fn route_search(shared: &Shared, req: &Req<'_>) -> Reply {
     let docs = Docs {
         store: &store,
         layout: &shared.layout,
+        registration_hashes: shared.registration_hashes(),
+        content_md5: shared.content_md5(),
     };
     match req.path {
         "/query" | "/" => search(&docs, req),
@@ -201,7 +206,12 @@ fn route_api(shared: &Shared, req: &Req<'_>) -> Reply {
         return Reply::method_not_allowed();
     }
     let store = shared.store();
-    let docs = Docs { store: &store, layout };
+    let docs = Docs {
+        store: &store,
+        layout,
+        registration_hashes: shared.registration_hashes(),
+        content_md5: shared.content_md5(),
+    };
     if let ["v3", name, rest @ ..] = segs.as_slice() {
         if let Some(hive) = layout.hive(name) {
             return registration(&docs, hive, rest);
@@ -259,7 +269,7 @@ fn flat_container(docs: &Docs<'_>, segs: &[&str]) -> Reply {
         },
         [id, ver, file] => match (docs.store.get(id, ver), docs.layout.cdn_nupkg_url(id, ver)) {
             (Some(_), Some(cdn)) if is_nupkg(id, ver, file) => Reply::see_other(&cdn),
-            (Some(pkg), _) => package_file(pkg, id, ver, file),
+            (Some(pkg), _) => package_file(pkg, id, ver, file, docs.content_md5),
             (None, _) => Reply::not_found(),
         },
         _ => Reply::not_found(),
@@ -270,11 +280,16 @@ fn is_nupkg(id: &str, ver: &str, file: &str) -> bool {
     file == format!("{id}.{ver}.nupkg")
 }
 
-fn package_file(pkg: &Package, id: &str, ver: &str, file: &str) -> Reply {
+fn package_file(pkg: &Package, id: &str, ver: &str, file: &str, content_md5: bool) -> Reply {
     let lm = pkg.published;
     if is_nupkg(id, ver, file) {
         let mut reply = Reply::ok("application/octet-stream", pkg.nupkg.clone(), lm);
         reply.kind = Kind::Nupkg;
+        // As Azure blob storage does for nuget.org's flat container.
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&pkg.nupkg));
+        if let (true, Ok(value)) = (content_md5, HeaderValue::from_str(&md5)) {
+            reply.headers.insert("content-md5", value);
+        }
         reply
     } else if file == format!("{id}.nuspec") {
         Reply::ok("text/xml", pkg.nuspec(), lm)
@@ -391,7 +406,7 @@ fn route_cdn(shared: &Shared, req: &Req<'_>) -> Reply {
     }
     let store = shared.store();
     match store.get(id, ver) {
-        Some(pkg) if is_nupkg(id, ver, file) => package_file(pkg, id, ver, file),
+        Some(pkg) if is_nupkg(id, ver, file) => package_file(pkg, id, ver, file, shared.content_md5()),
         _ => Reply::not_found(),
     }
 }
