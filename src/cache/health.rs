@@ -5,13 +5,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long to pass through before trying the disk again.
-const RETRY_AFTER: Duration = Duration::from_secs(15);
 /// At most one warning per interval while the disk keeps failing.
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-#[derive(Default)]
 pub(crate) struct StorageHealth {
+    /// How long to pass through before trying the disk again.
+    retry_after: Duration,
     failure: Mutex<Option<Failure>>,
 }
 
@@ -24,13 +23,20 @@ struct Failure {
 }
 
 impl StorageHealth {
+    pub fn new(retry_after: Duration) -> Self {
+        StorageHealth {
+            retry_after,
+            failure: Mutex::new(None),
+        }
+    }
+
     /// A write failed: pass through for a while.
     pub fn failed(&self, error: &str) {
         let Ok(mut failure) = self.failure.lock() else { return };
         let now = Instant::now();
         match failure.as_mut() {
             Some(known) => {
-                known.retry_at = now + RETRY_AFTER;
+                known.retry_at = now + self.retry_after;
                 known.error = error.to_string();
                 known.count += 1;
                 if now.duration_since(known.logged_at) >= LOG_EVERY {
@@ -47,7 +53,7 @@ impl StorageHealth {
                 tracing::warn!(error, "cache storage failed; serving without caching until it recovers");
                 *failure = Some(Failure {
                     since: now,
-                    retry_at: now + RETRY_AFTER,
+                    retry_at: now + self.retry_after,
                     logged_at: now,
                     error: error.to_string(),
                     count: 1,
@@ -89,7 +95,7 @@ mod tests {
 
     #[test]
     fn fails_then_recovers() {
-        let health = StorageHealth::default();
+        let health = StorageHealth::new(Duration::from_secs(60));
         assert!(!health.bypass());
         health.failed("No space left on device");
         assert!(health.bypass());

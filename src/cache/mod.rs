@@ -93,7 +93,7 @@ impl Cache {
             blobs,
             hot,
             accessed: Mutex::new(HashMap::new()),
-            health: StorageHealth::default(),
+            health: StorageHealth::new(config.storage_retry),
         };
         let repair = cache.repair()?;
         Ok((cache, repair))

@@ -136,6 +136,10 @@ pub struct CacheConfig {
     pub dir: PathBuf,
     /// Memory for hot metadata documents (rewritten and gzipped bodies).
     pub memory: ByteSize,
+    /// After a failed write (disk full, read-only), how long responses pass
+    /// through uncached before the disk is tried again.
+    #[serde(with = "humantime_serde")]
+    pub storage_retry: Duration,
 }
 
 /// How long metadata is served without asking the upstream again.
@@ -237,6 +241,7 @@ impl Default for CacheConfig {
         CacheConfig {
             dir: default_cache_dir(),
             memory: ByteSize::mib(256),
+            storage_retry: Duration::from_secs(15),
         }
     }
 }

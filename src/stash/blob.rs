@@ -85,7 +85,16 @@ pub(crate) async fn fetch_blob(
             .into())
         }
     }
-    let Ok(writer) = stash.cache.start_blob() else {
+    let mut fetched = fetched;
+    let origin = upstream::origin_of(&fetched.url).to_string();
+    let first = stash
+        .upstream
+        .next_chunk(&mut fetched.body, &origin)
+        .await?
+        .unwrap_or_default();
+    // The first bytes go to disk before any client is answered: a disk
+    // that is already full turns into a pass-through, not a broken response.
+    let Some(writer) = start_on_disk(&stash, first.clone()).await else {
         return Ok(BlobOutcome::Bypass);
     };
     let (progress, watcher) = watch::channel(Progress::Receiving(0));
@@ -97,24 +106,46 @@ pub(crate) async fn fetch_blob(
     });
     let meta = download.origin.clone();
     tokio::spawn(async move {
-        pump(&stash, &request, fetched, writer, meta, &progress).await;
+        pump(&stash, &request, fetched, (writer, first), meta, &progress).await;
         // Later requests join this download until it is committed.
         drop(ticket);
     });
     Ok(BlobOutcome::Streaming(download))
 }
 
-/// Receives the body, checks it, then commits it; reports every step on `progress`.
+/// A writer holding `first`, or `None` when the disk refuses (the storage
+/// health then says so).
+async fn start_on_disk(stash: &Stash, first: Bytes) -> Option<BlobWriter> {
+    let mut writer = stash.cache.start_blob().ok()?;
+    let written = blocking(move || {
+        writer
+            .write(&first)
+            .map_err(crate::error::StorageError::io("writing a download"))?;
+        Ok(writer)
+    })
+    .await;
+    match written {
+        Ok(writer) => Some(writer),
+        Err(error) => {
+            stash.cache.health.failed(&error.to_string());
+            None
+        }
+    }
+}
+
+/// Receives the rest of the body (after `started`: the writer and the
+/// first chunk it holds), checks it, then commits it; reports every step on
+/// `progress`.
 async fn pump(
     stash: &Arc<Stash>,
     request: &BlobRequest,
     mut fetched: Fetched,
-    writer: BlobWriter,
+    started: (BlobWriter, Bytes),
     meta: Origin,
     progress: &watch::Sender<Progress>,
 ) {
     let key = request.key.as_str();
-    let received = receive(stash, &mut fetched, writer, progress).await;
+    let received = receive(stash, &mut fetched, started, progress).await;
     let writer = match received.and_then(|writer| verify(writer, request, &fetched)) {
         Ok(writer) => writer,
         Err(error) => {
@@ -179,12 +210,18 @@ type Received = (BlobWriter, Option<[u8; 16]>);
 async fn receive(
     stash: &Stash,
     fetched: &mut Fetched,
-    mut writer: BlobWriter,
+    (mut writer, first): (BlobWriter, Bytes),
     progress: &watch::Sender<Progress>,
 ) -> Result<Received, StashError> {
     let origin = upstream::origin_of(&fetched.url).to_string();
     let expected = content_length(&fetched.headers);
+    if expected.is_some_and(|expected| writer.written() > expected) {
+        check_length(expected, writer.written(), &origin)?;
+    }
     let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
+    if let Some(md5) = md5.as_mut() {
+        md5.update(&first);
+    }
     let mut pending = BytesMut::new();
     loop {
         let chunk = match upstream::chunk_now(&mut fetched.body, &origin) {

@@ -26,7 +26,7 @@ pub(crate) use flights::Flights;
 pub(crate) enum StashError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    #[error("cache storage failed: {0}")]
+    #[error("{0}")]
     Storage(String),
     #[error("{0}")]
     Internal(String),

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 
 pub mod nucache;
+pub mod process;
 pub mod upstream;

@@ -1,0 +1,176 @@
+//! nucache as a real process (the built binary), for what an in-process
+//! server cannot show: SIGKILL, SIGTERM, another mount namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::nucache::{get, Reply};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_nucache");
+
+/// A running nucache process.
+pub struct Process {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+/// How to start it.
+pub struct Launch<'a> {
+    pub upstream_index: &'a str,
+    pub cache_dir: &'a Path,
+    /// Extra `NUCACHE_*` settings.
+    pub env: Vec<(&'a str, String)>,
+    /// Run inside `unshare -Urm` with a tmpfs of this many KiB mounted on
+    /// the cache directory (disk-full and read-only tests).
+    pub tmpfs_kib: Option<u64>,
+}
+
+impl Launch<'_> {
+    pub fn spawn(&self) -> Process {
+        let port = free_port();
+        let log = self.cache_dir.with_extension(format!("{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = match self.tmpfs_kib {
+            None => Command::new(BINARY),
+            Some(kib) => {
+                let mut command = Command::new("unshare");
+                let script = format!("mount -t tmpfs -o size={kib}k tmpfs \"$1\" && exec \"$2\"");
+                command.args(["-Urm", "sh", "-c", &script, "sh"]);
+                command.arg(self.cache_dir).arg(BINARY);
+                command
+            }
+        };
+        command
+            .env("NUCACHE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("NUCACHE_UPSTREAM__SERVICE_INDEX", self.upstream_index)
+            .env("NUCACHE_CACHE__DIR", self.cache_dir)
+            .env("NUCACHE_UPSTREAM__CONNECT_TIMEOUT", "1s")
+            .env("NUCACHE_UPSTREAM__READ_TIMEOUT", "2s")
+            .env("NUCACHE_UPSTREAM__RETRIES", "1")
+            .env("NUCACHE_UPSTREAM__BREAKER_THRESHOLD", "0")
+            .env("NUCACHE_SERVER__SHUTDOWN_TIMEOUT", "5s")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("nucache starts");
+        Process { child, port, log }
+    }
+}
+
+impl Process {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `/health` answers (the cache has been opened and checked).
+    pub async fn ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nucache exited early ({status}): {}", self.log_text());
+            }
+            let connect = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await;
+            if connect.is_ok() && get(&self.url("/health")).await.status.is_success() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("nucache did not become ready: {}", self.log_text());
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        get(&self.url(path)).await
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (SIGKILL after `within`).
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A path inside the process's own view of the file system (its mount
+    /// namespace), e.g. its tmpfs cache directory.
+    pub fn inside(&self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(relative)
+    }
+
+    /// Runs a shell command inside the process's namespaces; its output
+    /// when it fails.
+    pub fn exec_inside(&self, script: &str) -> Result<(), String> {
+        let output = Command::new("nsenter")
+            .args([
+                "--target",
+                &self.pid().to_string(),
+                "--user",
+                "--mount",
+                "--preserve-credentials",
+            ])
+            .args(["sh", "-c", script])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A tiny deterministic generator (xorshift), so test runs repeat.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}

@@ -1,0 +1,264 @@
+//! nucache as a process: kill -9 at random moments, SIGTERM with a download
+//! in flight, and a cache directory that fills up or turns read-only.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::process::{Launch, Process, Rng};
+use common::upstream::{Corpus, FakeUpstream};
+use http::StatusCode;
+
+const KIB: usize = 1024;
+
+/// `count` packages `Big.N` 1.0.0 of `size` bytes each.
+async fn upstream_with_big_packages(count: usize, size: usize) -> FakeUpstream {
+    let mut corpus = Corpus::empty();
+    for n in 0..count {
+        corpus.add(&format!("Big.{n}"), "1.0.0", bytes_of(n, size), true);
+    }
+    FakeUpstream::start_with(corpus).await
+}
+
+fn bytes_of(n: usize, size: usize) -> Vec<u8> {
+    let mut rng = Rng::new(n as u64 + 1);
+    (0..size).map(|_| rng.below(256) as u8).collect()
+}
+
+fn path_of(n: usize) -> String {
+    format!("/v3/flatcontainer/big.{n}/1.0.0/big.{n}.1.0.0.nupkg")
+}
+
+fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+fn launch<'a>(upstream: &'a str, cache: &'a Path) -> Launch<'a> {
+    Launch {
+        upstream_index: upstream,
+        cache_dir: cache,
+        env: Vec::new(),
+        tmpfs_kib: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_kill_9_cycles_never_serve_a_partial_package() {
+    const PACKAGES: usize = 10;
+    const SIZE: usize = 192 * KIB;
+    let upstream = upstream_with_big_packages(PACKAGES, SIZE).await;
+    // Each download takes ~36 ms: kills land before, during and after them.
+    upstream.set_body_chunking(16 * KIB, Duration::from_millis(3));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut rng = Rng::new(42);
+    let (mut hits, mut cycles) = (0, 0);
+    for _ in 0..50 {
+        let mut process = launch(&index, &cache).spawn();
+        process.ready().await;
+        assert!(
+            files_in(&cache.join("tmp")).is_empty(),
+            "temporary files survived a restart"
+        );
+        // Whatever is served from the cache is whole.
+        for _ in 0..3 {
+            let n = rng.below(PACKAGES as u64) as usize;
+            let reply = process.get(&path_of(n)).await;
+            if reply.x_cache() == Some("HIT") {
+                assert_eq!(
+                    reply.body,
+                    bytes_of(n, SIZE),
+                    "Big.{n} served from the cache is not whole"
+                );
+                hits += 1;
+            }
+        }
+        // Downloads in flight, then SIGKILL at a random moment.
+        let downloads: Vec<_> = (0..4)
+            .map(|_| {
+                let url = process.url(&path_of(rng.below(PACKAGES as u64) as usize));
+                tokio::spawn(async move { common::nucache::get(&url).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rng.below(80))).await;
+        process.kill();
+        for download in downloads {
+            let _ = download.await;
+        }
+        cycles += 1;
+    }
+    // A last clean start and stop: the index and the files agree.
+    let mut process = launch(&index, &cache).spawn();
+    process.ready().await;
+    for n in 0..PACKAGES {
+        let reply = process.get(&path_of(n)).await;
+        assert_eq!(reply.body, bytes_of(n, SIZE), "Big.{n}");
+    }
+    let log = process.log_text();
+    assert_eq!(
+        process.terminate(Duration::from_secs(10)).map(|s| s.success()),
+        Some(true)
+    );
+    assert_eq!(cycles, 50);
+    assert!(
+        hits > 10,
+        "only {hits} cache hits in 50 cycles: the test did not exercise the cache"
+    );
+    assert!(log.contains("cache checked"), "{log}");
+    assert_index_matches_files(&cache);
+}
+
+/// Every index record has its file and every file its record.
+fn assert_index_matches_files(cache: &Path) {
+    let db = sled::open(cache.join("index")).expect("the index opens");
+    let entries = db.open_tree("entries").expect("entries tree");
+    let records = entries.len();
+    let files = files_in(&cache.join("content")).len();
+    assert_eq!(records, files, "{records} index records but {files} content files");
+    assert!(files_in(&cache.join("tmp")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
+    const SIZE: usize = 512 * KIB;
+    let upstream = upstream_with_big_packages(1, SIZE).await;
+    upstream.set_body_chunking(16 * KIB, Duration::from_millis(10));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut process = launch(&index, &cache).spawn();
+    process.ready().await;
+    let (url, port) = (process.url(&path_of(0)), process.port);
+    let download = tokio::spawn(async move { common::nucache::get(&url).await });
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = process.terminate(Duration::from_secs(10));
+        (status, process)
+    });
+    // While draining, nucache accepts no new connections.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
+    assert!(refused.is_err(), "a new connection was accepted while draining");
+    let reply = download.await.expect("download task");
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body_error.is_none(), "{:?}", reply.body_error);
+    assert_eq!(reply.body, bytes_of(0, SIZE));
+    let (status, process) = status.await.expect("terminate");
+    assert_eq!(status.map(|s| s.code()), Some(Some(0)), "{}", process.log_text());
+    assert!(process.log_text().contains("stopped"));
+    drop(process);
+    // It was committed and flushed: a restart serves it from the cache.
+    let mut again = launch(&index, &cache).spawn();
+    again.ready().await;
+    assert_eq!(again.get(&path_of(0)).await.x_cache(), Some("HIT"));
+}
+
+/// Fills the file system that holds `dir` (as `process` sees it).
+fn fill(process: &Process, dir: &Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let filler = process.inside(&dir.join("filler"));
+    let mut file = std::fs::File::create(&filler).expect("filler file");
+    let block = vec![0u8; 64 * KIB];
+    while file.write_all(&block).is_ok() {}
+    let _ = file.sync_all();
+    filler
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_passes_responses_through_and_caching_resumes() {
+    const SIZE: usize = 256 * KIB;
+    let upstream = upstream_with_big_packages(4, SIZE).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let index = upstream.index_url();
+    let mut process = Launch {
+        env: vec![("NUCACHE_CACHE__STORAGE_RETRY", "1s".to_string())],
+        tmpfs_kib: Some(4096),
+        ..launch(&index, &cache)
+    }
+    .spawn();
+    process.ready().await;
+    assert_eq!(process.get("/v3/index.json").await.status, StatusCode::OK);
+    let filler = fill(&process, &cache);
+    for attempt in 0..3 {
+        let reply = process.get(&path_of(0)).await;
+        assert_eq!(reply.status, StatusCode::OK, "attempt {attempt}: {}", reply.text());
+        assert_eq!(reply.body, bytes_of(0, SIZE), "attempt {attempt}");
+        assert_eq!(reply.x_cache(), Some("MISS"), "attempt {attempt}");
+    }
+    let health = process.get("/health").await.json();
+    assert_eq!(health["storage"]["writable"], false, "{health}");
+    let log = process.log_text();
+    assert_eq!(log.matches("serving without caching").count(), 1, "{log}");
+    // Space is back: after storage_retry, packages are cached again.
+    std::fs::remove_file(&filler).expect("remove filler");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(process.get(&path_of(1)).await.body, bytes_of(1, SIZE));
+    let cached = process.get(&path_of(1)).await;
+    assert_eq!(cached.x_cache(), Some("HIT"), "{}", process.log_text());
+    assert_eq!(cached.body, bytes_of(1, SIZE));
+    assert!(process.log_text().contains("caching resumed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_cache_directory_passes_responses_through() {
+    const SIZE: usize = 64 * KIB;
+    let upstream = upstream_with_big_packages(3, SIZE).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let index = upstream.index_url();
+    let mut process = Launch {
+        env: vec![("NUCACHE_CACHE__STORAGE_RETRY", "1s".to_string())],
+        tmpfs_kib: Some(8192),
+        ..launch(&index, &cache)
+    }
+    .spawn();
+    process.ready().await;
+    assert_eq!(process.get(&path_of(0)).await.body, bytes_of(0, SIZE));
+    // The cache directory turns read-only under nucache: a read-only bind
+    // mount over it. (A read-only remount of the file system itself is
+    // refused while the index has files open for writing; the index keeps
+    // writing through the descriptors it holds.)
+    let dir_text = cache.display().to_string();
+    let read_only = format!("mount --bind '{dir_text}' '{dir_text}' && mount -o remount,bind,ro '{dir_text}'");
+    assert_eq!(process.exec_inside(&read_only), Ok(()), "make the cache read-only");
+    let cached = process.get(&path_of(0)).await;
+    assert_eq!(
+        (cached.x_cache(), cached.body.clone()),
+        (Some("HIT"), bytes_of(0, SIZE).into())
+    );
+    for _ in 0..2 {
+        let reply = process.get(&path_of(1)).await;
+        assert_eq!((reply.status, reply.x_cache()), (StatusCode::OK, Some("MISS")));
+        assert_eq!(reply.body, bytes_of(1, SIZE));
+    }
+    assert_eq!(
+        process.exec_inside(&format!("umount '{dir_text}'")),
+        Ok(()),
+        "make it writable again"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    process.get(&path_of(2)).await;
+    assert_eq!(
+        process.get(&path_of(2)).await.x_cache(),
+        Some("HIT"),
+        "{}",
+        process.log_text()
+    );
+}
