@@ -76,6 +76,8 @@ pub enum StorageError {
     },
     #[error("cache index failed: {0}")]
     Index(#[from] sled::Error),
+    #[error("the cache is in use by another process (is nucache running on this cache directory?)")]
+    Locked,
     #[error("cache index record for {key:?} is unreadable: {reason}")]
     Record { key: String, reason: String },
 }

@@ -21,7 +21,7 @@
 
 pub(crate) mod auth;
 pub mod config;
-pub(crate) mod error;
+pub mod error;
 pub mod nuget;
 pub(crate) mod proxy;
 pub(crate) mod publish;
@@ -34,6 +34,6 @@ mod server;
 mod stash;
 mod upstream;
 
-pub use cache::{CacheStatus, Repair};
+pub use cache::{verify_cache, CacheStatus, Repair, Verification};
 pub use config::Config;
 pub use server::{Server, StartError};

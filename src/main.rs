@@ -24,6 +24,9 @@ enum Command {
     Serve,
     /// Validate the configuration, print it (without secrets) and exit.
     CheckConfig,
+    /// Re-hash every cached object and drop those that no longer match
+    /// (they are fetched again when next asked for). nucache must be stopped.
+    Verify,
     /// Read a key (or password) on stdin and print its SHA-256, as
     /// publish.client_keys, auth.read_keys and auth.users expect.
     HashKey,
@@ -48,7 +51,29 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::Verify => verify(&config),
         Command::HashKey => hash_key(),
+    }
+}
+
+fn verify(config: &Config) -> ExitCode {
+    match nucache::verify_cache(&config.cache) {
+        Ok(report) => {
+            for key in &report.dropped {
+                println!("dropped (bytes do not match their record): {key}");
+            }
+            println!(
+                "verified {} objects, {} bytes intact, {} dropped",
+                report.checked,
+                report.bytes,
+                report.dropped.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nucache verify: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

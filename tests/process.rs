@@ -30,22 +30,6 @@ fn path_of(n: usize) -> String {
     format!("/v3/flatcontainer/big.{n}/1.0.0/big.{n}.1.0.0.nupkg")
 }
 
-fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 fn launch<'a>(upstream: &'a str, cache: &'a Path) -> Launch<'a> {
     Launch {
         upstream_index: upstream,
@@ -71,7 +55,7 @@ async fn fifty_kill_9_cycles_never_serve_a_partial_package() {
         let mut process = launch(&index, &cache).spawn();
         process.ready().await;
         assert!(
-            files_in(&cache.join("tmp")).is_empty(),
+            common::files_under(&cache.join("tmp")).is_empty(),
             "temporary files survived a restart"
         );
         // Whatever is served from the cache is whole.
@@ -127,9 +111,9 @@ fn assert_index_matches_files(cache: &Path) {
     let db = sled::open(cache.join("index")).expect("the index opens");
     let entries = db.open_tree("entries").expect("entries tree");
     let records = entries.len();
-    let files = files_in(&cache.join("content")).len();
+    let files = common::files_under(&cache.join("content")).len();
     assert_eq!(records, files, "{records} index records but {files} content files");
-    assert!(files_in(&cache.join("tmp")).is_empty());
+    assert!(common::files_under(&cache.join("tmp")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,7 +58,12 @@ impl Index {
             .path(dir)
             .cache_capacity(64 * 1024 * 1024)
             .flush_every_ms(Some(500))
-            .open()?;
+            .open()
+            .map_err(|error| match error {
+                // sled holds an exclusive lock on its files.
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => StorageError::Locked,
+                other => StorageError::Index(other),
+            })?;
         Ok(Index {
             entries: db.open_tree(ENTRIES)?,
             access: db.open_tree(ACCESS)?,

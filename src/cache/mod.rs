@@ -55,6 +55,25 @@ impl HotDoc {
     }
 }
 
+/// What `nucache verify` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub checked: usize,
+    /// Bytes of the objects found intact.
+    pub bytes: u64,
+    /// Keys whose bytes did not match their record, now dropped.
+    pub dropped: Vec<String>,
+}
+
+/// Opens the cache under `config.dir` (nucache must not be running on it)
+/// and verifies every object; see [`Cache::verify`].
+pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> {
+    let (cache, _repair) = Cache::open(config)?;
+    let report = cache.verify()?;
+    cache.flush()?;
+    Ok(report)
+}
+
 /// What the start-up check found and repaired.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Repair {
@@ -97,6 +116,36 @@ impl Cache {
         };
         let repair = cache.repair()?;
         Ok((cache, repair))
+    }
+
+    /// Re-hashes every cached object and drops those whose bytes no longer
+    /// match their record: they are fetched again on the next request.
+    pub fn verify(&self) -> Result<Verification, StorageError> {
+        let mut report = Verification::default();
+        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
+        for (key, record) in records {
+            let intact = match &record {
+                Ok(entry) => self.hashes_to(&key, entry)?,
+                Err(_) => false,
+            };
+            report.checked += 1;
+            if intact {
+                report.bytes += record.map(|e| e.size).unwrap_or(0);
+            } else {
+                self.remove(&key)?;
+                report.dropped.push(key);
+            }
+        }
+        Ok(report)
+    }
+
+    fn hashes_to(&self, key: &str, entry: &Entry) -> Result<bool, StorageError> {
+        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
+            return Ok(false);
+        };
+        let mut hasher = Sha512::new();
+        std::io::copy(&mut file, &mut hasher).map_err(StorageError::io("re-hashing a blob"))?;
+        Ok(hex::encode(hasher.finalize()) == entry.sha512)
     }
 
     fn repair(&self) -> Result<Repair, StorageError> {

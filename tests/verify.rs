@@ -1,0 +1,53 @@
+//! `nucache verify`: a blob corrupted on disk is found, dropped, and
+//! fetched again on the next request — never served after detection.
+
+mod common;
+
+use common::nucache::{test_config, Nucache};
+use common::upstream::FakeUpstream;
+use sha2::{Digest, Sha256};
+
+const KEY: &str = "flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
+
+#[tokio::test]
+async fn verify_drops_a_corrupted_blob_and_it_is_fetched_again() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = Nucache::start_in(&upstream.index_url(), dir.path(), |_| {}).await;
+    let original = first.get(&format!("/v3/{KEY}")).await;
+    first.get("/v3/flatcontainer/fake.core/index.json").await;
+    first.stop().await;
+
+    // Flip one byte of the package's file, keeping its size.
+    let prefix = hex::encode(Sha256::digest(KEY.as_bytes()));
+    let file = common::files_under(&dir.path().join("content"))
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .expect("the package's content file");
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[100] ^= 0xff;
+    std::fs::write(&file, &bytes).expect("write");
+
+    let config = test_config(&upstream.index_url(), dir.path());
+    let report = nucache::verify_cache(&config.cache).expect("verify runs");
+    assert_eq!(report.dropped, [KEY.to_string()]);
+    assert!(report.checked >= 3, "{report:?}");
+    let again = nucache::verify_cache(&config.cache).expect("verify runs again");
+    assert!(again.dropped.is_empty(), "{again:?}");
+
+    let second = Nucache::start_in(&upstream.index_url(), dir.path(), |_| {}).await;
+    let refetched = second.get(&format!("/v3/{KEY}")).await;
+    assert_eq!(refetched.x_cache(), Some("MISS"));
+    assert_eq!(refetched.body, original.body);
+    assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 2);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn verify_refuses_a_cache_in_use() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let config = test_config(&upstream.index_url(), &nucache.dir);
+    let error = nucache::verify_cache(&config.cache).err().map(|e| e.to_string());
+    assert!(error.is_some_and(|e| e.contains("in use")));
+}
