@@ -236,3 +236,47 @@ fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
         .filter(|path| !path.to_string_lossy().contains("/index/"))
         .collect()
 }
+
+#[tokio::test]
+async fn a_redirect_loop_or_a_5xx_is_a_502_and_caches_nothing() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    nucache.get("/v3/index.json").await;
+    upstream.set_fault_for("fake.dep", Fault::RedirectLoop);
+    let looped = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
+    assert_eq!(looped.status, StatusCode::BAD_GATEWAY);
+    assert!(looped.text().contains("redirects"), "{}", looped.text());
+    // The first request and 5 redirects, then nucache gives up.
+    assert_eq!(upstream.count("fake.dep/index.json"), 6);
+    upstream.set_fault_for("fake.dep", Fault::Status(500));
+    let failed = nucache
+        .get("/v3/flatcontainer/fake.dep/1.0.0/fake.dep.1.0.0.nupkg")
+        .await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY);
+    assert!(failed.text().contains("500"), "{}", failed.text());
+    // One retry (the test configuration), then the failure.
+    assert_eq!(upstream.count("fake.dep.1.0.0.nupkg"), 2);
+    upstream.clear_faults();
+    let healed = nucache
+        .get("/v3/flatcontainer/fake.dep/1.0.0/fake.dep.1.0.0.nupkg")
+        .await;
+    assert_eq!((healed.status, healed.x_cache()), (StatusCode::OK, Some("MISS")));
+    let versions = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
+    assert_eq!((versions.status, versions.x_cache()), (StatusCode::OK, Some("MISS")));
+}
+
+#[tokio::test]
+async fn invalid_json_from_the_upstream_is_a_502_and_keeps_the_cached_copy() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| c.ttl.versions = Duration::from_millis(1)).await;
+    let path = "/v3/flatcontainer/fake.core/index.json";
+    let good = nucache.get(path).await;
+    upstream.set_fault(Fault::BadJson);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let stale = nucache.get(path).await;
+    assert_eq!((stale.status, stale.x_cache()), (StatusCode::OK, Some("STALE")));
+    assert_eq!(stale.body, good.body);
+    let never = nucache.get("/v3/flatcontainer/fake.dep/index.json").await;
+    assert_eq!(never.status, StatusCode::BAD_GATEWAY);
+    assert!(never.text().contains("JSON"), "{}", never.text());
+}

@@ -116,21 +116,24 @@ pub(crate) async fn fetch_blob(
 /// A writer holding `first`, or `None` when the disk refuses (the storage
 /// health then says so).
 async fn start_on_disk(stash: &Stash, first: Bytes) -> Option<BlobWriter> {
-    let mut writer = stash.cache.start_blob().ok()?;
+    let writer = stash.cache.start_blob().ok()?;
+    append(stash, writer, first).await.ok()
+}
+
+/// Appends `data` (off the async workers); a failure is the disk's, and the
+/// storage health hears of it.
+async fn append(stash: &Stash, mut writer: BlobWriter, data: Bytes) -> Result<BlobWriter, StashError> {
     let written = blocking(move || {
         writer
-            .write(&first)
+            .write(&data)
             .map_err(crate::error::StorageError::io("writing a download"))?;
         Ok(writer)
     })
     .await;
-    match written {
-        Ok(writer) => Some(writer),
-        Err(error) => {
-            stash.cache.health.failed(&error.to_string());
-            None
-        }
+    if let Err(error) = &written {
+        stash.cache.health.failed(&error.to_string());
     }
+    written
 }
 
 /// Receives the rest of the body (after `started`: the writer and the
@@ -256,28 +259,14 @@ async fn receive(
 /// file goes.
 async fn write(
     stash: &Stash,
-    mut writer: BlobWriter,
+    writer: BlobWriter,
     pending: &mut BytesMut,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<BlobWriter, StashError> {
     if pending.is_empty() {
         return Ok(writer);
     }
-    let data: Bytes = pending.split().freeze();
-    let written = blocking(move || {
-        writer
-            .write(&data)
-            .map_err(crate::error::StorageError::io("writing a download"))?;
-        Ok(writer)
-    })
-    .await;
-    let writer = match written {
-        Ok(writer) => writer,
-        Err(error) => {
-            stash.cache.health.failed(&error.to_string());
-            return Err(error);
-        }
-    };
+    let writer = append(stash, writer, pending.split().freeze()).await?;
     if let Some(progress) = progress {
         progress.send_replace(Progress::Receiving(writer.written()));
     }
