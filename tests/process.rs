@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::process::{Launch, Process, Rng};
@@ -37,6 +37,23 @@ fn launch<'a>(upstream: &'a str, cache: &'a Path) -> Launch<'a> {
         env: Vec::new(),
         tmpfs_kib: None,
     }
+}
+
+/// nucache with its cache directory on a tmpfs of `kib` KiB (in its own
+/// mount namespace), retrying storage every second.
+async fn on_a_small_tmpfs(upstream: &FakeUpstream, kib: u64) -> (tempfile::TempDir, PathBuf, Process) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let index = upstream.index_url();
+    let mut process = Launch {
+        env: vec![("NUCACHE_CACHE__STORAGE_RETRY", "1s".to_string())],
+        tmpfs_kib: Some(kib),
+        ..launch(&index, &cache)
+    }
+    .spawn();
+    process.ready().await;
+    (dir, cache, process)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +169,7 @@ async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
 }
 
 /// Fills the file system that holds `dir` (as `process` sees it).
-fn fill(process: &Process, dir: &Path) -> std::path::PathBuf {
+fn fill(process: &Process, dir: &Path) -> PathBuf {
     use std::io::Write;
     let filler = process.inside(&dir.join("filler"));
     let mut file = std::fs::File::create(&filler).expect("filler file");
@@ -166,17 +183,7 @@ fn fill(process: &Process, dir: &Path) -> std::path::PathBuf {
 async fn a_full_disk_passes_responses_through_and_caching_resumes() {
     const SIZE: usize = 256 * KIB;
     let upstream = upstream_with_big_packages(4, SIZE).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).expect("cache dir");
-    let index = upstream.index_url();
-    let mut process = Launch {
-        env: vec![("NUCACHE_CACHE__STORAGE_RETRY", "1s".to_string())],
-        tmpfs_kib: Some(4096),
-        ..launch(&index, &cache)
-    }
-    .spawn();
-    process.ready().await;
+    let (_dir, cache, process) = on_a_small_tmpfs(&upstream, 4096).await;
     assert_eq!(process.get("/v3/index.json").await.status, StatusCode::OK);
     let filler = fill(&process, &cache);
     for attempt in 0..3 {
@@ -203,17 +210,7 @@ async fn a_full_disk_passes_responses_through_and_caching_resumes() {
 async fn a_read_only_cache_directory_passes_responses_through() {
     const SIZE: usize = 64 * KIB;
     let upstream = upstream_with_big_packages(3, SIZE).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cache = dir.path().join("cache");
-    std::fs::create_dir_all(&cache).expect("cache dir");
-    let index = upstream.index_url();
-    let mut process = Launch {
-        env: vec![("NUCACHE_CACHE__STORAGE_RETRY", "1s".to_string())],
-        tmpfs_kib: Some(8192),
-        ..launch(&index, &cache)
-    }
-    .spawn();
-    process.ready().await;
+    let (_dir, cache, process) = on_a_small_tmpfs(&upstream, 8192).await;
     assert_eq!(process.get(&path_of(0)).await.body, bytes_of(0, SIZE));
     // The cache directory turns read-only under nucache: a read-only bind
     // mount over it. (A read-only remount of the file system itself is
