@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use http::header::HeaderMap;
-use http::StatusCode;
 
 use super::respond::{self, Reply};
 use super::Proxy;
@@ -14,7 +13,7 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
 use crate::stash::{fetch_blob, BlobOutcome, BlobRequest, Progress};
-use crate::upstream::{origin_of, Wanted};
+use crate::upstream::origin_of;
 
 impl Proxy {
     pub(super) async fn package_file(
@@ -79,18 +78,12 @@ impl Proxy {
 
     /// The upstream's bytes straight to the client, nothing stored.
     async fn pass_through(&self, key: &str, url: &str) -> Result<Reply, ProxyError> {
-        let fetched = self.stash.upstream.get(url, Wanted::Blob, &HeaderMap::new()).await?;
-        match fetched.status {
-            StatusCode::OK => Ok(respond::passed_through(
+        match self.stash.upstream.get_package(url).await? {
+            Some(fetched) => Ok(respond::passed_through(
                 key,
                 self.stash.upstream.clone().stream(fetched),
             )),
-            StatusCode::NOT_FOUND | StatusCode::GONE => Err(ProxyError::NotFound),
-            status => Err(UpstreamError::Status {
-                origin: origin_of(&fetched.url).to_string(),
-                status: status.as_u16(),
-            }
-            .into()),
+            None => Err(ProxyError::NotFound),
         }
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use http::header::HeaderMap;
-use http::StatusCode;
 use md5::{Digest, Md5};
 use tokio::sync::watch;
 
@@ -17,7 +16,7 @@ use super::flights::Ticket;
 use super::{blocking, origin_of, Stash, StashError};
 use crate::cache::{BlobWriter, Origin};
 use crate::error::UpstreamError;
-use crate::upstream::{self, check_length, content_length, Fetched, Wanted};
+use crate::upstream::{self, check_length, check_not_longer, content_length, Fetched};
 
 /// Bytes gathered before a write: big writes, yet a stalled upstream
 /// flushes at once (see `receive`) so readers never wait on a buffer.
@@ -70,22 +69,9 @@ pub(crate) async fn fetch_blob(
     if stash.cache.health.bypass() {
         return Ok(BlobOutcome::Bypass);
     }
-    let fetched = stash
-        .upstream
-        .get(&request.url, Wanted::Blob, &HeaderMap::new())
-        .await?;
-    match fetched.status {
-        StatusCode::OK => {}
-        StatusCode::NOT_FOUND | StatusCode::GONE => return Ok(BlobOutcome::NotFound),
-        status => {
-            return Err(UpstreamError::Status {
-                origin: upstream::origin_of(&fetched.url).to_string(),
-                status: status.as_u16(),
-            }
-            .into())
-        }
-    }
-    let mut fetched = fetched;
+    let Some(mut fetched) = stash.upstream.get_package(&request.url).await? else {
+        return Ok(BlobOutcome::NotFound);
+    };
     let origin = upstream::origin_of(&fetched.url).to_string();
     let first = stash
         .upstream
@@ -168,13 +154,12 @@ async fn pump(
     progress.send_replace(Progress::Complete(size));
 }
 
+/// The writer, and the body's MD5 when the upstream announced one.
+type Received = (BlobWriter, Option<[u8; 16]>);
+
 /// The checks a complete body must pass before it is committed: the
 /// SHA-512 the metadata states, and the upstream's `Content-MD5`.
-fn verify(
-    mut writer: (BlobWriter, Option<[u8; 16]>),
-    request: &BlobRequest,
-    fetched: &Fetched,
-) -> Result<BlobWriter, StashError> {
+fn verify((mut writer, md5): Received, request: &BlobRequest, fetched: &Fetched) -> Result<BlobWriter, StashError> {
     let origin = upstream::origin_of(&fetched.url).to_string();
     let refuse = |reason: String| {
         StashError::Upstream(UpstreamError::Body {
@@ -182,7 +167,7 @@ fn verify(
             reason,
         })
     };
-    let sha512 = writer.0.finish();
+    let sha512 = writer.finish();
     if let Some(expected) = &request.expected_sha512 {
         if !expected.eq_ignore_ascii_case(&sha512) {
             return Err(refuse(format!(
@@ -192,12 +177,12 @@ fn verify(
             )));
         }
     }
-    if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), writer.1) {
+    if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), md5) {
         if announced != computed {
             return Err(refuse("body does not match its Content-MD5".to_string()));
         }
     }
-    Ok(writer.0)
+    Ok(writer)
 }
 
 /// The upstream's `Content-MD5` (base64), when it sent a well-formed one.
@@ -207,9 +192,6 @@ fn content_md5(headers: &HeaderMap) -> Option<[u8; 16]> {
     bytes.try_into().ok()
 }
 
-/// The writer, and the body's MD5 when the upstream announced one.
-type Received = (BlobWriter, Option<[u8; 16]>);
-
 async fn receive(
     stash: &Stash,
     fetched: &mut Fetched,
@@ -218,9 +200,7 @@ async fn receive(
 ) -> Result<Received, StashError> {
     let origin = upstream::origin_of(&fetched.url).to_string();
     let expected = content_length(&fetched.headers);
-    if expected.is_some_and(|expected| writer.written() > expected) {
-        check_length(expected, writer.written(), &origin)?;
-    }
+    check_not_longer(expected, writer.written(), &origin)?;
     let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
     if let Some(md5) = md5.as_mut() {
         md5.update(&first);
@@ -239,10 +219,7 @@ async fn receive(
             md5.update(&chunk);
         }
         pending.extend_from_slice(&chunk);
-        let received = writer.written() + pending.len() as u64;
-        if expected.is_some_and(|expected| received > expected) {
-            check_length(expected, received, &origin)?;
-        }
+        check_not_longer(expected, writer.written() + pending.len() as u64, &origin)?;
         if pending.len() >= WRITE_AT {
             writer = write(stash, writer, &mut pending, Some(progress)).await?;
         }

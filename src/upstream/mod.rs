@@ -43,6 +43,18 @@ pub(crate) struct Fetched {
     pub url: String,
 }
 
+impl Fetched {
+    fn new(response: Response<Incoming>, url: String) -> Fetched {
+        let (parts, body) = response.into_parts();
+        Fetched {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            url,
+        }
+    }
+}
+
 pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     config: UpstreamConfig,
@@ -126,12 +138,7 @@ impl Upstream {
             return Err(UpstreamError::Down { reason });
         }
         let result = self.get_with_retries(url, wanted, extra).await;
-        let failure = match &result {
-            Ok(fetched) if fetched.status.is_server_error() => Some(format!("answered {}", fetched.status)),
-            Ok(_) => None,
-            Err(error) => Some(error.to_string()),
-        };
-        match failure {
+        match failure_of(&result) {
             None => self.breaker.record_success(),
             Some(reason) => {
                 if self.breaker.record_failure(&reason) == Transition::Opened {
@@ -140,6 +147,20 @@ impl Upstream {
             }
         }
         result
+    }
+
+    /// GET of a package file: `None` when the upstream has no such package
+    /// (404, 410); any other answer but 200 is the upstream's failure.
+    pub async fn get_package(self: &Arc<Self>, url: &str) -> Result<Option<Fetched>, UpstreamError> {
+        let fetched = self.get(url, Wanted::Blob, &HeaderMap::new()).await?;
+        match fetched.status {
+            StatusCode::OK => Ok(Some(fetched)),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(None),
+            status => Err(UpstreamError::Status {
+                origin: origin_of(&fetched.url).to_string(),
+                status: status.as_u16(),
+            }),
+        }
     }
 
     /// While the breaker is open, asks for the service index every cooldown
@@ -156,13 +177,12 @@ impl Upstream {
                 let probe = upstream
                     .follow_redirects(Method::GET, &url, Wanted::Document, &HeaderMap::new())
                     .await;
-                match probe {
-                    Ok(fetched) if !fetched.status.is_server_error() => {
+                match failure_of(&probe) {
+                    None => {
                         upstream.breaker.record_success();
                         return;
                     }
-                    Ok(fetched) => upstream.breaker.record_failure(&format!("answered {}", fetched.status)),
-                    Err(error) => upstream.breaker.record_failure(&error.to_string()),
+                    Some(reason) => upstream.breaker.record_failure(&reason),
                 };
             }
         });
@@ -210,15 +230,7 @@ impl Upstream {
                 (true, Some(location)) if response.status() != StatusCode::NOT_MODIFIED => {
                     current = join_url(&current, location);
                 }
-                _ => {
-                    let (parts, body) = response.into_parts();
-                    return Ok(Fetched {
-                        status: parts.status,
-                        headers: parts.headers,
-                        body,
-                        url: current,
-                    });
-                }
+                _ => return Ok(Fetched::new(response, current)),
             }
         }
         Err(UpstreamError::TooManyRedirects {
@@ -258,13 +270,7 @@ impl Upstream {
     pub async fn publish(&self, request: Request<RequestBody>, bound: Duration) -> Result<Fetched, UpstreamError> {
         let url = request.uri().to_string();
         let response = self.dispatch(request, bound).await?;
-        let (parts, body) = response.into_parts();
-        Ok(Fetched {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            url,
-        })
+        Ok(Fetched::new(response, url))
     }
 
     /// Sends one request (with the upstream's credentials when its origin
@@ -347,9 +353,9 @@ impl Upstream {
             match upstream.next_chunk(&mut fetched.body, &origin).await {
                 Ok(Some(chunk)) => {
                     let received = received + chunk.len() as u64;
-                    match expected.filter(|expected| received > *expected) {
-                        Some(_) => Some((check_length(expected, received, &origin).map(|_| chunk), None)),
-                        None => Some((Ok(chunk), Some((upstream, fetched, received)))),
+                    match check_not_longer(expected, received, &origin) {
+                        Ok(()) => Some((Ok(chunk), Some((upstream, fetched, received)))),
+                        Err(error) => Some((Err(error), None)),
                     }
                 }
                 Ok(None) => check_length(expected, received, &origin).err().map(|e| (Err(e), None)),
@@ -396,6 +402,23 @@ pub(crate) fn check_length(expected: Option<u64>, got: u64, origin: &str) -> Res
             reason: format!("body has {got} bytes, Content-Length said {expected}"),
         }),
         _ => Ok(()),
+    }
+}
+
+/// While a body arrives: it may not run past its `Content-Length`.
+pub(crate) fn check_not_longer(expected: Option<u64>, received: u64, origin: &str) -> Result<(), UpstreamError> {
+    match expected {
+        Some(limit) if received > limit => check_length(expected, received, origin),
+        _ => Ok(()),
+    }
+}
+
+/// What counts against the circuit breaker: no answer, or a 5xx.
+fn failure_of(result: &Result<Fetched, UpstreamError>) -> Option<String> {
+    match result {
+        Ok(fetched) if fetched.status.is_server_error() => Some(format!("answered {}", fetched.status)),
+        Ok(_) => None,
+        Err(error) => Some(error.to_string()),
     }
 }
 
