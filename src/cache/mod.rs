@@ -55,6 +55,20 @@ impl HotDoc {
     }
 }
 
+/// Cache keys named exactly or by prefix (a package's documents).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeySet {
+    pub exact: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+impl KeySet {
+    pub fn contains(&self, key: &str) -> bool {
+        self.exact.iter().any(|exact| exact == key)
+            || self.prefixes.iter().any(|prefix| key.starts_with(prefix.as_str()))
+    }
+}
+
 /// What `nucache verify` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -306,22 +320,19 @@ impl Cache {
         Ok(())
     }
 
-    /// Forgets the documents whose key is one of `exact` or starts with one
-    /// of `prefixes`, in memory and on disk; returns how many were on disk.
-    pub fn remove_documents(&self, exact: &[String], prefixes: &[String]) -> Result<usize, StorageError> {
-        let (owned_exact, owned_prefixes) = (exact.to_vec(), prefixes.to_vec());
-        let predicate = move |key: &String, _: &Arc<HotDoc>| {
-            owned_exact.contains(key) || owned_prefixes.iter().any(|p| key.starts_with(p.as_str()))
-        };
-        if let Err(error) = self.hot.invalidate_entries_if(predicate) {
+    /// Forgets the documents `keys` covers, in memory and on disk; returns
+    /// how many were on disk.
+    pub fn remove_documents(&self, keys: &KeySet) -> Result<usize, StorageError> {
+        let covered = keys.clone();
+        if let Err(error) = self.hot.invalidate_entries_if(move |key, _| covered.contains(key)) {
             tracing::warn!(%error, "could not drop documents from memory");
         }
-        let mut keys: Vec<String> = exact.to_vec();
-        for prefix in prefixes {
-            keys.extend(self.index.keys_with_prefix(prefix)?);
+        let mut on_disk = keys.exact.clone();
+        for prefix in &keys.prefixes {
+            on_disk.extend(self.index.keys_with_prefix(prefix)?);
         }
         let mut removed = 0;
-        for key in keys {
+        for key in on_disk {
             if self.index.get(&key)?.is_some_and(|e| e.kind != EntryKind::Blob) {
                 self.remove(&key)?;
                 removed += 1;

@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 
 use super::respond::Reply;
 use super::Proxy;
+use crate::cache::KeySet;
 use crate::error::ProxyError;
 use crate::publish::{Call, Publisher};
 use crate::rewrite::{MountKind, ServiceMap};
@@ -36,17 +37,16 @@ impl Proxy {
     /// Drops the version list, every hive's registration documents and all
     /// search answers that may show `lower_id`, and its remembered 404s.
     fn forget_package_metadata(&self, lower_id: &str, map: &ServiceMap) {
-        let mut exact = Vec::new();
-        let mut prefixes = Vec::new();
+        let mut keys = KeySet::default();
         for mount in map.mounts.iter() {
             match mount.kind {
-                MountKind::PackageBase => exact.push(format!("{}{lower_id}/index.json", mount.local)),
-                MountKind::Registrations => prefixes.push(format!("{}{lower_id}/", mount.local)),
-                MountKind::Search | MountKind::Autocomplete => prefixes.push(mount.local.clone()),
+                MountKind::PackageBase => keys.exact.push(format!("{}{lower_id}/index.json", mount.local)),
+                MountKind::Registrations => keys.prefixes.push(format!("{}{lower_id}/", mount.local)),
+                MountKind::Search | MountKind::Autocomplete => keys.prefixes.push(mount.local.clone()),
                 _ => {}
             }
         }
-        match self.stash.cache.remove_documents(&exact, &prefixes) {
+        match self.stash.cache.remove_documents(&keys) {
             Ok(removed) => tracing::info!(
                 package = lower_id,
                 removed,
@@ -56,8 +56,7 @@ impl Proxy {
                 tracing::warn!(package = lower_id, %error, "could not drop cached metadata")
             }
         }
-        let matches = move |key: &String| exact.contains(key) || prefixes.iter().any(|p| key.starts_with(p.as_str()));
-        if let Err(error) = self.not_found.invalidate_entries_if(move |key, _| matches(key)) {
+        if let Err(error) = self.not_found.invalidate_entries_if(move |key, _| keys.contains(key)) {
             tracing::warn!(%error, "could not drop remembered 404s");
         }
     }
