@@ -70,10 +70,10 @@ impl BlobWriter {
 
     /// The SHA-512 (hex) of everything written; no more writes after this.
     pub fn finish(&mut self) -> String {
-        if self.digest.is_none() {
-            self.digest = Some(hex::encode(std::mem::take(&mut self.hasher).finalize()));
-        }
-        self.digest.clone().unwrap_or_default()
+        let hasher = &mut self.hasher;
+        self.digest
+            .get_or_insert_with(|| hex::encode(std::mem::take(hasher).finalize()))
+            .clone()
     }
 
     /// The file being written, for concurrent positional reads.

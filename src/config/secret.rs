@@ -71,7 +71,7 @@ pub fn digest_hex(value: &str) -> String {
 /// Whether `presented` hashes to one of `digests` (lowercase hex). Every
 /// digest is compared, each in constant time, so the timing says nothing
 /// about which one (if any) matched.
-pub fn matches_any_digest(presented: &str, digests: &[String]) -> bool {
+pub fn matches_any_digest<'a>(presented: &str, digests: impl IntoIterator<Item = &'a String>) -> bool {
     let presented = Sha256::digest(presented.as_bytes());
     let mut found = subtle::Choice::from(0);
     for digest in digests {
@@ -82,7 +82,8 @@ pub fn matches_any_digest(presented: &str, digests: &[String]) -> bool {
     found.into()
 }
 
-/// Constant-time equality of two strings of equal length (length itself is not secret).
+/// Constant-time equality of two strings; strings of different lengths
+/// differ at once (a length is not secret).
 pub fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }

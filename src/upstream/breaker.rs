@@ -107,26 +107,25 @@ impl Breaker {
     }
 
     pub fn status(&self) -> BreakerStatus {
-        let inner = self.inner.lock();
-        match inner {
-            Ok(inner) => BreakerStatus {
-                state: if inner.opened_at.is_some() {
-                    BreakerState::Open
-                } else {
-                    BreakerState::Closed
-                },
-                consecutive_failures: inner.consecutive_failures,
-                last_error: inner.last_error.clone(),
-                open_for_seconds: inner.opened_at.map(|at| at.elapsed().as_secs()),
-                times_opened: inner.times_opened,
+        match self.inner.lock() {
+            Ok(inner) => inner.status(),
+            Err(_) => Inner::default().status(),
+        }
+    }
+}
+
+impl Inner {
+    fn status(&self) -> BreakerStatus {
+        BreakerStatus {
+            state: if self.opened_at.is_some() {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
             },
-            Err(_) => BreakerStatus {
-                state: BreakerState::Closed,
-                consecutive_failures: 0,
-                last_error: None,
-                open_for_seconds: None,
-                times_opened: 0,
-            },
+            consecutive_failures: self.consecutive_failures,
+            last_error: self.last_error.clone(),
+            open_for_seconds: self.opened_at.map(|at| at.elapsed().as_secs()),
+            times_opened: self.times_opened,
         }
     }
 }
