@@ -140,6 +140,13 @@ pub struct CacheConfig {
     /// through uncached before the disk is tried again.
     #[serde(with = "humantime_serde")]
     pub storage_retry: Duration,
+    /// Check every blob against its recorded checksum while it is sent.
+    pub verify_reads: bool,
+    /// How often the background scrub re-hashes every cached blob (0: never).
+    #[serde(with = "humantime_serde")]
+    pub scrub_interval: Duration,
+    /// Bytes per second the scrub may read.
+    pub scrub_rate: ByteSize,
 }
 
 /// How long metadata is served without asking the upstream again.
@@ -242,6 +249,9 @@ impl Default for CacheConfig {
             dir: default_cache_dir(),
             memory: ByteSize::mib(256),
             storage_retry: Duration::from_secs(15),
+            verify_reads: true,
+            scrub_interval: Duration::from_secs(24 * 3600),
+            scrub_rate: ByteSize::mib(32),
         }
     }
 }

@@ -2,18 +2,23 @@
 //! served; a miss streams the upstream download to every client asking;
 //! while the disk fails, each client gets the upstream's bytes uncached.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use http::header::HeaderMap;
 
 use super::respond::{self, Reply};
 use super::Proxy;
-use crate::cache::CacheStatus;
+use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
+use crate::server::body::{blocking_stream, Body};
 use crate::stash::{fetch_blob, BlobOutcome, BlobRequest, Progress};
 use crate::upstream::origin_of;
+
+/// Size of one read from a cached blob.
+const READ_CHUNK: u64 = 256 * 1024;
 
 impl Proxy {
     pub(super) async fn package_file(
@@ -59,12 +64,43 @@ impl Proxy {
         }
     }
 
+    /// The cached copy, when there is one that can be read. A read error
+    /// (not a missing file) makes it a miss served from the upstream, and
+    /// tells the storage health that the disk is failing.
     fn cached_package_file(&self, request: &HeaderMap, key: &str) -> Result<Option<Reply>, ProxyError> {
-        let Some((entry, file)) = self.stash.cache.blob(key)? else {
-            return Ok(None);
+        let (entry, file) = match self.stash.cache.blob(key) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                tracing::warn!(key, %error, "cannot read a cached package; fetching it from the upstream");
+                self.stash.cache.health.failed(&error.to_string());
+                return Ok(None);
+            }
         };
         self.stash.cache.note_access(key);
-        Ok(Some(respond::cached_blob(request, key, &entry, file, CacheStatus::Hit)))
+        let body = || self.verified_body(key, &entry, file);
+        Ok(Some(respond::cached_blob(request, key, &entry, body, CacheStatus::Hit)))
+    }
+
+    /// Streams a committed blob, checked against its checksum as it goes:
+    /// a corrupt file breaks the response off before its last chunk and is
+    /// dropped, so the next request fetches good bytes.
+    fn verified_body(&self, key: &str, entry: &Entry, file: File) -> Body {
+        let reader = self.stash.cache.reader(entry, file, READ_CHUNK);
+        let (cache, key, entry) = (self.stash.cache.clone(), key.to_string(), entry.clone());
+        blocking_stream(reader, move |reader: &mut BlobReader| match reader.next_chunk() {
+            Ok(chunk) => Ok(chunk),
+            Err(error) => {
+                if matches!(error, ReadError::Corrupt) {
+                    if let Err(drop_error) = cache.drop_corrupt(&key, &entry) {
+                        tracing::warn!(key, %drop_error, "could not drop a corrupt cache entry");
+                    }
+                } else {
+                    cache.health.failed(&error.to_string());
+                }
+                Err(std::io::Error::other(error))
+            }
+        })
     }
 
     /// The SHA-512 earlier metadata stated for this `.nupkg`, if any.

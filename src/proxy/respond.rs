@@ -2,8 +2,6 @@
 //! X-Cache, Content-Length, Cache-Control), 304s, gzip negotiation, and
 //! one-line error bodies.
 
-use std::fs::File;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
@@ -16,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::{CacheStatus, Entry};
 use crate::error::{ClientError, ProxyError};
 use crate::rewrite::Rendered;
-use crate::server::body::{empty, file_body, full, stream_body, Body, Extent};
+use crate::server::body::{empty, file_body, full, stream_body, Body};
 use crate::stash::Download;
 use crate::upstream::Streamed;
 use futures_util::StreamExt;
@@ -69,8 +67,14 @@ pub(crate) fn document(
     finish(StatusCode::OK, headers, full(body), status)
 }
 
-/// A committed blob, streamed from its file.
-pub(crate) fn cached_blob(request: &HeaderMap, key: &str, entry: &Entry, file: File, status: CacheStatus) -> Reply {
+/// A committed blob; `body` streams it (called only when a body is sent).
+pub(crate) fn cached_blob(
+    request: &HeaderMap,
+    key: &str,
+    entry: &Entry,
+    body: impl FnOnce() -> Body,
+    status: CacheStatus,
+) -> Reply {
     let mut headers = blob_headers(key, &entry.content_type);
     if let Some(value) = &entry.last_modified {
         set(&mut headers, LAST_MODIFIED, value);
@@ -79,8 +83,7 @@ pub(crate) fn cached_blob(request: &HeaderMap, key: &str, entry: &Entry, file: F
         return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
     }
     set(&mut headers, CONTENT_LENGTH, &entry.size.to_string());
-    let body = file_body(Arc::new(file), Extent::Fixed(entry.size));
-    finish(StatusCode::OK, headers, body, status)
+    finish(StatusCode::OK, headers, body(), status)
 }
 
 /// A blob still downloading: the client follows the growing file.
@@ -92,7 +95,7 @@ pub(crate) fn streaming_blob(key: &str, download: &Download) -> Reply {
     if let Some(length) = download.length {
         set(&mut headers, CONTENT_LENGTH, &length.to_string());
     }
-    let body = file_body(download.file.clone(), Extent::Growing(download.progress.clone()));
+    let body = file_body(download.file.clone(), download.progress.clone());
     finish(StatusCode::OK, headers, body, CacheStatus::Miss)
 }
 

@@ -29,16 +29,32 @@ pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
 
-/// How much of a file there is to read.
-pub(crate) enum Extent {
-    /// A committed blob of this size.
-    Fixed(u64),
-    /// A download in progress.
-    Growing(watch::Receiver<Progress>),
+/// Streams the chunks `next` reads (blocking I/O, run off the async
+/// workers) until it says `None`; after an error the stream ends, and hyper
+/// aborts the response short of its length.
+pub(crate) fn blocking_stream<R, F>(reader: R, next: F) -> Body
+where
+    R: Send + 'static,
+    F: FnMut(&mut R) -> io::Result<Option<Bytes>> + Clone + Send + 'static,
+{
+    let chunks = stream::unfold(Some(reader), move |state| {
+        let mut next = next.clone();
+        async move {
+            let mut reader = state?;
+            let read = tokio::task::spawn_blocking(move || (next(&mut reader), reader)).await;
+            match read {
+                Ok((Ok(Some(chunk)), reader)) => Some((Ok(chunk), Some(reader))),
+                Ok((Ok(None), _)) => None,
+                Ok((Err(error), _)) => Some((Err(error), None)),
+                Err(error) => Some((Err(io::Error::other(error)), None)),
+            }
+        }
+    });
+    stream_body(chunks)
 }
 
 /// Streams `file` from the start, following `extent`.
-pub(crate) fn file_body(file: Arc<File>, extent: Extent) -> Body {
+pub(crate) fn file_body(file: Arc<File>, extent: watch::Receiver<Progress>) -> Body {
     let reader = FileReader {
         file,
         extent,
@@ -62,7 +78,7 @@ pub(crate) fn stream_body(chunks: impl Stream<Item = io::Result<Bytes>> + Send +
 
 struct FileReader {
     file: Arc<File>,
-    extent: Extent,
+    extent: watch::Receiver<Progress>,
     offset: u64,
     writer_gone: bool,
 }
@@ -83,22 +99,17 @@ impl FileReader {
             if self.writer_gone {
                 return Some(Err(io::Error::other("download abandoned")));
             }
-            if let Extent::Growing(progress) = &mut self.extent {
-                // An error means the writer is gone; its last word is still readable.
-                self.writer_gone = progress.changed().await.is_err();
-            }
+            // An error means the writer is gone; its last word is still readable.
+            self.writer_gone = self.extent.changed().await.is_err();
         }
     }
 
     /// How far the file may be read, and whether that is its end.
     fn available(&self) -> Result<(u64, bool), String> {
-        match &self.extent {
-            Extent::Fixed(size) => Ok((*size, true)),
-            Extent::Growing(progress) => match &*progress.borrow() {
-                Progress::Receiving(n) => Ok((*n, false)),
-                Progress::Complete(n) => Ok((*n, true)),
-                Progress::Failed(reason) => Err(format!("upstream download failed: {reason}")),
-            },
+        match &*self.extent.borrow() {
+            Progress::Receiving(n) => Ok((*n, false)),
+            Progress::Complete(n) => Ok((*n, true)),
+            Progress::Failed(reason) => Err(format!("upstream download failed: {reason}")),
         }
     }
 
