@@ -168,6 +168,10 @@ pub struct TtlConfig {
     /// How long an upstream 404 is remembered.
     #[serde(with = "humantime_serde")]
     pub not_found: Duration,
+    /// How long past its TTL a document is still served at once while it is
+    /// refreshed in the background; beyond it, clients wait for the upstream.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +270,7 @@ impl Default for TtlConfig {
             search: minutes(1),
             documents: minutes(10),
             not_found: minutes(1),
+            max_stale: minutes(24 * 60),
         }
     }
 }

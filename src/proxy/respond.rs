@@ -47,7 +47,8 @@ pub(crate) fn document(
     set(&mut headers, ETAG, rendered.etag());
     set(&mut headers, VARY, "Accept-Encoding");
     let cache_control = match status {
-        CacheStatus::Stale => "public, max-age=0".to_string(),
+        // Past its TTL: clients should ask again soon.
+        CacheStatus::Stale | CacheStatus::Updating => "public, max-age=0".to_string(),
         _ => format!("public, max-age={}", max_age.as_secs()),
     };
     set(&mut headers, CACHE_CONTROL, &cache_control);
