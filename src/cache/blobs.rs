@@ -83,6 +83,13 @@ impl BlobWriter {
             .clone()
     }
 
+    /// Gives up on the blob (the disk failed): its temporary file is
+    /// deleted (open descriptors still read it) and the SHA-512 of what was
+    /// written goes on in the caller's hands.
+    pub fn abandon(mut self) -> Sha512 {
+        std::mem::take(&mut self.hasher)
+    }
+
     /// The file being written, for concurrent positional reads.
     pub fn file(&self) -> Arc<File> {
         self.file.clone()

@@ -57,6 +57,10 @@ pub struct UpstreamConfig {
     /// Bounds the wait for the first byte and every gap between body chunks.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Bounds a whole download (a package or a document), however steadily
+    /// the upstream sends.
+    #[serde(with = "humantime_serde")]
+    pub download_timeout: Duration,
     /// Retries of an idempotent request after a 5xx or a connection error.
     pub retries: u32,
     pub max_redirects: u32,
@@ -208,6 +212,7 @@ impl Default for UpstreamConfig {
             service_index: "https://api.nuget.org/v3/index.json".into(),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
+            download_timeout: Duration::from_secs(30 * 60),
             retries: 3,
             max_redirects: 5,
             max_document_size: ByteSize::mib(64),
@@ -353,6 +358,7 @@ impl Config {
         for (key, value) in [
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.read_timeout", self.upstream.read_timeout),
+            ("upstream.download_timeout", self.upstream.download_timeout),
             ("server.header_read_timeout", self.server.header_read_timeout),
         ] {
             if value.is_zero() {

@@ -1,6 +1,7 @@
 //! Package files through the cache: immutable, so a cached copy is always
-//! served; a miss streams the upstream download to every client asking;
-//! while the disk fails, each client gets the upstream's bytes uncached.
+//! served (checked against its checksum as it goes); a miss streams one
+//! upstream download to every client asking, through the disk or, while
+//! the disk fails, through memory.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -14,11 +15,13 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
 use crate::server::body::{blocking_stream, Body};
-use crate::stash::{fetch_blob, BlobOutcome, BlobRequest, Progress};
+use crate::stash::{fetch_blob, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 
 /// Size of one read from a cached blob.
 const READ_CHUNK: u64 = 256 * 1024;
+/// Attempts to join (or start) the download of a package.
+const JOIN_TRIES: usize = 20;
 
 impl Proxy {
     pub(super) async fn package_file(
@@ -34,34 +37,41 @@ impl Proxy {
         if let Some(reply) = self.cached_package_file(request, key)? {
             return Ok(reply);
         }
-        if self.stash.cache.health.bypass() {
-            return self.pass_through(key, &url).await;
-        }
         let blob = BlobRequest {
             key: key.to_string(),
-            url: url.clone(),
+            url,
             expected_sha512: self.expected_sha512(target),
         };
-        let stash = self.stash.clone();
-        let flight = self.blobs.join(key, move |ticket| fetch_blob(stash, blob, ticket));
-        match flight.await? {
-            BlobOutcome::Streaming(download) => {
-                if let Progress::Failed(reason) = &*download.progress.borrow() {
-                    let origin = origin_of(&download.origin.url).to_string();
-                    let reason = reason.clone();
-                    return Err(UpstreamError::Body { origin, reason }.into());
+        // A download whose start has left memory (the disk failed) takes no
+        // new readers; its flight ends then, and the next try starts anew.
+        for _ in 0..JOIN_TRIES {
+            let (stash, blob) = (self.stash.clone(), blob.clone());
+            let flight = self.blobs.join(key, move |ticket| fetch_blob(stash, blob, ticket));
+            match flight.await? {
+                BlobOutcome::Streaming(download) => {
+                    if let Some(reason) = download.failure() {
+                        let origin = origin_of(&download.origin.url).to_string();
+                        return Err(UpstreamError::Body { origin, reason }.into());
+                    }
+                    if let Some(reader) = download.reader() {
+                        return Ok(respond::streaming_blob(key, &download, reader));
+                    }
+                    tokio::task::yield_now().await;
                 }
-                Ok(respond::streaming_blob(key, &download))
+                BlobOutcome::Stored => {
+                    return self
+                        .cached_package_file(request, key)?
+                        .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into()))
+                }
+                BlobOutcome::NotFound => {
+                    self.forget(key);
+                    return Err(ProxyError::NotFound);
+                }
             }
-            BlobOutcome::Stored => self
-                .cached_package_file(request, key)?
-                .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into())),
-            BlobOutcome::NotFound => {
-                self.forget(key);
-                Err(ProxyError::NotFound)
-            }
-            BlobOutcome::Bypass => self.pass_through(key, &url).await,
         }
+        Err(ProxyError::Internal(
+            "could not join the download of this package; try again".into(),
+        ))
     }
 
     /// The cached copy, when there is one that can be read. A read error
@@ -110,16 +120,5 @@ impl Proxy {
             return None;
         }
         self.stash.cache.package_hash(package).ok().flatten()
-    }
-
-    /// The upstream's bytes straight to the client, nothing stored.
-    async fn pass_through(&self, key: &str, url: &str) -> Result<Reply, ProxyError> {
-        match self.stash.upstream.get_package(url).await? {
-            Some(fetched) => Ok(respond::passed_through(
-                key,
-                self.stash.upstream.clone().stream(fetched),
-            )),
-            None => Err(ProxyError::NotFound),
-        }
     }
 }
