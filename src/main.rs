@@ -37,7 +37,8 @@ fn main() -> ExitCode {
     if let Some(Command::HashKey) = cli.command {
         return hash_key();
     }
-    init_logging();
+    // Flushes what the log thread still holds when main returns.
+    let _log_writer = init_logging();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -142,13 +143,21 @@ fn warn_about_publishing(config: &Config) {
 }
 
 /// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`
-/// (default `info`), coloured only on a terminal.
-fn init_logging() {
+/// (default `info`), coloured only on a terminal. A thread of their own
+/// writes them, so that no request waits on stderr; the guard flushes it.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // Beyond this many lines waiting, the request path waits rather
+        // than losing log lines.
+        .buffered_lines_limit(64 * 1024)
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
+    guard
 }

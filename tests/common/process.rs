@@ -117,6 +117,20 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds `needle` (log lines are written by a thread
+    /// of their own, a moment after the event); panics after 5 s.
+    pub async fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "the log never said {needle:?}: {log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A path inside the process's own view of the file system (its mount
     /// namespace), e.g. its tmpfs cache directory.
     pub fn inside(&self, path: &Path) -> PathBuf {
