@@ -349,14 +349,22 @@ async fn bodies_are_rendered_for_the_host_the_client_used() {
 #[tokio::test]
 async fn wrong_methods_and_unknown_paths() {
     let upstream = FakeUpstream::start().await;
-    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.publish.client_keys = vec![nucache::config::digest_hex("client-key")];
+    })
+    .await;
     let post = nucache.request(Method::POST, "/v3/index.json", &[]).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    // DELETE under /v3/ is a publish call: its key is checked first.
+    let versions = "/v3/flatcontainer/fake.core/index.json";
+    let anonymous = nucache.request(Method::DELETE, versions, &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let delete = nucache
-        .request(Method::DELETE, "/v3/flatcontainer/fake.core/index.json", &[])
+        .request(Method::DELETE, versions, &[("x-nuget-apikey", "client-key")])
         .await;
     assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(delete.header("allow"), Some("GET, HEAD"));
     for path in [
         "/nope",
         "/v3/nope/x",

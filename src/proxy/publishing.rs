@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 
 use super::respond::Reply;
 use super::Proxy;
+use crate::auth::UpstreamKey;
 use crate::cache::KeySet;
 use crate::error::ProxyError;
 use crate::publish::{Call, Publisher};
@@ -17,6 +18,7 @@ impl Proxy {
     pub(super) async fn publish(
         self: &Arc<Self>,
         call: Call,
+        key: UpstreamKey,
         url: &str,
         parts: Parts,
         body: Incoming,
@@ -27,7 +29,7 @@ impl Proxy {
             upstream: &self.stash.upstream,
             temp_dir: self.config.cache.dir.join("tmp"),
         };
-        let forwarded = publisher.forward(call, url, parts, body).await?;
+        let forwarded = publisher.forward(call, key, url, parts, body).await?;
         if let Some(id) = &forwarded.changed {
             self.forget_package_metadata(id, map);
         }
