@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nucache::Nucache;
-use common::upstream::{FakeUpstream, Fault};
+use common::upstream::{FakeUpstream, Fault, Role};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -254,14 +254,10 @@ async fn the_breaker_opens_answers_fast_and_closes_when_the_upstream_is_back() {
     );
     // Back up: the background probe closes the breaker.
     upstream.clear_faults();
-    let mut closed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if nucache.get("/health").await.json()["upstream"]["state"] == "closed" {
-            closed = true;
-            break;
-        }
-    }
+    let closed = eventually(Duration::from_secs(5), || async {
+        nucache.get("/health").await.json()["upstream"]["state"] == "closed"
+    })
+    .await;
     assert!(closed, "the breaker never closed");
     assert_eq!(
         nucache.get("/v3/flatcontainer/fake.dep/index.json").await.status,
@@ -366,4 +362,82 @@ async fn a_slow_reader_does_not_hold_up_the_download_for_others() {
     let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
     let size = upstream.nupkg_bytes("Fake.Core", "1.1.0").map_or(0, |b| b.len());
     assert!(answer.len() > size, "the slow client got {} bytes", answer.len());
+}
+
+#[tokio::test]
+async fn a_failing_search_host_opens_its_own_breaker_and_downloads_go_on() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.upstream.breaker_threshold = 3;
+        c.upstream.breaker_cooldown = Duration::from_millis(200);
+        c.upstream.retries = 0;
+    })
+    .await;
+    assert_eq!(nucache.get("/v3/index.json").await.status, StatusCode::OK);
+    upstream.set_fault_for("/query", Fault::Status(503));
+    for n in 0..3 {
+        let reply = nucache.get(&format!("/v3/query?q=n{n}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    }
+    upstream.reset_log();
+    let refused = nucache.get("/v3/query?q=again").await;
+    assert!(refused.text().contains("considered down"), "{}", refused.text());
+    // The api host is fine: package downloads go on.
+    let package = nucache.get(NUPKG).await;
+    assert_eq!(
+        (package.status, package.x_cache()),
+        (StatusCode::OK, Some("MISS")),
+        "{}",
+        package.text()
+    );
+    assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    let health = nucache.get("/health").await.json();
+    assert_eq!(health["upstream"]["state"], "open", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let origins = health["upstream"]["origins"].as_array().cloned().unwrap_or_default();
+    let state_of = |origin: String| {
+        origins
+            .iter()
+            .find(|o| o["origin"] == origin.as_str())
+            .map(|o| o["state"].clone())
+    };
+    assert_eq!(state_of(upstream.search()), Some("open".into()), "{health}");
+    assert_eq!(state_of(upstream.api()), Some("closed".into()), "{health}");
+    // The search breaker's probe asks the search host, without a body.
+    upstream.clear_faults();
+    let closed = eventually(Duration::from_secs(5), || async {
+        let health = nucache.get("/health").await.json();
+        health["upstream"]["state"] == "closed"
+    })
+    .await;
+    assert!(closed, "the search breaker never closed");
+    let searches: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.host == Role::Search)
+        .collect();
+    assert!(!searches.is_empty(), "no probe reached the search host");
+    for probe in &searches {
+        assert_eq!((probe.method.as_str(), probe.path.as_str()), ("HEAD", "/query?q=n2"));
+    }
+    let answered = nucache.get("/v3/query?q=back").await;
+    assert_eq!(answered.status, StatusCode::OK);
+}
+
+/// Polls `condition` until it holds or `within` has passed.
+async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -251,7 +251,7 @@ impl Proxy {
         };
         let mut upstream = self.stash.upstream.breaker_status();
         if auth::check_read(&self.config, headers).is_err() {
-            upstream.last_error = None;
+            upstream = upstream.without_addresses();
         }
         let storage_error = self.stash.cache.health.problem();
         let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
