@@ -208,20 +208,24 @@ impl Proxy {
             persist,
         };
         let (doc, status) = self.document(spec).await?;
-        let rendered = doc.body.render(&base);
+        let rendered = doc.body.render(&base.url);
         Ok(respond::document(
             &parts.headers,
             &rendered,
             doc.entry.last_modified.as_deref(),
             status,
             max_age,
+            base.vary,
         ))
     }
 
     async fn service_index(self: &Arc<Self>, parts: &Parts) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, parts)?;
         let (snapshot, status) = self.service_map(true).await?;
-        let rendered = snapshot.map.template(base.starts_with("https://")).render(&base);
+        let rendered = snapshot
+            .map
+            .template(base.url.starts_with("https://"))
+            .render(&base.url);
         let last_modified = snapshot.doc.entry.last_modified.as_deref();
         Ok(respond::document(
             &parts.headers,
@@ -229,6 +233,7 @@ impl Proxy {
             last_modified,
             status,
             self.config.ttl.service_index,
+            base.vary,
         ))
     }
 
