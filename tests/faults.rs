@@ -341,27 +341,58 @@ async fn the_connection_limit_holds_further_clients_back() {
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_does_not_hold_up_the_download_for_others() {
+    // Far more than the socket buffers between nucache and a client hold.
+    const SIZE: usize = 24 * 1024 * 1024;
     let upstream = FakeUpstream::start().await;
-    upstream.set_body_chunking(4096, Duration::from_millis(2));
+    let package: Vec<u8> = (0..SIZE)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    upstream.add_package("Big.Slow", "1.0.0", package.clone());
+    let path = "/v3/flatcontainer/big.slow/1.0.0/big.slow.1.0.0.nupkg";
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
-    nucache.get("/v3/index.json").await;
-    // A client that asks, then reads nothing for a while.
+    assert_eq!(nucache.get("/v3/index.json").await.status, StatusCode::OK);
+    // The first client starts the download, reads the response head, and
+    // then reads nothing: its socket fills up and stays full.
     let mut slow = TcpStream::connect(nucache.addr).await.expect("connect");
-    let request = format!("GET {NUPKG} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     slow.write_all(request.as_bytes()).await.expect("write");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = Instant::now();
-    let fast = nucache.get(NUPKG).await;
-    assert_eq!(Some(fast.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
-    // The slow client still gets the whole package when it reads.
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
-    let size = upstream.nupkg_bytes("Fake.Core", "1.1.0").map_or(0, |b| b.len());
-    assert!(answer.len() > size, "the slow client got {} bytes", answer.len());
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buffer))
+            .await
+            .expect("the slow client got no response head")
+            .expect("read");
+        assert!(n > 0, "closed before the head");
+        received.extend_from_slice(&buffer[..n]);
+    }
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    // Everyone else gets the whole package meanwhile, from one download.
+    let others = futures_util::future::join_all((0..3).map(|_| nucache.get(path)));
+    let others = tokio::time::timeout(Duration::from_secs(15), others)
+        .await
+        .expect("a stalled reader held up the others");
+    for reply in &others {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.body_error.is_none(), "{:?}", reply.body_error);
+        assert!(reply.body == package, "{} bytes, not the package", reply.body.len());
+    }
+    assert_eq!(upstream.count("big.slow.1.0.0.nupkg"), 1);
+    // The slow client still gets the whole package when it reads again.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut rest))
+        .await
+        .expect("the slow client's body never ended")
+        .expect("read");
+    received.extend_from_slice(&rest);
+    let head = received.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    assert!(
+        received[head..] == package[..],
+        "the slow client got {} bytes",
+        received.len() - head
+    );
 }
 
 #[tokio::test]
