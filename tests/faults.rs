@@ -15,16 +15,15 @@ use tokio::net::TcpStream;
 const NUPKG: &str = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
 const VERSIONS: &str = "/v3/flatcontainer/fake.core/index.json";
 
-/// nucache with a warm service index and a cached version list whose TTL
-/// has run out, so that every request for it goes to the upstream.
+/// nucache with a warm service index and a cached version list that is
+/// always expired (TTL 0), so that every request for it goes to the upstream.
 async fn warm(upstream: &FakeUpstream, tweak: impl FnOnce(&mut nucache::Config)) -> Nucache {
     let nucache = Nucache::start(&upstream.index_url(), |c| {
-        c.ttl.versions = Duration::from_millis(1);
+        c.ttl.versions = Duration::ZERO;
         tweak(c);
     })
     .await;
     assert_eq!(nucache.get(VERSIONS).await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(5)).await;
     nucache
 }
 
@@ -109,21 +108,31 @@ async fn a_connect_that_hangs_gives_504_within_the_connect_timeout() {
             fillers.push(stream);
         }
     }
+    // The premise, checked: a connect to it now hangs.
+    let probe = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await;
+    assert!(
+        probe.is_err(),
+        "connects to the full listener do not hang here: {probe:?}"
+    );
     let index = format!("http://{addr}/v3/index.json");
+    // Only the connect timeout can answer quickly: the read timeout is long.
     let nucache = Nucache::start(&index, |c| {
         c.upstream.connect_timeout = Duration::from_millis(300);
-        c.upstream.read_timeout = Duration::from_millis(300);
+        c.upstream.read_timeout = Duration::from_secs(30);
     })
     .await;
     let started = Instant::now();
     let reply = nucache.get("/v3/index.json").await;
+    let elapsed = started.elapsed();
     assert!(
         matches!(reply.status, StatusCode::GATEWAY_TIMEOUT | StatusCode::BAD_GATEWAY),
         "{} {}",
         reply.status,
         reply.text()
     );
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(reply.text().contains("connect"), "{}", reply.text());
+    // Two attempts (retries = 1) of 0.3 s and a backoff, plus slack.
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     drop(fillers);
 }
 
@@ -155,18 +164,41 @@ async fn a_body_shorter_than_its_content_length_is_not_cached() {
 
 #[tokio::test]
 async fn a_body_longer_than_its_content_length_is_not_cached() {
+    /// What the fake sends beyond `Content-Length` (its `EXTRA_BYTES`).
+    const BEYOND: &[u8] = b"<these bytes are beyond Content-Length>";
     let upstream = FakeUpstream::start().await;
     let nucache = warm(&upstream, |_| {}).await;
+    let expected = upstream.nupkg_bytes("Fake.Core", "1.1.0").unwrap_or_default();
     upstream.set_fault_for(".nupkg", Fault::LongerBody);
     let reply = nucache.get(NUPKG).await;
     // hyper stops reading at Content-Length; the extra bytes never reach
-    // the client, and what it got is exactly the package.
+    // the client, and what it got is exactly the package, or broke off.
     if reply.status == StatusCode::OK && reply.body_error.is_none() {
-        assert_eq!(Some(reply.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+        assert_eq!(reply.body.to_vec(), expected);
     }
+    // No file in the cache holds more than was announced.
+    let files = common::files_under(&nucache.dir.join("content"));
+    assert!(!files.is_empty(), "the cache holds nothing at all: wrong directory?");
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_default();
+        assert!(
+            !data.windows(BEYOND.len()).any(|w| w == BEYOND),
+            "{} holds the bytes beyond Content-Length",
+            file.display()
+        );
+        let longer = data.len() > expected.len() && data.starts_with(&expected);
+        assert!(!longer, "{} is longer than announced", file.display());
+    }
+    // Whatever the cache kept is exactly the announced package: the next
+    // request (a HIT, or a MISS with nothing kept) has the right bytes.
     upstream.clear_faults();
     let again = nucache.get(NUPKG).await;
-    assert_eq!(Some(again.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    assert!(matches!(again.x_cache(), Some("HIT" | "MISS")), "{:?}", again.x_cache());
+    assert_eq!(
+        again.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+    assert_eq!(again.body.to_vec(), expected);
 }
 
 #[tokio::test]
