@@ -121,9 +121,10 @@ async fn a_truncated_upstream_body_never_becomes_a_cache_entry() {
 async fn the_upstream_down_serves_what_was_cached() {
     let upstream = FakeUpstream::start().await;
     let nucache = Nucache::start(&upstream.index_url(), |c| {
-        // Always expired: every request asks the upstream.
         c.ttl.versions = Duration::ZERO;
         c.ttl.service_index = Duration::ZERO;
+        // Expired copies are refreshed while the client waits (no swr).
+        c.ttl.max_stale = Duration::ZERO;
     })
     .await;
     let versions = "/v3/flatcontainer/fake.core/index.json";
@@ -298,7 +299,11 @@ async fn a_redirect_loop_or_a_5xx_is_a_502_and_caches_nothing() {
 #[tokio::test]
 async fn invalid_json_from_the_upstream_is_a_502_and_keeps_the_cached_copy() {
     let upstream = FakeUpstream::start().await;
-    let nucache = Nucache::start(&upstream.index_url(), |c| c.ttl.versions = Duration::ZERO).await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.ttl.versions = Duration::ZERO;
+        c.ttl.max_stale = Duration::ZERO;
+    })
+    .await;
     let path = "/v3/flatcontainer/fake.core/index.json";
     let good = nucache.get(path).await;
     upstream.set_fault(Fault::BadJson);

@@ -50,7 +50,11 @@ fn no_upstream_in(upstream: &FakeUpstream, text: &str) {
 async fn a_prefixed_chunked_private_feed_works_like_nuget_org() {
     let upstream = private_feed().await;
     // Version lists expire at once: every request after the first revalidates.
-    let nucache = nucache_with(&upstream, |c| c.ttl.versions = std::time::Duration::ZERO).await;
+    let nucache = nucache_with(&upstream, |c| {
+        c.ttl.versions = std::time::Duration::ZERO;
+        c.ttl.max_stale = std::time::Duration::ZERO;
+    })
+    .await;
     let index = nucache.get("/v3/index.json").await;
     assert_eq!(index.status, StatusCode::OK, "{}", index.text());
     no_upstream_in(&upstream, &index.text());
