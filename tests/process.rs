@@ -181,6 +181,9 @@ fn fill(process: &Process, dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_passes_responses_through_and_caching_resumes() {
+    if !common::process::namespaces_available("a_full_disk_passes_responses_through_and_caching_resumes") {
+        return;
+    }
     const SIZE: usize = 256 * KIB;
     let upstream = upstream_with_big_packages(4, SIZE).await;
     let (_dir, cache, process) = on_a_small_tmpfs(&upstream, 4096).await;
@@ -208,6 +211,9 @@ async fn a_full_disk_passes_responses_through_and_caching_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_cache_directory_passes_responses_through() {
+    if !common::process::namespaces_available("a_read_only_cache_directory_passes_responses_through") {
+        return;
+    }
     const SIZE: usize = 64 * KIB;
     let upstream = upstream_with_big_packages(3, SIZE).await;
     let (_dir, cache, process) = on_a_small_tmpfs(&upstream, 8192).await;

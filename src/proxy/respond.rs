@@ -31,18 +31,20 @@ impl Reply {
     }
 }
 
-/// A rendered metadata document, gzip-encoded when the client accepts it.
+/// A rendered metadata document, gzip-encoded when the client accepts it;
+/// `vary` names the request headers its rendering depended on.
 pub(crate) fn document(
     request: &HeaderMap,
     rendered: &Rendered,
     last_modified: Option<&str>,
     status: CacheStatus,
     max_age: Duration,
+    vary: &str,
 ) -> Reply {
     let mut headers = HeaderMap::new();
     set(&mut headers, CONTENT_TYPE, "application/json; charset=utf-8");
     set(&mut headers, ETAG, rendered.etag());
-    set(&mut headers, VARY, "Accept-Encoding");
+    set(&mut headers, VARY, vary);
     let cache_control = match status {
         // Past its TTL: clients should ask again soon.
         CacheStatus::Stale | CacheStatus::Updating => "public, max-age=0".to_string(),
