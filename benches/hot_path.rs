@@ -7,7 +7,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use nucache::nuget::NuGetVersion;
-use nucache::rewrite::{rewrite_document, MountKind, Mounts, Template};
+use std::path::Path;
+
+use nucache::rewrite::{build_service_map, rewrite_document, MountKind, Mounts, Template};
 use nucache::route::{classify, resolve, Route};
 
 /// A registration index shaped like nuget.org's, with `leaves` leaves.
@@ -50,6 +52,36 @@ fn mounts() -> Mounts {
     mounts
 }
 
+/// Real nuget.org documents, read from `../shared/realdocs` at bench time
+/// (never copied into the repository).
+const REALDOCS: &str = "../shared/realdocs";
+const REAL_PAGES: [&str; 3] = ["nlog.page3.json", "nlog.page2.json", "nunit.registration.json"];
+
+/// Rewrites real registration pages with the mounts of nuget.org's real
+/// service index; skipped with a message when the captures are absent.
+fn real_pages(c: &mut Criterion) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(REALDOCS);
+    let Some(map) = std::fs::read(dir.join("nuget.index.json"))
+        .ok()
+        .and_then(|index| build_service_map(&index, true).ok())
+    else {
+        eprintln!("skipping the real-page benches: no {REALDOCS}/nuget.index.json");
+        return;
+    };
+    let mut group = c.benchmark_group("real pages");
+    for name in REAL_PAGES {
+        let Ok(page) = std::fs::read(dir.join(name)) else {
+            eprintln!("skipping {name}: not in {REALDOCS}");
+            continue;
+        };
+        group.throughput(Throughput::Bytes(page.len() as u64));
+        group.bench_function(format!("rewrite {name} ({} KiB, miss)", page.len() / 1024), |b| {
+            b.iter(|| rewrite_document(black_box(&page), &map.mounts))
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let mounts = mounts();
     let upstream = registration_index(64);
@@ -85,5 +117,5 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot_path, benches);
+criterion_group!(hot_path, benches, real_pages);
 criterion_main!(hot_path);
