@@ -61,29 +61,44 @@ pub fn rewrite_value(value: &mut Value, mounts: &Mounts) {
     }
 }
 
-/// Serializes compactly, writing the placeholder as a raw NUL byte.
+/// Serializes compactly, writing the placeholder as a raw NUL byte in
+/// string values (a NUL in an object key stays escaped: keys are never
+/// rewritten, so a NUL there is upstream data).
 pub fn to_template(doc: &Value) -> Result<Bytes, RewriteError> {
     let mut out = Vec::with_capacity(4096);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PlaceholderFormatter);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, PlaceholderFormatter::default());
     serde::Serialize::serialize(doc, &mut serializer).map_err(|e| RewriteError::Json(e.to_string()))?;
     Ok(Bytes::from(out))
 }
 
-struct PlaceholderFormatter;
+#[derive(Default)]
+pub(super) struct PlaceholderFormatter {
+    in_key: bool,
+}
 
 impl Formatter for PlaceholderFormatter {
     fn write_char_escape<W: ?Sized + io::Write>(&mut self, writer: &mut W, escape: CharEscape) -> io::Result<()> {
         match escape {
-            CharEscape::AsciiControl(0) => writer.write_all(&[0]),
+            CharEscape::AsciiControl(0) if !self.in_key => writer.write_all(&[0]),
             other => CompactFormatter.write_char_escape(writer, other),
         }
+    }
+
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.in_key = true;
+        CompactFormatter.begin_object_key(writer, first)
+    }
+
+    fn end_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.in_key = false;
+        CompactFormatter.end_object_key(writer)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewrite::MountKind;
+    use crate::rewrite::{MountKind, Template};
 
     #[test]
     fn rewrites_values_not_keys_and_keeps_order() {
@@ -93,6 +108,20 @@ mod tests {
         let template = rewrite_document(body, &mounts).map_err(|e| e.to_string());
         let expected = "{\"z\":\"\0/v3/flatcontainer/a.nupkg\",\"https://api.example/flat/k\":1,\"p\":\"https://github.com/x\",\"n\":\"a\u{FFFD}b\"}";
         assert_eq!(template, Ok(Bytes::from(expected)));
+    }
+
+    #[test]
+    fn a_nul_in_an_object_key_never_becomes_a_placeholder() {
+        let mut mounts = Mounts::default();
+        mounts.add(MountKind::PackageBase, "https://api.example/flat/", "");
+        let body = br#"{"k\u0000ey":"https://api.example/flat/a","v":"a\u0000b"}"#;
+        let template = rewrite_document(body, &mounts).unwrap_or_default();
+        let rendered = Template::new(template, "00").render("http://nucache");
+        let doc: Value = serde_json::from_slice(rendered.identity()).unwrap_or_default();
+        assert_eq!(
+            doc,
+            serde_json::json!({"k\u{0}ey": "http://nucache/v3/flatcontainer/a", "v": "a\u{FFFD}b"})
+        );
     }
 
     #[test]
