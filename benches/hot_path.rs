@@ -9,7 +9,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use nucache::nuget::NuGetVersion;
 use std::path::Path;
 
-use nucache::rewrite::{build_service_map, rewrite_document, MountKind, Mounts, Template};
+use nucache::nuget::package_hashes;
+use nucache::rewrite::{build_service_map, rewrite_checked, rewrite_document, MountKind, Mounts, Template};
 use nucache::route::{classify, resolve, Route};
 
 /// A registration index shaped like nuget.org's, with `leaves` leaves.
@@ -77,6 +78,10 @@ fn real_pages(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(page.len() as u64));
         group.bench_function(format!("rewrite {name} ({} KiB, miss)", page.len() / 1024), |b| {
             b.iter(|| rewrite_document(black_box(&page), &map.mounts))
+        });
+        // What a miss does: the package hashes read in the validating pass.
+        group.bench_function(format!("rewrite {name} + package hashes"), |b| {
+            b.iter(|| rewrite_checked(black_box(&page), &map.mounts, package_hashes))
         });
     }
     group.finish();

@@ -2,16 +2,23 @@
 //!
 //! - `mounts`: which upstream prefix is served under which local path;
 //! - `service_index`: builds the mounts and the rewritten service index;
-//! - `json`: rewrites any other JSON document (registrations, search...);
+//! - `json`: rewrites any other JSON document (registrations, search...),
+//!   with `scan` (one pass over the text) and `matcher` (the prefixes);
 //! - `template`: rewritten documents with a placeholder for the public base
 //!   URL, rendered per base without parsing.
 
+#[cfg(test)]
+mod differential;
 mod json;
+mod matcher;
 mod mounts;
+#[cfg(any(test, feature = "reference"))]
+pub mod reference;
+mod scan;
 mod service_index;
 mod template;
 
-pub use json::{decode_body, parse_json, rewrite_document, rewrite_value, to_template};
+pub use json::{decode_body, parse_json, rewrite_checked, rewrite_document, rewrite_value, to_template, validate};
 pub use mounts::{Mount, MountKind, Mounts};
 pub use service_index::{build as build_service_map, render_for, ServiceMap};
 pub use template::{gzip, Rendered, Template};

@@ -2,6 +2,9 @@
 //! its own paths. Built from the upstream service index (see
 //! `service_index.rs`); used to route requests and to rewrite URLs.
 
+use std::sync::OnceLock;
+
+use super::matcher::{Hit, PrefixMatcher};
 use super::PLACEHOLDER;
 
 /// What a mounted upstream resource is; decides how requests under it are
@@ -61,10 +64,20 @@ impl Mount {
 }
 
 /// All mounts of one service index.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Mounts {
     mounts: Vec<Mount>,
+    /// Built on first use, after the last `add`.
+    matcher: OnceLock<PrefixMatcher>,
 }
+
+impl PartialEq for Mounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.mounts == other.mounts
+    }
+}
+
+impl Eq for Mounts {}
 
 impl Mounts {
     /// Adds a mount for `upstream` unless that prefix is mounted already;
@@ -83,6 +96,7 @@ impl Mounts {
             local,
             upstream: upstream.to_string(),
         });
+        self.matcher = OnceLock::new();
         self.mounts.len() - 1
     }
 
@@ -135,52 +149,44 @@ impl Mounts {
         best
     }
 
+    pub(super) fn matcher(&self) -> &PrefixMatcher {
+        self.matcher.get_or_init(|| PrefixMatcher::new(&self.mounts))
+    }
+
     /// Rewrites every mounted upstream prefix inside `text` to
     /// `PLACEHOLDER/v3/{local}`; `None` when nothing was mounted there.
+    /// Only text holding a URL (`://`) is rewritten.
     pub fn rewrite(&self, text: &str) -> Option<String> {
         if !text.contains("://") {
             return None;
         }
-        let mut out = String::with_capacity(text.len());
-        let mut rest = text;
-        let mut changed = false;
-        while let Some((at, mount)) = self.next_match(rest) {
-            out.push_str(&rest[..at]);
-            out.push(PLACEHOLDER);
-            out.push_str("/v3/");
-            out.push_str(&mount.local);
-            rest = &rest[at + mount.upstream.len()..];
-            changed = true;
-        }
-        out.push_str(rest);
-        changed.then_some(out)
+        let hits = self.matcher().hits(text.as_bytes());
+        let mut out = Vec::with_capacity(text.len());
+        let copied = self.write_replaced(&mut out, text.as_bytes(), 0, &hits)?;
+        out.extend_from_slice(text.as_bytes().get(copied..).unwrap_or_default());
+        // Prefixes are whole UTF-8 strings, so they start and end on
+        // character boundaries of `text`.
+        String::from_utf8(out).ok()
     }
 
-    /// The earliest occurrence of a mounted prefix in `text`; the longest
-    /// prefix wins at the same position. Endpoint prefixes must end at a URL
-    /// boundary so `.../query` does not match `.../queryable`.
-    fn next_match(&self, text: &str) -> Option<(usize, &Mount)> {
-        let mut best: Option<(usize, &Mount)> = None;
-        for m in &self.mounts {
-            let mut from = 0;
-            while let Some(found) = text[from..].find(m.upstream.as_str()) {
-                let at = from + found;
-                let after = text[at + m.upstream.len()..].chars().next();
-                let boundary = !m.kind.is_endpoint() || matches!(after, None | Some('/' | '?' | '#' | ' ' | '"'));
-                if boundary {
-                    let better = match best {
-                        None => true,
-                        Some((b, bm)) => at < b || (at == b && m.upstream.len() > bm.upstream.len()),
-                    };
-                    if better {
-                        best = Some((at, m));
-                    }
-                    break;
-                }
-                from = at + 1;
-            }
+    /// Appends `text[from..]` to `out` up to the end of the last hit
+    /// replaced, each replaced by `PLACEHOLDER/v3/{local}`, and returns
+    /// where it stopped; `None` when nothing was replaced. `hits` (sorted,
+    /// as `PrefixMatcher::hits` returns them) index `text` and lie after `from`.
+    pub(super) fn write_replaced(&self, out: &mut Vec<u8>, text: &[u8], from: usize, hits: &[Hit]) -> Option<usize> {
+        let mut copied = None;
+        for hit in self.matcher().chosen(text, hits) {
+            let Some(mount) = self.mounts.get(hit.mount) else {
+                continue;
+            };
+            out.extend_from_slice(text.get(copied.unwrap_or(from)..hit.start).unwrap_or_default());
+            let mut placeholder = [0; 4];
+            out.extend_from_slice(PLACEHOLDER.encode_utf8(&mut placeholder).as_bytes());
+            out.extend_from_slice(b"/v3/");
+            out.extend_from_slice(mount.local.as_bytes());
+            copied = Some(hit.end);
         }
-        best
+        copied
     }
 }
 

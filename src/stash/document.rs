@@ -12,9 +12,7 @@ use super::{blocking, origin_of, Stash, StashError};
 use crate::cache::{EntryKind, HotDoc, Origin};
 use crate::error::UpstreamError;
 use crate::nuget::{package_hashes, PackageHash};
-use crate::rewrite::{
-    build_service_map, decode_body, parse_json, rewrite_value, to_template, RewriteError, ServiceMap,
-};
+use crate::rewrite::{build_service_map, decode_body, rewrite_checked, RewriteError, ServiceMap};
 use crate::upstream::{self, Wanted};
 
 const JSON: &str = "application/json; charset=utf-8";
@@ -99,10 +97,9 @@ fn transform(raw: &[u8], transform: &Transform, cap: u64) -> Result<Transformed,
     let decoded = decode_body(raw, cap)?;
     match transform {
         Transform::Rewrite(map) => {
-            let mut doc = parse_json(&decoded)?;
-            let hashes = package_hashes(&doc);
-            rewrite_value(&mut doc, &map.mounts);
-            Ok((to_template(&doc)?, EntryKind::Document, hashes))
+            // Reading the hashes is what validates the document.
+            let (template, hashes) = rewrite_checked(&decoded, &map.mounts, package_hashes)?;
+            Ok((template, EntryKind::Document, hashes))
         }
         Transform::ServiceIndex { publish } => {
             build_service_map(&decoded, *publish)?;
