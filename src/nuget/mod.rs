@@ -5,8 +5,6 @@ mod hashes;
 mod id;
 mod version;
 
-#[cfg(any(test, feature = "reference"))]
-pub use hashes::package_hashes_in_value;
 pub use hashes::{package_hashes, PackageHash};
 pub use id::{lower_invariant, IdError, LowerId, MAX_ID_LEN};
 pub use version::{NuGetVersion, VersionError};

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{reference, rewrite_document, MountKind, Mounts, Template};
-use crate::nuget::{package_hashes, package_hashes_in_value};
+use super::{reference, rewrite_with_hashes, MountKind, Mounts, Template};
+use crate::nuget::package_hashes;
 
 const BASE: &str = "http://nucache:5000";
 
@@ -24,7 +24,9 @@ fn rendered(template: Result<bytes::Bytes, super::RewriteError>) -> Result<Strin
 /// Both rewriters agree on `body`: both refuse it, or both render the same
 /// JSON; and both read the same package hashes. Returns the rendering.
 fn agree(body: &[u8], mounts: &Mounts) -> Option<String> {
-    let new = rendered(rewrite_document(body, mounts));
+    let rewritten = rewrite_with_hashes(body, mounts);
+    let hashes = rewritten.as_ref().ok().map(|(_, hashes)| hashes.clone());
+    let new = rendered(rewritten.map(|(template, _)| template));
     let old = rendered(reference::rewrite_document(body, mounts));
     let shown = String::from_utf8_lossy(body);
     match (&new, &old) {
@@ -32,10 +34,7 @@ fn agree(body: &[u8], mounts: &Mounts) -> Option<String> {
         (Err(_), Err(_)) => {}
         _ => panic!("one rewriter refused {shown}: new {new:?}, old {old:?}"),
     }
-    let hashes = package_hashes(body).ok();
-    let reference_hashes = serde_json::from_slice(body)
-        .ok()
-        .map(|doc| package_hashes_in_value(&doc));
+    let reference_hashes = serde_json::from_slice(body).ok().map(|doc| package_hashes(&doc));
     assert_eq!(hashes, reference_hashes, "package hashes differ for {shown}");
     new.ok()
 }
@@ -111,12 +110,15 @@ fn sample_mounts() -> Mounts {
     // text may start at a string's opening quote or end past its closing one.
     m.add(MountKind::PackageBase, "\"https://q.example/", "");
     m.add(MountKind::PackageBase, "https://q.example/end\"", "");
+    // Not a URL: rewritten only inside text that holds a "://" elsewhere.
+    m.add(MountKind::Vulnerabilities, "urn:x/", "");
     m
 }
 
 /// Pieces strings are made of: mounted prefixes, near misses, boundaries,
 /// non-ASCII text, NUL and the characters JSON escapes.
-const PIECES: [&str; 28] = [
+const PIECES: [&str; 29] = [
+    "urn:x/",
     "\"https://q.example/",
     "https://q.example/end",
     "https://api.example/flat/",
@@ -305,25 +307,81 @@ fn generated_documents_rewrite_as_the_reference_does() {
 }
 
 #[test]
-fn duplicate_keys_and_edge_values_rewrite_as_the_reference_does() {
+fn edge_cases_are_accepted_refused_and_rewritten_as_the_reference_does() {
+    use base64::Engine as _;
     let mounts = sample_mounts();
-    let docs: [&[u8]; 12] = [
-        br#"{"a":"https://api.example/flat/x","a":"https://s.example/query"}"#,
-        br#""https:\/\/api.example\/flat\/top""#,
-        br#"["https:\u002f\u002fapi.example/flat/x", "https\u003a//s.example/query?q", "\u0000https://s.example/query"]"#,
-        br#"{"https:\/\/api.example/flat/": "https:\/\/api.example/flat/"}"#,
-        b"  {\"k\" \n : \"https://s.example/query\" }  \n",
-        br#"[1e400]"#,
-        br#"[-0, 1.50, 1E2, 123456789012345678901234567890]"#,
-        br#"{"id":"A","version":"1.0.0","packageHash":"x","id":"B"}"#,
-        b"[\"https://api.example/flat/\xc3\"]",
-        br#"["\ud800"]"#,
-        b"{\"a\":1}{",
-        b"",
+    let hash = base64::engine::general_purpose::STANDARD.encode([9u8; 64]);
+    let long_int = "9".repeat(400);
+    let docs: Vec<String> = vec![
+        // duplicate keys, escaped URLs, top-level strings, keys with URLs
+        r#"{"a":"https://api.example/flat/x","a":"https://s.example/query"}"#.into(),
+        r#""https:\/\/api.example\/flat\/top""#.into(),
+        r#"["https:\u002f\u002fapi.example/flat/x", "https\u003a//s.example/query?q", "\u0000https://s.example/query"]"#.into(),
+        r#"{"https:\/\/api.example/flat/": "https:\/\/api.example/flat/"}"#.into(),
+        "  {\"k\" \n : \"https://s.example/query\" }  \n".into(),
+        // numbers: range, precision, grammar
+        "[1e308, 1.7976931348623157e308, -1e-400, 0.5e-330]".into(),
+        "[2e308]".into(),
+        "[1e400]".into(),
+        format!("[{long_int}]"),
+        format!("[{long_int}{long_int}]"),
+        format!("[0.{long_int}e-5, -{long_int}.5]"),
+        "[-0, 1.50, 1E2, 123456789012345678901234567890, 1e+2, 1E-2]".into(),
+        "[01]".into(),
+        "[1.]".into(),
+        "[.5]".into(),
+        "[1e]".into(),
+        "[-]".into(),
+        "[+1]".into(),
+        // strings: escapes, surrogates, control characters
+        r#"["\ud83e\udd80", "\uD83E\uDD80", "\u00e9\n\t\b\f\r\/"]"#.into(),
+        r#"["\ud800"]"#.into(),
+        r#"["\udc00"]"#.into(),
+        r#"["\ud800\u0041"]"#.into(),
+        r#"["\u12"]"#.into(),
+        r#"["\x"]"#.into(),
+        "[\"tab\there\"]".into(),
+        "[\"a\u{7f}\u{e9}\"]".into(),
+        // structure
+        r#"{"a":1,}"#.into(),
+        "[1,]".into(),
+        "[1 2]".into(),
+        r#"{"a" 1}"#.into(),
+        "{1:2}".into(),
+        "{\"a\":1}{".into(),
+        "\u{feff}{}".into(),
+        "".into(),
+        " ".into(),
+        "nul".into(),
+        "[true,false,null]".into(),
+        "[tru]".into(),
+        "\"x\" ".into(),
+        // hashes: escaped keys, non-string fields, nested entries
+        format!(r#"{{"id":"P","version":"1.0","package\u0048ash":"{hash}","items":[{{"id":"Q","version":"2.0.0","packageHash":"{hash}"}}]}}"#),
+        format!(r#"{{"id":"P","version":"1.0","packageHash":"{hash}","packageHashAlgorithm":7}}"#),
+        format!(r#"{{"id":"P","version":"1.0","packageHash":"{hash}","packageHashAlgorithm":"sha256"}}"#),
+        format!(r#"{{"id":["P"],"version":"1.0","packageHash":"{hash}"}}"#),
+        format!(r#"{{"id":"P","version":"1.0","packageHash":"{hash}","id":null}}"#),
+        format!(r#"{{"id":"P","version":"1.0","packageHash":"{hash}","packageHashAlgorithm":"SHA256","packageHashAlgorithm":{{}}}}"#),
+        format!(r#"{{"id":"P","version":{{"packageHash":"{hash}","id":"R","version":"3.0"}},"packageHash":"{hash}"}}"#),
     ];
-    for doc in docs {
-        agree(doc, &mounts);
+    for doc in &docs {
+        agree(doc.as_bytes(), &mounts);
     }
-    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    agree(deep.as_bytes(), &mounts);
+    for bytes in [
+        &b"[\"https://api.example/flat/\xc3\"]"[..],
+        b"[\"\xff\"]",
+        b"[1]\xff",
+        b"[\"\x00\"]",
+    ] {
+        agree(bytes, &mounts);
+    }
+    for depth in [126, 127, 128, 129, 200] {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let deep = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+            agree(deep.as_bytes(), &mounts);
+        }
+        let empty = format!("{}{{}}{}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        agree(empty.as_bytes(), &mounts);
+    }
 }

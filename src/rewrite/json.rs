@@ -1,18 +1,21 @@
 //! Rewriting a JSON document: every string value that holds a mounted
 //! upstream URL is pointed at nucache (as a template, see `template.rs`).
 //! Object keys and third-party URLs are left alone; the text is kept as the
-//! upstream wrote it (see `scan.rs`). The tree-based functions below serve
-//! the service index, which is edited, not only rewritten.
+//! upstream wrote it (`scan.rs` reads it, `splice.rs` rewrites it). The
+//! tree-based functions below serve the service index, which is edited, not
+//! only rewritten.
 
-use std::fmt;
 use std::io::{self, Read};
 
 use bytes::Bytes;
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use serde_json::Value;
 
-use super::{scan, Mounts, RewriteError, PLACEHOLDER};
+use super::hashes::HashCollector;
+use super::scan::scan;
+use super::splice::Splicer;
+use super::{Mounts, RewriteError, PLACEHOLDER};
+use crate::nuget::PackageHash;
 
 /// The two bytes every gzip stream starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -38,85 +41,18 @@ pub fn decode_body(body: &[u8], cap: u64) -> Result<Bytes, RewriteError> {
 /// Returns `body`, which must be JSON, as a template with every mounted
 /// upstream URL rewritten.
 pub fn rewrite_document(body: &[u8], mounts: &Mounts) -> Result<Bytes, RewriteError> {
-    rewrite_checked(body, mounts, validate).map(|(template, ())| template)
+    rewrite_with_hashes(body, mounts).map(|(template, _)| template)
 }
 
-/// `rewrite_document` with the caller's own parse of `body` standing in for
-/// the validation, so a caller that reads something out of the document
-/// (package hashes) reads it in the one pass that validates it. `check` must
-/// parse the whole of `body` and accept exactly what `serde_json::Value`
-/// accepts: the rewrite relies on valid JSON.
-pub fn rewrite_checked<T>(
-    body: &[u8],
-    mounts: &Mounts,
-    check: impl FnOnce(&[u8]) -> Result<T, serde_json::Error>,
-) -> Result<(Bytes, T), RewriteError> {
-    let found = check(body).map_err(|e| RewriteError::Json(e.to_string()))?;
-    Ok((Bytes::from(scan::rewrite_valid(body, mounts)), found))
-}
-
-/// Parses `body` as JSON without keeping anything: accepts what
-/// `serde_json::Value` accepts (numbers out of `f64`'s range and nesting
-/// deeper than 128 included: both are refused), building nothing.
-pub fn validate(body: &[u8]) -> Result<(), serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    Skip.deserialize(&mut deserializer)?;
-    deserializer.end()
-}
-
-/// Reads any JSON value and drops it.
-struct Skip;
-
-impl<'de> DeserializeSeed<'de> for Skip {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(Skip)
-    }
-}
-
-impl<'de> Visitor<'de> for Skip {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Skip)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Skip)?.is_some() {
-            map.next_value_seed(Skip)?;
-        }
-        Ok(())
-    }
+/// `rewrite_document`, and the package hashes the document states (as
+/// `nuget::package_hashes` finds them), read in the same single pass: it
+/// validates the text as serde_json would, copies it through as the
+/// upstream wrote it and rewrites string values where a mounted prefix is.
+pub fn rewrite_with_hashes(body: &[u8], mounts: &Mounts) -> Result<(Bytes, Vec<PackageHash>), RewriteError> {
+    let mut events = (Splicer::new(body, mounts), HashCollector::new(body));
+    scan(body, &mut events)?;
+    let (splicer, hashes) = events;
+    Ok((Bytes::from(splicer.finish()), hashes.found))
 }
 
 pub fn parse_json(body: &[u8]) -> Result<Value, RewriteError> {

@@ -1,11 +1,17 @@
-//! Finding mounted upstream prefixes in text: one Aho-Corasick automaton
-//! over every prefix, so a document is searched once however many mounts
-//! there are, and the choice of which occurrences to replace.
+//! Finding mounted upstream prefixes in text. Every real prefix is a URL,
+//! so it holds a `://`: the text is searched for `://` only (one SIMD
+//! search), and at each one an anchored Aho-Corasick automaton over all
+//! prefixes says which of them start the right number of bytes before it.
+//! Prefixes without `://` (none in practice) get an unanchored automaton.
+//! Also: which of the occurrences found are replaced.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::automaton::OverlappingState;
+use aho_corasick::{AhoCorasick, Anchored, Input, MatchKind, StartKind};
 use memchr::memmem;
 
 use super::Mount;
+
+const URL_MARK: &[u8] = b"://";
 
 /// One occurrence of a mounted prefix: `text[start..end]` is the prefix of
 /// mount number `mount`.
@@ -19,14 +25,60 @@ pub(super) struct Hit {
 /// Searches for all mount prefixes at once.
 #[derive(Debug, Clone)]
 pub(super) struct PrefixMatcher {
-    /// `None` when the automaton could not be built (it cannot for any
+    /// `None` when an automaton could not be built (it cannot for any
     /// realistic mount table): then each prefix is searched on its own.
-    automaton: Option<AhoCorasick>,
+    automata: Option<Automata>,
     /// Non-empty prefixes and the mount each belongs to, in mount order.
     /// (An empty prefix would match everywhere and replace nothing.)
     patterns: Vec<(String, usize)>,
     /// Per mount: an endpoint, whose prefix must end at a URL boundary.
     endpoint: Vec<bool>,
+    url_mark: memmem::Finder<'static>,
+}
+
+#[derive(Debug, Clone)]
+struct Automata {
+    /// Prefixes holding `://`, anchored at their start.
+    urls: Option<AhoCorasick>,
+    /// Per pattern of `urls`: its mount and where its first `://` is.
+    url_patterns: Vec<(usize, usize)>,
+    /// The distinct offsets of that first `://`: `https://` has 5.
+    url_mark_offsets: Vec<usize>,
+    /// The other prefixes, searched for everywhere.
+    others: Option<AhoCorasick>,
+    other_mounts: Vec<usize>,
+}
+
+impl Automata {
+    fn build(patterns: &[(String, usize)]) -> Result<Self, aho_corasick::BuildError> {
+        let (urls, others): (Vec<_>, Vec<_>) = patterns
+            .iter()
+            .partition(|(p, _)| memmem::find(p.as_bytes(), URL_MARK).is_some());
+        let url_patterns: Vec<(usize, usize)> = urls
+            .iter()
+            .map(|(p, mount)| (*mount, memmem::find(p.as_bytes(), URL_MARK).unwrap_or(0)))
+            .collect();
+        let mut url_mark_offsets: Vec<usize> = url_patterns.iter().map(|(_, at)| *at).collect();
+        url_mark_offsets.sort_unstable();
+        url_mark_offsets.dedup();
+        // Every occurrence, overlapping ones too: the longest prefix at a
+        // position may be an endpoint without a boundary, and then a
+        // shorter one there wins.
+        let build = |start: StartKind, set: &[&(String, usize)]| {
+            let automaton = AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .start_kind(start)
+                .build(set.iter().map(|(p, _)| p.as_bytes()));
+            (!set.is_empty()).then_some(automaton).transpose()
+        };
+        Ok(Automata {
+            urls: build(StartKind::Anchored, &urls)?,
+            url_patterns,
+            url_mark_offsets,
+            others: build(StartKind::Unanchored, &others)?,
+            other_mounts: others.iter().map(|(_, mount)| *mount).collect(),
+        })
+    }
 }
 
 impl PrefixMatcher {
@@ -37,19 +89,15 @@ impl PrefixMatcher {
             .filter(|(_, m)| !m.upstream.is_empty())
             .map(|(i, m)| (m.upstream.clone(), i))
             .collect();
-        let automaton = AhoCorasick::builder()
-            // Every occurrence, overlapping ones too: the longest prefix at a
-            // position may be an endpoint without a boundary, and then a
-            // shorter one there wins.
-            .match_kind(MatchKind::Standard)
-            .build(patterns.iter().map(|(p, _)| p.as_bytes()));
-        if let Err(error) = &automaton {
+        let automata = Automata::build(&patterns);
+        if let Err(error) = &automata {
             tracing::warn!(%error, "mount prefixes searched one by one");
         }
         PrefixMatcher {
-            automaton: automaton.ok(),
+            automata: automata.ok(),
             patterns,
             endpoint: mounts.iter().map(|m| m.kind.is_endpoint()).collect(),
+            url_mark: memmem::Finder::new(URL_MARK),
         }
     }
 
@@ -57,33 +105,72 @@ impl PrefixMatcher {
     /// first at a start (then the first mount).
     pub fn hits(&self, text: &[u8]) -> Vec<Hit> {
         let mut hits = Vec::new();
-        if self.patterns.is_empty() {
-            return hits;
+        self.hits_into(text, 0, &mut hits);
+        hits
+    }
+
+    /// `hits` into a reused `Vec`, each shifted by `offset` (where `text`
+    /// starts in what the hits should index).
+    pub fn hits_into(&self, text: &[u8], offset: usize, hits: &mut Vec<Hit>) {
+        hits.clear();
+        match &self.automata {
+            Some(automata) => self.automaton_hits(automata, text, &mut |start, end, mount| {
+                hits.push(Hit {
+                    start: offset + start,
+                    end: offset + end,
+                    mount,
+                })
+            }),
+            None => self.naive_hits(text, offset, hits),
         }
-        match &self.automaton {
-            Some(automaton) => hits.extend(automaton.find_overlapping_iter(text).map(|m| Hit {
-                start: m.start(),
-                end: m.end(),
-                mount: self.patterns[m.pattern().as_usize()].1,
-            })),
-            None => {
-                for (pattern, mount) in &self.patterns {
-                    let finder = memmem::Finder::new(pattern.as_bytes());
-                    let mut from = 0;
-                    while let Some(at) = text.get(from..).and_then(|rest| finder.find(rest)) {
-                        let start = from + at;
-                        hits.push(Hit {
-                            start,
-                            end: start + pattern.len(),
-                            mount: *mount,
-                        });
-                        from = start + 1;
+        hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.mount));
+    }
+
+    fn automaton_hits(&self, automata: &Automata, text: &[u8], found: &mut impl FnMut(usize, usize, usize)) {
+        if let Some(urls) = &automata.urls {
+            for mark in self.url_mark.find_iter(text) {
+                for &offset in &automata.url_mark_offsets {
+                    let Some(start) = mark.checked_sub(offset) else {
+                        continue;
+                    };
+                    let input = Input::new(text).range(start..).anchored(Anchored::Yes);
+                    let mut state = OverlappingState::start();
+                    while let (Ok(()), Some(m)) =
+                        (urls.try_find_overlapping(input.clone(), &mut state), state.get_match())
+                    {
+                        // Each prefix is found from its own first `://`.
+                        if let Some(&(mount, at)) = automata.url_patterns.get(m.pattern().as_usize()) {
+                            if at == offset {
+                                found(m.start(), m.end(), mount);
+                            }
+                        }
                     }
                 }
             }
         }
-        hits.sort_unstable_by_key(|h| (h.start, std::cmp::Reverse(h.end), h.mount));
-        hits
+        if let Some(others) = &automata.others {
+            for m in others.find_overlapping_iter(text) {
+                if let Some(&mount) = automata.other_mounts.get(m.pattern().as_usize()) {
+                    found(m.start(), m.end(), mount);
+                }
+            }
+        }
+    }
+
+    fn naive_hits(&self, text: &[u8], offset: usize, hits: &mut Vec<Hit>) {
+        for (pattern, mount) in &self.patterns {
+            let finder = memmem::Finder::new(pattern.as_bytes());
+            let mut from = 0;
+            while let Some(at) = text.get(from..).and_then(|rest| finder.find(rest)) {
+                let start = from + at;
+                hits.push(Hit {
+                    start: offset + start,
+                    end: offset + start + pattern.len(),
+                    mount: *mount,
+                });
+                from = start + 1;
+            }
+        }
     }
 
     /// The hits among `hits` (sorted as `hits` returns them) that are
@@ -155,7 +242,7 @@ mod tests {
         let mounts = mounts();
         let matcher = PrefixMatcher::new(&mounts);
         let slow = PrefixMatcher {
-            automaton: None,
+            automata: None,
             ..matcher.clone()
         };
         let text = b"https://s.example/query/https://s.example/queryhttps://s.example/query?";

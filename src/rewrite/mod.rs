@@ -2,13 +2,16 @@
 //!
 //! - `mounts`: which upstream prefix is served under which local path;
 //! - `service_index`: builds the mounts and the rewritten service index;
-//! - `json`: rewrites any other JSON document (registrations, search...),
-//!   with `scan` (one pass over the text) and `matcher` (the prefixes);
+//! - `json`: rewrites any other JSON document (registrations, search...) in
+//!   one pass: `scan` reads and validates the text, `splice` rewrites its
+//!   string values (finding prefixes with `matcher`), `hashes` collects the
+//!   package hashes it states;
 //! - `template`: rewritten documents with a placeholder for the public base
 //!   URL, rendered per base without parsing.
 
 #[cfg(test)]
 mod differential;
+mod hashes;
 mod json;
 mod matcher;
 mod mounts;
@@ -16,9 +19,10 @@ mod mounts;
 pub mod reference;
 mod scan;
 mod service_index;
+mod splice;
 mod template;
 
-pub use json::{decode_body, parse_json, rewrite_checked, rewrite_document, rewrite_value, to_template, validate};
+pub use json::{decode_body, parse_json, rewrite_document, rewrite_value, rewrite_with_hashes, to_template};
 pub use mounts::{Mount, MountKind, Mounts};
 pub use service_index::{build as build_service_map, render_for, ServiceMap};
 pub use template::{gzip, Rendered, Template};

@@ -1,168 +1,386 @@
-//! The streaming rewrite: one pass over JSON text already known to be
-//! valid, copying it through as it is and replacing mounted upstream
-//! prefixes inside string values (never object keys). No tree is built and
-//! nothing is re-serialized: the whole document is searched for prefixes
-//! once, and only strings holding a hit, or escapes that may hide a URL or
-//! a NUL, are looked at more closely.
+//! One pass over JSON text that validates it and reports its strings and
+//! containers to `Events`, building nothing. It accepts exactly what
+//! `serde_json::Value` accepts (UTF-8, escapes and surrogate pairs, numbers
+//! within `f64`'s range, at most 127 nested containers), deferring to
+//! serde_json itself for the rare tokens where the rules are subtle (strings
+//! with `\u` escapes, numbers with exponents or hundreds of digits).
 
 use std::borrow::Cow;
 
-use memchr::{memchr2_iter, memmem, Memchr2};
-use serde::Serializer as _;
+use super::RewriteError;
 
-use super::json::PlaceholderFormatter;
-use super::matcher::Hit;
-use super::{Mounts, PLACEHOLDER};
+/// serde_json refuses the 128th nested container.
+const MAX_DEPTH: usize = 127;
 
-/// Rewrites `body`, which must be valid JSON (text that is not comes out
-/// garbled but the call never panics), into a template.
-pub(super) fn rewrite_valid(body: &[u8], mounts: &Mounts) -> Vec<u8> {
-    let hits = mounts.matcher().hits(body);
-    let mut out = Vec::with_capacity(body.len() + 64);
-    let mut copied = 0;
-    let mut next_hit = 0;
-    for span in StringSpans::new(body) {
-        let first = next_hit + count_while(&hits[next_hit..], |h| h.start <= span.open);
-        next_hit = first + count_while(&hits[first..], |h| h.start < span.close);
-        let inside = &hits[first..next_hit];
-        let rewritten = if span.escaped {
-            rewrite_escaped(&mut out, body, copied, &span, mounts)
-        } else if !inside.is_empty() {
-            rewrite_plain(&mut out, body, copied, &span, inside, mounts)
-        } else {
-            None
-        };
-        copied = rewritten.unwrap_or(copied);
+/// Receives what `scan` reads, in document order.
+pub(super) trait Events<'b> {
+    /// An object key.
+    fn key(&mut self, key: &Str<'b>);
+    /// A string value (an array element, an object value, or the document).
+    fn string(&mut self, value: &Str<'b>);
+    /// A number, `true`, `false` or `null`.
+    fn scalar(&mut self);
+    /// A container value begins.
+    fn open(&mut self, object: bool);
+    fn close(&mut self, object: bool);
+}
+
+/// Both receive every event.
+impl<'b, A: Events<'b>, B: Events<'b>> Events<'b> for (A, B) {
+    fn key(&mut self, key: &Str<'b>) {
+        self.0.key(key);
+        self.1.key(key);
     }
-    out.extend_from_slice(body.get(copied..).unwrap_or_default());
-    out
+
+    fn string(&mut self, value: &Str<'b>) {
+        self.0.string(value);
+        self.1.string(value);
+    }
+
+    fn scalar(&mut self) {
+        self.0.scalar();
+        self.1.scalar();
+    }
+
+    fn open(&mut self, object: bool) {
+        self.0.open(object);
+        self.1.open(object);
+    }
+
+    fn close(&mut self, object: bool) {
+        self.0.close(object);
+        self.1.close(object);
+    }
 }
 
 /// A string literal: `body[open]` and `body[close]` are its quotes.
-struct Span {
-    open: usize,
-    close: usize,
-    /// It holds a backslash escape.
-    escaped: bool,
+pub(super) struct Str<'b> {
+    pub open: usize,
+    pub close: usize,
+    /// The bytes between the quotes, as written.
+    pub raw: &'b [u8],
+    /// It holds a backslash escape (so `raw` is not its text).
+    pub escaped: bool,
+    /// Its text, when it holds a `\u` escape (decoded to validate it).
+    decoded: Option<String>,
 }
 
-impl Span {
-    fn content<'b>(&self, body: &'b [u8]) -> &'b [u8] {
-        body.get(self.open + 1..self.close).unwrap_or_default()
+impl<'b> Str<'b> {
+    /// The string's text.
+    pub fn text(&self, body: &'b [u8]) -> Option<Cow<'b, str>> {
+        if let Some(decoded) = &self.decoded {
+            return Some(Cow::Owned(decoded.clone()));
+        }
+        if !self.escaped {
+            // The whole body is valid UTF-8 and quotes are ASCII.
+            return std::str::from_utf8(self.raw).ok().map(Cow::Borrowed);
+        }
+        serde_json::from_slice(body.get(self.open..=self.close)?)
+            .ok()
+            .map(Cow::Owned)
     }
-
-    /// An object key is followed by a colon (in valid JSON, only a key is).
-    fn is_key(&self, body: &[u8]) -> bool {
-        let after = body.get(self.close + 1..).unwrap_or_default();
-        after.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')) == Some(&b':')
-    }
 }
 
-/// The string literals of valid JSON text, in order. Outside strings JSON
-/// has no quotes or backslashes, so those two bytes are all there is to find.
-struct StringSpans<'b> {
-    body: &'b [u8],
-    specials: Memchr2<'b>,
+enum Frame {
+    Array,
+    Object,
 }
 
-impl<'b> StringSpans<'b> {
-    fn new(body: &'b [u8]) -> Self {
-        StringSpans {
+/// Reads all of `body` as one JSON value, reporting it to `events`.
+pub(super) fn scan<'b>(body: &'b [u8], events: &mut impl Events<'b>) -> Result<(), RewriteError> {
+    if let Err(error) = std::str::from_utf8(body) {
+        return Err(Cursor {
             body,
-            specials: memchr2_iter(b'"', b'\\', body),
+            pos: error.valid_up_to(),
+        }
+        .error("invalid UTF-8"));
+    }
+    let mut at = Cursor { body, pos: 0 };
+    let mut stack = Vec::new();
+    loop {
+        // A value is expected.
+        at.skip_whitespace();
+        let mut filled = true;
+        match at.peek() {
+            Some(open @ (b'{' | b'[')) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(at.error("recursion limit exceeded"));
+                }
+                let object = open == b'{';
+                events.open(object);
+                at.pos += 1;
+                at.skip_whitespace();
+                if at.peek() == Some(if object { b'}' } else { b']' }) {
+                    at.pos += 1;
+                    events.close(object);
+                } else {
+                    stack.push(if object { Frame::Object } else { Frame::Array });
+                    if object {
+                        at.key(events)?;
+                    }
+                    filled = false;
+                }
+            }
+            Some(b'"') => {
+                let value = at.string()?;
+                events.string(&value);
+            }
+            Some(b't') => at.literal(b"true", events)?,
+            Some(b'f') => at.literal(b"false", events)?,
+            Some(b'n') => at.literal(b"null", events)?,
+            Some(b'-' | b'0'..=b'9') => {
+                at.number()?;
+                events.scalar();
+            }
+            _ => return Err(at.error("expected a value")),
+        }
+        if filled && at.after_value(&mut stack, events)? {
+            return Ok(());
         }
     }
 }
 
-impl Iterator for StringSpans<'_> {
-    type Item = Span;
+struct Cursor<'b> {
+    body: &'b [u8],
+    pos: usize,
+}
 
-    fn next(&mut self) -> Option<Span> {
-        let mut open = None;
+impl<'b> Cursor<'b> {
+    fn peek(&self) -> Option<u8> {
+        self.body.get(self.pos).copied()
+    }
+
+    fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// After a value: closes the containers it ends, and stops before the
+    /// next value. `true` when the document is complete.
+    fn after_value(&mut self, stack: &mut Vec<Frame>, events: &mut impl Events<'b>) -> Result<bool, RewriteError> {
+        loop {
+            self.skip_whitespace();
+            let next = self.peek();
+            match (stack.last(), next) {
+                (None, None) => return Ok(true),
+                (None, Some(_)) => return Err(self.error("trailing characters")),
+                (Some(_), Some(b',')) => {
+                    self.pos += 1;
+                    if let Some(Frame::Object) = stack.last() {
+                        self.skip_whitespace();
+                        self.key(events)?;
+                    }
+                    return Ok(false);
+                }
+                (Some(Frame::Array), Some(b']')) | (Some(Frame::Object), Some(b'}')) => {
+                    self.pos += 1;
+                    let object = matches!(stack.pop(), Some(Frame::Object));
+                    events.close(object);
+                }
+                (Some(Frame::Array), _) => return Err(self.error("expected ',' or ']'")),
+                (Some(Frame::Object), _) => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// An object key and its colon.
+    fn key(&mut self, events: &mut impl Events<'b>) -> Result<(), RewriteError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error("key must be a string"));
+        }
+        let key = self.string()?;
+        events.key(&key);
+        self.skip_whitespace();
+        if self.peek() != Some(b':') {
+            return Err(self.error("expected ':'"));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    /// A string literal starting at `pos`.
+    fn string(&mut self) -> Result<Str<'b>, RewriteError> {
+        let open = self.pos;
+        let mut i = open + 1;
         let mut escaped = false;
-        // The byte after a backslash is escaped, whatever it is.
-        let mut escaped_byte = None;
-        for at in self.specials.by_ref() {
-            if escaped_byte.take() == Some(at) {
-                continue;
-            }
-            match (self.body[at], open) {
-                (b'"', None) => open = Some(at),
-                (b'"', Some(open)) => {
-                    return Some(Span {
-                        open,
-                        close: at,
-                        escaped,
-                    })
-                }
-                (_, Some(_)) => {
+        let mut unicode = false;
+        let close = loop {
+            i = find_special(self.body, i);
+            match self.body.get(i) {
+                Some(b'"') => break i,
+                Some(b'\\') => {
                     escaped = true;
-                    escaped_byte = Some(at + 1);
+                    match self.body.get(i + 1) {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                        Some(b'u')
+                            if self
+                                .body
+                                .get(i + 2..i + 6)
+                                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                        {
+                            unicode = true;
+                            i += 6;
+                        }
+                        _ => return Err(self.at(i).error("invalid escape")),
+                    }
                 }
-                // A backslash outside a string: not JSON; left as it is.
-                (_, None) => {}
+                Some(_) => return Err(self.at(i).error("control character in a string")),
+                None => return Err(self.at(i).error("end of input in a string")),
+            }
+        };
+        self.pos = close + 1;
+        let literal = self.body.get(open..=close).unwrap_or_default();
+        // Surrogate pairs: serde_json's own rules decide.
+        let decoded = match unicode {
+            true => Some(serde_json::from_slice(literal).map_err(|_| self.at(open).error("invalid unicode escape"))?),
+            false => None,
+        };
+        Ok(Str {
+            open,
+            close,
+            raw: self.body.get(open + 1..close).unwrap_or_default(),
+            escaped,
+            decoded,
+        })
+    }
+
+    fn literal(&mut self, word: &[u8], events: &mut impl Events<'b>) -> Result<(), RewriteError> {
+        if !self.body.get(self.pos..).unwrap_or_default().starts_with(word) {
+            return Err(self.error("expected a value"));
+        }
+        self.pos += word.len();
+        events.scalar();
+        Ok(())
+    }
+
+    /// A number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    fn number(&mut self) -> Result<(), RewriteError> {
+        let start = self.pos;
+        self.eat(b'-');
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.error("invalid number")),
+        }
+        if self.eat(b'.') {
+            self.at_least_one_digit()?;
+        }
+        let exponent = matches!(self.peek(), Some(b'e' | b'E'));
+        if exponent {
+            self.pos += 1;
+            if !self.eat(b'+') {
+                self.eat(b'-');
+            }
+            self.at_least_one_digit()?;
+        }
+        // Only an exponent or some 300 digits can leave f64's range.
+        let token = self.body.get(start..self.pos).unwrap_or_default();
+        if (exponent || token.len() > 300) && serde_json::from_slice::<serde_json::Number>(token).is_err() {
+            return Err(self.at(start).error("number out of range"));
+        }
+        Ok(())
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        let found = self.peek() == Some(byte);
+        self.pos += usize::from(found);
+        found
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn at_least_one_digit(&mut self) -> Result<(), RewriteError> {
+        if !self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            return Err(self.error("invalid number"));
+        }
+        self.digits();
+        Ok(())
+    }
+
+    fn at(&self, pos: usize) -> Cursor<'b> {
+        Cursor { body: self.body, pos }
+    }
+
+    /// `what` at the cursor, with serde_json's line and column.
+    fn error(&self, what: &str) -> RewriteError {
+        let before = self.body.get(..self.pos).unwrap_or(self.body);
+        let line = 1 + memchr::memchr_iter(b'\n', before).count();
+        let column = before.len() - memchr::memrchr(b'\n', before).map_or(0, |nl| nl + 1) + 1;
+        RewriteError::Json(format!("{what} at line {line} column {column}"))
+    }
+}
+
+/// The first quote, backslash or control character at or after `from`
+/// (`body.len()` if none), eight bytes at a time.
+fn find_special(body: &[u8], from: usize) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGHS: u64 = ONES << 7;
+    let mut i = from;
+    while let Some(chunk) = body.get(i..i + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let has = |byte: u8| {
+            let x = word ^ (ONES * u64::from(byte));
+            x.wrapping_sub(ONES) & !x
+        };
+        let control = word.wrapping_sub(ONES * 0x20) & !word;
+        let found = (has(b'"') | has(b'\\') | control) & HIGHS;
+        if found != 0 {
+            // The lowest flagged byte is a true match (borrows only carry upwards).
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let tail = body.get(i..).unwrap_or_default();
+    i + tail
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .unwrap_or(tail.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_first_special_byte_in_every_lane() {
+        for len in 0..20 {
+            for special in [b'"', b'\\', b'\n', 0, 0x1f] {
+                for at in 0..len {
+                    let mut text = vec![b'a'; len];
+                    text[at] = special;
+                    // A non-ASCII byte and DEL are not special.
+                    if at > 0 {
+                        text[at - 1] = 0xff;
+                    }
+                    text.iter_mut().skip(at + 1).for_each(|b| *b = 0x7f);
+                    assert_eq!(find_special(&text, 0), at, "{text:?}");
+                }
+                assert_eq!(find_special(&vec![b'a'; len], 0), len);
             }
         }
-        None
     }
-}
 
-/// A string value without escapes: its bytes are its text, so the hits
-/// found in the whole document are its hits.
-fn rewrite_plain(
-    out: &mut Vec<u8>,
-    body: &[u8],
-    copied: usize,
-    span: &Span,
-    hits: &[Hit],
-    mounts: &Mounts,
-) -> Option<usize> {
-    if span.is_key(body) || memmem::find(span.content(body), b"://").is_none() {
-        return None;
+    #[test]
+    fn errors_say_where() {
+        struct Nothing;
+        impl Events<'_> for Nothing {
+            fn key(&mut self, _: &Str<'_>) {}
+            fn string(&mut self, _: &Str<'_>) {}
+            fn scalar(&mut self) {}
+            fn open(&mut self, _: bool) {}
+            fn close(&mut self, _: bool) {}
+        }
+        let error = scan(b"{\n  \"a\": tru }", &mut Nothing);
+        assert_eq!(
+            error,
+            Err(RewriteError::Json("expected a value at line 2 column 8".into()))
+        );
     }
-    // The text ends before the closing quote: a hit must lie inside it.
-    mounts.write_replaced(out, body.get(..span.close)?, copied, hits)
-}
-
-/// A string value with escapes, which may spell a URL (`https:\/\/`) or a
-/// NUL (`\u0000`, which must not read as a placeholder): decoded and
-/// rewritten like any text, then written back escaped.
-fn rewrite_escaped(out: &mut Vec<u8>, body: &[u8], copied: usize, span: &Span, mounts: &Mounts) -> Option<usize> {
-    if !may_hide_a_url_or_nul(span.content(body)) || span.is_key(body) {
-        return None;
-    }
-    let text: String = serde_json::from_slice(body.get(span.open..=span.close)?).ok()?;
-    let rewritten = rewrite_text(&text, mounts)?;
-    let mut literal = Vec::with_capacity(rewritten.len() + 2);
-    let mut serializer = serde_json::Serializer::with_formatter(&mut literal, PlaceholderFormatter::default());
-    // Writing into a Vec cannot fail.
-    serializer.serialize_str(&rewritten).ok()?;
-    out.extend_from_slice(body.get(copied..span.open)?);
-    out.extend_from_slice(&literal);
-    Some(span.close + 1)
-}
-
-/// Whether the decoded form of an escaped string's `raw` bytes could hold
-/// `://` or a NUL. Without `\u`, a colon is written as itself and a slash as
-/// `/` or `\/`; a NUL needs `\u0000`.
-fn may_hide_a_url_or_nul(raw: &[u8]) -> bool {
-    memmem::find(raw, b"\\u").is_some() || memmem::find(raw, b":/").is_some() || memmem::find(raw, b":\\/").is_some()
-}
-
-/// A string value's new text, if it changes: a NUL from upstream becomes
-/// U+FFFD (a NUL is the placeholder), then mounted prefixes are rewritten.
-fn rewrite_text(text: &str, mounts: &Mounts) -> Option<String> {
-    let text = match text.contains(PLACEHOLDER) {
-        true => Cow::Owned(text.replace(PLACEHOLDER, "\u{FFFD}")),
-        false => Cow::Borrowed(text),
-    };
-    match (mounts.rewrite(&text), text) {
-        (Some(rewritten), _) => Some(rewritten),
-        (None, Cow::Owned(cleaned)) => Some(cleaned),
-        (None, Cow::Borrowed(_)) => None,
-    }
-}
-
-fn count_while(hits: &[Hit], keep: impl Fn(&Hit) -> bool) -> usize {
-    hits.iter().take_while(|h| keep(h)).count()
 }
