@@ -7,8 +7,16 @@ use std::borrow::Cow;
 use super::scan::{Events, Str};
 use crate::nuget::PackageHash;
 
-/// The keys an entry states its hash with, in `Entry::fields` order.
-const FIELDS: [&str; 4] = ["id", "version", "packageHash", "packageHashAlgorithm"];
+/// Which of an entry's `fields` a key names.
+fn field_of(key: &[u8]) -> Option<usize> {
+    match key {
+        b"id" => Some(0),
+        b"version" => Some(1),
+        b"packageHash" => Some(2),
+        b"packageHashAlgorithm" => Some(3),
+        _ => None,
+    }
+}
 
 /// Collects the hashes, in document order (an entry before the entries
 /// nested in it), as `nuget::package_hashes` reads them from a parsed
@@ -23,7 +31,8 @@ pub(super) struct HashCollector<'b> {
 /// An object being read.
 #[derive(Default)]
 struct Entry<'b> {
-    /// The string values of `FIELDS` (the last of duplicate keys counts).
+    /// The string values of `id`, `version`, `packageHash` and
+    /// `packageHashAlgorithm` (the last of duplicate keys counts).
     fields: [Option<Cow<'b, str>>; 4],
     /// The field whose value comes next.
     pending: Option<usize>,
@@ -54,10 +63,8 @@ impl<'b> Events<'b> for HashCollector<'b> {
             return;
         };
         let field = match key.escaped {
-            false => FIELDS.iter().position(|f| f.as_bytes() == key.raw),
-            true => key
-                .text(self.body)
-                .and_then(|text| FIELDS.iter().position(|f| *f == text)),
+            false => field_of(key.raw),
+            true => key.text(self.body).and_then(|text| field_of(text.as_bytes())),
         };
         if let Some(field) = field {
             // A value that is not a string leaves the field unset.
