@@ -15,11 +15,13 @@
 //! Publish calls take a side road: proxy -> `auth` (whose key) -> `publish`
 //! (streamed once to the upstream) -> cache invalidation of that package.
 //!
-//! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
+//! Beside the pipeline: `body` (the response body type every layer builds),
+//! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals).
 
 pub(crate) mod auth;
+pub(crate) mod body;
 pub mod config;
 pub mod error;
 pub mod nuget;

@@ -28,13 +28,13 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth;
+use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
 use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::server::access_log::{AccessRecord, Logged};
-use crate::server::body::Body;
 use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
