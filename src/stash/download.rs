@@ -123,6 +123,11 @@ impl Download {
         })
     }
 
+    /// How many clients are reading it.
+    pub fn readers(&self) -> usize {
+        self.state().readers.len()
+    }
+
     /// Why the download failed, once it has.
     pub fn failure(&self) -> Option<String> {
         match &self.state().end {
