@@ -370,6 +370,14 @@ if [ "$COLD_RUNS" -gt 0 ]; then
   wait_for_file "$work/relay.json"
   RELAY=$(json_get "$work/relay.json" origin)
   big_path=${PATHS[$BIG]}
+  # The same package straight from the upstream: its own flat container base.
+  curl -sf "$RELAY/v3/index.json" >"$work/up-index.json"
+  UP_FLAT=$(python3 -c '
+import json, sys
+for r in json.load(open(sys.argv[1]))["resources"]:
+    if r["@type"] == "PackageBaseAddress/3.0.0":
+        print(r["@id"].rstrip("/")); break' "$work/up-index.json")
+  case $UP_FLAT in "$RELAY"/*) ;; *) die "the relay did not rewrite the upstream's flat container base ($UP_FLAT)" ;; esac
   big_sha=$(sha "$www$big_path")
   # fetch LABEL URL EXPECTED-X-CACHE -> appends "LABEL ttfb total"
   fetch() {
@@ -382,7 +390,7 @@ if [ "$COLD_RUNS" -gt 0 ]; then
   }
   for run in $(seq "$COLD_RUNS"); do
     say "cold run $run of $COLD_RUNS ($BIG_MB MiB at $THROTTLE_MIB MiB/s, twice)"
-    fetch direct "$RELAY$big_path" ""
+    fetch direct "$UP_FLAT/${big_path#/v3/flatcontainer/}" ""
     start_nucache "cold-$run" "$RELAY/v3/index.json"
     curl -sf -o /dev/null "$NC_URL/v3/index.json"
     fetch nucache "$NC_URL$big_path" MISS
