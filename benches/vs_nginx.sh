@@ -331,25 +331,30 @@ rows=$work/rows.tsv
 nginx_list=($(nginx_pids))
 NC_CPU0=$(cpu_seconds "$WARM_PID")
 NGINX_CPU0=$(cpu_seconds "${nginx_list[@]}")
-# Peak RSS from here on: clear_refs 5 resets VmHWM to the current RSS.
-echo 5 >"/proc/$WARM_PID/clear_refs" 2>/dev/null || say "cannot reset VmHWM: peak RSS includes the warm-up"
+# Peak RSS per cell: clear_refs 5 resets VmHWM to the current RSS.
+reset_peak() { echo 5 >"/proc/$WARM_PID/clear_refs" 2>/dev/null; }
+reset_peak || say "cannot reset VmHWM: peak RSS includes the warm-up"
+PEAK_RSS=0
 for i in "${!PATHS[@]}"; do
   conns_list=$CONNS secs=$SECS
   [ "$i" = "$BIG" ] && conns_list=$BIG_CONNS secs=$BIG_SECS
   for c in $conns_list; do
     say "wrk ${NAMES[$i]}, $c connections, ${secs}s each"
+    reset_peak || true
     n0=$(cpu_seconds "$WARM_PID")
     nc=$(run_wrk nucache "$i" "$c" "$secs") || die "errors from nucache on ${PATHS[$i]} at $c connections (wrk output above)"
     n1=$(cpu_seconds "$WARM_PID")
+    peak=$(status_kib "$WARM_PID" VmHWM)
+    [ "$peak" -gt "$PEAK_RSS" ] && PEAK_RSS=$peak
     g0=$(cpu_seconds "${nginx_list[@]}")
     ng=$(run_wrk nginx "$i" "$c" "$secs") || die "errors from nginx on ${PATHS[$i]} at $c connections (wrk output above)"
     g1=$(cpu_seconds "${nginx_list[@]}")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${NAMES[$i]}" "$c" "$nc" "$ng" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${NAMES[$i]}" "$c" "$nc" "$ng" \
       "$(awk -v a="$n0" -v b="$n1" 'BEGIN{printf "%.1f", b - a}')" \
-      "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.1f", b - a}')" >>"$rows"
+      "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.1f", b - a}')" "$(kib_to_mib "$peak")" >>"$rows"
   done
 done
-PEAK_RSS=$(status_kib "$WARM_PID" VmHWM)
+END_RSS=$(status_kib "$WARM_PID" VmRSS)
 NC_CPU=$(awk -v a="$NC_CPU0" -v b="$(cpu_seconds "$WARM_PID")" 'BEGIN{printf "%.1f", b - a}')
 NGINX_CPU=$(awk -v a="$NGINX_CPU0" -v b="$(cpu_seconds "${nginx_list[@]}")" 'BEGIN{printf "%.1f", b - a}')
 for i in "${!PATHS[@]}"; do
@@ -406,19 +411,19 @@ table() {
     "load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end;" \
     "wrk $SECS s per cell and server (${BIG_MB} MiB: $BIG_SECS s)$([ "$SMOKE" = 1 ] && echo ', smoke run')."
   echo
-  echo "| warm hit | conns | nucache req/s | nginx req/s | ratio | nucache / nginx MiB/s | p50 nucache / nginx ms | p99 nucache / nginx ms | CPU s nucache / nginx |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| warm hit | conns | nucache req/s | nginx req/s | ratio | nucache / nginx MiB/s | p50 nucache / nginx ms | p99 nucache / nginx ms | CPU s nucache / nginx | nucache peak RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   awk -F'\t' '
     function thousands(v,   s) { s = sprintf("%d", v + 0.5)
       while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s)
       return s }
     { split($3, a, " "); split($4, b, " ")
-      printf "| %s | %s | %s | %s | %.2f | %s / %s | %s / %s | %s / %s | %s / %s |\n",
+      printf "| %s | %s | %s | %s | %.2f | %s / %s | %s / %s | %s / %s | %s / %s | %s |\n",
         $1, $2, thousands(a[1]), thousands(b[1]), (b[1] > 0 ? a[1] / b[1] : 0),
-        a[2], b[2], a[3], b[3], a[4], b[4], $5, $6 }' "$rows"
+        a[2], b[2], a[3], b[3], a[4], b[4], $5, $6, $7 }' "$rows"
   echo
   echo "nucache RSS: $(kib_to_mib "$IDLE_RSS") MiB idle at start, peak $(kib_to_mib "$PEAK_RSS") MiB over the warm runs" \
-    "(VmHWM); CPU over the warm runs: nucache $NC_CPU s, nginx $NGINX_CPU s (all workers)."
+    "(VmHWM, reset before each cell), $(kib_to_mib "$END_RSS") MiB after them; CPU over the warm runs: nucache $NC_CPU s, nginx $NGINX_CPU s (all workers)."
   if [ -s "$cold" ]; then
     local dt dn nt nn
     dt=$(awk '$1=="direct"{print $2 * 1000}' "$cold" | median)
