@@ -31,6 +31,7 @@
 #   BIG_MB                size of the big package in MiB (50)
 #   THROTTLE_MIB          upstream bandwidth for the cold runs, MiB/s (8)
 #   COLD_RUNS             cold runs per path, medians reported (3; smoke: 0)
+#   KEEP=1                keep the work directory (logs, corpus, nginx config)
 #
 # Needs wrk, curl, python3, cargo, nginx (Debian: apt-get install wrk curl
 # nginx-light; when run as root, missing wrk/nginx are installed) and
@@ -97,9 +98,15 @@ command -v python3 >/dev/null || die "python3 is not installed"
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local rc=$? f
+  if [ "$rc" != 0 ]; then
+    for f in "$work"/nucache-*.log "$work/nginx/error.log" "$work/up.log" "$work/relay.log"; do
+      [ -s "$f" ] && { echo "--- last lines of ${f#"$work"/}:" >&2; tail -n 20 "$f" >&2; }
+    done
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${KEEP:-}" ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -173,6 +180,14 @@ start_nucache() {
     sleep 0.1
   done
   die "nucache did not answer /health"
+}
+# alive PID NAME -> "NAME is running" or how it ended (a server that died
+# mid-cell shows in wrk as refused reconnects, i.e. write errors)
+alive() {
+  local rc=0
+  kill -0 "$1" 2>/dev/null && { echo "$2 is still running"; return; }
+  wait "$1" 2>/dev/null || rc=$?
+  if [ "$rc" -gt 128 ]; then echo "$2 was killed by signal $((rc - 128))"; else echo "$2 exited with status $rc"; fi
 }
 stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
@@ -342,12 +357,12 @@ for i in "${!PATHS[@]}"; do
     say "wrk ${NAMES[$i]}, $c connections, ${secs}s each"
     reset_peak || true
     n0=$(cpu_seconds "$WARM_PID")
-    nc=$(run_wrk nucache "$i" "$c" "$secs") || die "errors from nucache on ${PATHS[$i]} at $c connections (wrk output above)"
+    nc=$(run_wrk nucache "$i" "$c" "$secs") || die "errors from nucache on ${PATHS[$i]} at $c connections (wrk output above; $(alive "$WARM_PID" nucache))"
     n1=$(cpu_seconds "$WARM_PID")
     peak=$(status_kib "$WARM_PID" VmHWM)
     [ "$peak" -gt "$PEAK_RSS" ] && PEAK_RSS=$peak
     g0=$(cpu_seconds "${nginx_list[@]}")
-    ng=$(run_wrk nginx "$i" "$c" "$secs") || die "errors from nginx on ${PATHS[$i]} at $c connections (wrk output above)"
+    ng=$(run_wrk nginx "$i" "$c" "$secs") || die "errors from nginx on ${PATHS[$i]} at $c connections (wrk output above; $(alive "$NGINX_PID" nginx))"
     g1=$(cpu_seconds "${nginx_list[@]}")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${NAMES[$i]}" "$c" "$nc" "$ng" \
       "$(awk -v a="$n0" -v b="$n1" 'BEGIN{printf "%.1f", b - a}')" \
