@@ -2,8 +2,8 @@
 # nucache against nginx serving byte-identical copies of the same responses as
 # static files, side by side in one run (issue 11).
 #
-#   bash benches/vs_nginx.sh                 # the whole run (about 8 minutes)
-#   bash benches/vs_nginx.sh --smoke         # 1 s per cell, 64 connections, no cold runs (CI)
+#   bash benches/vs_nginx.sh                 # the whole run (about 6.5 minutes after the build)
+#   bash benches/vs_nginx.sh --smoke         # 1 s per cell, 64 connections, no cold runs (~20 s; CI)
 #   bash benches/vs_nginx.sh --out FILE      # also write the table to FILE
 #
 # What it does: builds the release nucache; starts ../shared/e2e/upstream.py
