@@ -60,7 +60,7 @@ for round in $(seq "$ROUNDS"); do
     p50=$(awk '$1=="50%"{print $2}' <<<"$out")
     p99=$(awk '$1=="99%"{print $2}' <<<"$out")
     non2xx=$(awk '/Non-2xx/{print $NF}' <<<"$out"); non2xx=${non2xx:-0}
-    sockerr=$(awk -F'[ ,]+' '/Socket errors/{print $4+$6+$8+$10}' <<<"$out"); sockerr=${sockerr:-0}
+    sockerr=$(awk '/Socket errors/{n=0; for (f = 3; f <= NF; f++) if ($f ~ /^[0-9]+,?$/) n += $f; print n}' <<<"$out"); sockerr=${sockerr:-0}
     errors=$((non2xx + sockerr))
     printf '%-14s %5s %6s %10s %9s %9s %9s %7s\n' "$mode" "$CONNS" "$round" "$rps" "$mbs" "$p50" "$p99" "$errors"
     if [ "$errors" != 0 ]; then echo "errors in the run above:" >&2; echo "$out" >&2; exit 1; fi
