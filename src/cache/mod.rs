@@ -325,8 +325,8 @@ impl Cache {
             self.hot_blobs.insert(key.to_string(), hot.clone());
             return Ok(Some((hot, Some(file))));
         }
-        let mut reader = self.reader(&entry, file, hot::SMALL_BLOB);
-        let body = match reader.next_chunk() {
+        let mut reader = self.reader(&entry, file);
+        let body = match reader.next_chunk(hot::SMALL_BLOB as usize) {
             Ok(body) => body.unwrap_or_default(),
             Err(ReadError::Io(error)) => return Err(StorageError::io("reading a blob")(error)),
             Err(_) => {
@@ -352,9 +352,9 @@ impl Cache {
 
     /// A reader of a committed blob that checks it against its record
     /// (unless `cache.verify_reads` is off).
-    pub fn reader(&self, entry: &Entry, file: File, chunk: u64) -> BlobReader {
+    pub fn reader(&self, entry: &Entry, file: File) -> BlobReader {
         let hashes = (entry.xxh3, entry.sha512.as_str());
-        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads, chunk)
+        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads)
     }
 
     /// A read found `key`'s bytes corrupt: drops it (unless it has been
