@@ -24,6 +24,7 @@ pub(crate) mod auth;
 pub(crate) mod body;
 pub mod config;
 pub mod error;
+pub mod log_writer;
 pub mod nuget;
 pub(crate) mod proxy;
 pub(crate) mod publish;

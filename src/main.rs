@@ -143,17 +143,11 @@ fn warn_about_publishing(config: &Config) {
 }
 
 /// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`
-/// (default `info`), coloured only on a terminal. A thread of their own
-/// writes them, in batches (it flushes whenever it has drained what is
-/// waiting), so that no request waits on stderr; the guard flushes at exit.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
+/// (default `info`), coloured only on a terminal, written out in batches
+/// by a thread of their own (`log_writer`); the guard flushes at exit.
+fn init_logging() -> nucache::log_writer::FlushGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        // Beyond this many lines waiting, the request path waits rather
-        // than losing log lines.
-        .buffered_lines_limit(64 * 1024)
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (writer, guard) = nucache::log_writer::BatchedStderr::start();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
