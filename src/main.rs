@@ -38,8 +38,13 @@ fn main() -> ExitCode {
         return hash_key();
     }
     init_logging();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    let config = match Config::load_with_warnings(cli.config.as_deref()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            loaded.config
+        }
         Err(error) => {
             eprintln!("nucache: {error}");
             return ExitCode::from(2);

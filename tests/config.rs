@@ -99,3 +99,46 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         Ok(())
     });
 }
+
+#[test]
+fn kubernetes_service_links_and_unknown_variables_do_not_stop_start_up() {
+    Jail::expect_with(|jail| {
+        for (name, value) in [
+            ("NUCACHE_PORT", "tcp://10.0.0.7:5000"),
+            ("NUCACHE_PORT_5000_TCP", "tcp://10.0.0.7:5000"),
+            ("NUCACHE_PORT_5000_TCP_PROTO", "tcp"),
+            ("NUCACHE_PORT_5000_TCP_PORT", "5000"),
+            ("NUCACHE_PORT_5000_TCP_ADDR", "10.0.0.7"),
+            ("NUCACHE_SERVICE_HOST", "10.0.0.7"),
+            ("NUCACHE_SERVICE_PORT", "5000"),
+            ("NUCACHE_SERVICE_PORT_HTTP", "5000"),
+            ("NUCACHE_UPSTREAM__READTIMEOUT", "9s"),
+            ("NUCACHE_UPSTREAM__READ_TIMEOUT", "3s"),
+        ] {
+            jail.set_env(name, value);
+        }
+        let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
+        assert_eq!(loaded.config.upstream.read_timeout, Duration::from_secs(3));
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        let warning = &loaded.warnings[0];
+        assert!(
+            warning.contains("NUCACHE_UPSTREAM__READTIMEOUT (did you mean NUCACHE_UPSTREAM__READ_TIMEOUT?)"),
+            "{warning}"
+        );
+        assert!(!warning.contains("PORT") && !warning.contains("SERVICE"), "{warning}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_in_the_file_stay_errors() {
+    Jail::expect_with(|jail| {
+        jail.create_file("typo.toml", "[upstream]\nread_timout = \"3s\"")?;
+        let error = Config::load(Some(std::path::Path::new("typo.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("read_timout"), "{error}");
+        Ok(())
+    });
+}

@@ -4,18 +4,21 @@
 //! Every key is documented in `config.example.toml`.
 
 mod bytesize;
+mod env;
 mod secret;
+mod wording;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::ByteSize;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
+use wording::suggest;
 
 /// Environment variable that names the configuration file.
 pub const CONFIG_ENV: &str = "NUCACHE_CONFIG";
@@ -29,6 +32,14 @@ pub enum ConfigError {
     Parse(String),
     #[error("invalid configuration: {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+/// A configuration and what is worth telling the operator about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Logged once at start-up (and printed by `check-config`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,9 +290,16 @@ impl Config {
     /// Loads defaults, then the file (`path`, else `$NUCACHE_CONFIG`), then
     /// the environment, and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_warnings(path).map(|loaded| loaded.config)
+    }
+
+    /// [`Config::load`], with the warnings start-up should log.
+    pub fn load_with_warnings(path: Option<&Path>) -> Result<Loaded, ConfigError> {
         let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
         let file = path.map(Path::to_path_buf).or(from_env);
-        Self::from_figment(Self::figment(file.as_deref())?)
+        let config = Self::from_figment(Self::figment(file.as_deref())?)?;
+        let warnings = env::unknown_variables_warning().into_iter().collect();
+        Ok(Loaded { config, warnings })
     }
 
     /// The layered sources, for tools and tests that add their own.
@@ -293,7 +311,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Ok(figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
+        Ok(figment.merge(env::provider()))
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
