@@ -17,12 +17,14 @@
 //!
 //! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
-//! upstream or nucache), `shutdown` (signals).
+//! upstream or nucache), `shutdown` (signals), `preflight` (what
+//! `check-config` checks on the machine).
 
 pub(crate) mod auth;
 pub mod config;
 pub mod error;
 pub mod nuget;
+pub mod preflight;
 pub(crate) mod proxy;
 pub(crate) mod publish;
 pub mod rewrite;

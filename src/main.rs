@@ -8,8 +8,21 @@ use clap::{Parser, Subcommand};
 use nucache::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
+/// Shown under `--help`: where the configuration comes from.
+const ENVIRONMENT_HELP: &str = "\
+Configuration: built-in defaults < a TOML file (--config PATH, else $NUCACHE_CONFIG) <
+environment variables NUCACHE_<KEY>, with __ between nesting levels:
+  NUCACHE_LISTEN=0.0.0.0:5000  NUCACHE_UPSTREAM__READ_TIMEOUT=10s  NUCACHE_CACHE__DIR=/srv/nucache
+Every key, its default and its variable: config.example.toml. `nucache check-config` shows
+the result. Logs go to stderr, filtered by RUST_LOG (default info; e.g. RUST_LOG=nucache=debug).";
+
 #[derive(Parser)]
-#[command(name = "nucache", version, about = "A caching pull-through proxy for NuGet V3 feeds")]
+#[command(
+    name = "nucache",
+    version,
+    about = "A caching pull-through proxy for NuGet V3 feeds",
+    after_help = ENVIRONMENT_HELP
+)]
 struct Cli {
     /// TOML configuration file (default: $NUCACHE_CONFIG, else built-in defaults).
     #[arg(long, short, global = true, value_name = "PATH")]
@@ -22,7 +35,9 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Serve,
-    /// Validate the configuration, print it (without secrets) and exit.
+    /// Validate the configuration, check that the cache directory is usable
+    /// and the listen address free, print the configuration (TOML, without
+    /// secrets) on stdout and exit.
     CheckConfig,
     /// Re-hash every cached object and drop those that no longer match
     /// (they are fetched again when next asked for). nucache must be stopped.
@@ -30,6 +45,10 @@ enum Command {
     /// Read a key (or password) on stdin and print its SHA-256, as
     /// publish.client_keys, auth.read_keys and auth.users expect.
     HashKey,
+    /// Print the nuget.config that points NuGet at nucache, alone on stdout
+    /// (`nucache nuget-config > nuget.config`).
+    #[command(visible_alias = "print-config-snippet")]
+    NugetConfig,
 }
 
 fn main() -> ExitCode {
@@ -51,13 +70,38 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => {
-            println!("{}", config.effective());
-            ExitCode::SUCCESS
-        }
+        Command::CheckConfig => check_config(&config),
         Command::Serve => serve(config),
         Command::Verify => verify(&config),
         Command::HashKey => hash_key(),
+        Command::NugetConfig => {
+            print!("{}", config.nuget_config_snippet(config.listen));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The checks go to stderr, the configuration alone to stdout.
+fn check_config(config: &Config) -> ExitCode {
+    let checks = [
+        nucache::preflight::check_cache_dir(&config.cache.dir),
+        nucache::preflight::check_listen(config.listen),
+    ];
+    let mut failed = false;
+    for check in checks {
+        match check {
+            Ok(fine) => eprintln!("ok: {fine}"),
+            Err(problem) => {
+                eprintln!("error: {problem}");
+                failed = true;
+            }
+        }
+    }
+    print!("{}", config.effective_toml());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -107,8 +151,7 @@ fn serve(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         tracing::info!(config = %config.effective(), "effective configuration");
-        warn_about_publishing(&config);
-        let snippet = config.nuget_config_snippet();
+        let shown = config.clone();
         let server = match Server::bind(config).await {
             Ok(server) => server,
             Err(error) => {
@@ -125,35 +168,42 @@ fn serve(config: Config) -> ExitCode {
             "cache checked"
         );
         match server.local_addr() {
-            Ok(addr) => tracing::info!(%addr, "listening"),
+            Ok(addr) => {
+                tracing::info!(%addr, "listening");
+                // The snippet alone on stdout, so that it can be redirected.
+                eprintln!("Point NuGet at nucache with this nuget.config:");
+                print!("{}", shown.nuget_config_snippet(addr));
+            }
             Err(error) => tracing::warn!(%error, "listening on an unknown address"),
         }
-        println!("Point NuGet at nucache with this nuget.config:\n{snippet}");
         server.run(nucache::shutdown::signal()).await;
         ExitCode::SUCCESS
     })
 }
 
-fn warn_about_publishing(config: &Config) {
-    let publish = &config.publish;
-    if !publish.enabled || publish.mode != nucache::config::PublishMode::Keys {
-        return;
-    }
-    if publish.client_keys.is_empty() {
-        tracing::warn!("publish.client_keys is empty: pushes through nucache are refused");
-    } else if publish.api_key.is_none() {
-        tracing::warn!("publish.api_key is not set: pushes reach the upstream without a key");
-    }
-}
-
 /// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`
-/// (default `info`), coloured only on a terminal.
+/// (default `info`), coloured only on a terminal. An invalid `RUST_LOG` is
+/// said, not silently replaced.
 fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, problem) = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Err(_) => (EnvFilter::new("info"), None),
+        Ok(value) => match EnvFilter::try_new(&value) {
+            Ok(filter) => (filter, None),
+            Err(error) => (
+                EnvFilter::new("info"),
+                Some(format!(
+                    "RUST_LOG={value:?} is not a valid filter ({error}); logging at info"
+                )),
+            ),
+        },
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
 }

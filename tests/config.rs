@@ -119,8 +119,9 @@ fn kubernetes_service_links_and_unknown_variables_do_not_stop_start_up() {
         }
         let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
         assert_eq!(loaded.config.upstream.read_timeout, Duration::from_secs(3));
-        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
-        let warning = &loaded.warnings[0];
+        let about_env: Vec<&String> = loaded.warnings.iter().filter(|w| w.contains("NUCACHE_")).collect();
+        assert_eq!(about_env.len(), 1, "{:?}", loaded.warnings);
+        let warning = about_env[0];
         assert!(
             warning.contains("NUCACHE_UPSTREAM__READTIMEOUT (did you mean NUCACHE_UPSTREAM__READ_TIMEOUT?)"),
             "{warning}"
@@ -139,6 +140,61 @@ fn unknown_keys_in_the_file_stay_errors() {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(error.contains("read_timout"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_variable_the_value_and_the_accepted_forms() {
+    let error = |jail_setup: &dyn Fn(&mut Jail) -> figment::error::Result<()>| {
+        let mut message = String::new();
+        Jail::expect_with(|jail| {
+            jail_setup(jail)?;
+            message = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+            Ok(())
+        });
+        message
+    };
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_UPSTREAM__READ_TIMEOUT", "soon");
+        Ok(())
+    });
+    assert_eq!(
+        message,
+        "upstream.read_timeout (from NUCACHE_UPSTREAM__READ_TIMEOUT): \"soon\" is not a duration: \
+         write a number and a unit, e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1h 30m\""
+    );
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_LISTEN", "not-an-address");
+        Ok(())
+    });
+    assert!(
+        message.starts_with("listen (from NUCACHE_LISTEN): \"not-an-address\""),
+        "{message}"
+    );
+    assert!(message.contains("\"0.0.0.0:5000\""), "{message}");
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_PUBLISH__API_KEY_FILE", "/nonexistent/key");
+        Ok(())
+    });
+    assert!(
+        message.starts_with("publish.api_key_file: cannot read /nonexistent/key"),
+        "{message}"
+    );
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_CONFIG", jail.directory().display().to_string());
+        Ok(())
+    });
+    assert!(message.ends_with("is a directory, not a TOML file"), "{message}");
+}
+
+#[test]
+fn listen_accepts_a_host_name() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_LISTEN", "localhost:5055");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.listen.port(), 5055);
+        assert!(config.listen.ip().is_loopback(), "{}", config.listen);
         Ok(())
     });
 }

@@ -5,6 +5,7 @@
 
 mod bytesize;
 mod env;
+mod listen;
 mod secret;
 mod wording;
 
@@ -28,9 +29,11 @@ const ENV_PREFIX: &str = "NUCACHE_";
 pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("configuration file {0} is a directory, not a TOML file")]
+    NotAFile(PathBuf),
     #[error("{0}")]
     Parse(String),
-    #[error("invalid configuration: {key}: {reason}")]
+    #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
 
@@ -45,7 +48,8 @@ pub struct Loaded {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address nucache listens on.
+    /// Address nucache listens on (`HOST:PORT` is resolved at load).
+    #[serde(deserialize_with = "listen::deserialize")]
     pub listen: SocketAddr,
     /// Base URL clients use to reach nucache; derived from `Host` when unset.
     pub public_url: Option<String>,
@@ -298,7 +302,8 @@ impl Config {
         let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
         let file = path.map(Path::to_path_buf).or(from_env);
         let config = Self::from_figment(Self::figment(file.as_deref())?)?;
-        let warnings = env::unknown_variables_warning().into_iter().collect();
+        let mut warnings: Vec<String> = env::unknown_variables_warning().into_iter().collect();
+        warnings.extend(config.warnings());
         Ok(Loaded { config, warnings })
     }
 
@@ -306,6 +311,9 @@ impl Config {
     pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut figment = Figment::new();
         if let Some(file) = file {
+            if file.is_dir() {
+                return Err(ConfigError::NotAFile(file.to_path_buf()));
+            }
             if !file.is_file() {
                 return Err(ConfigError::MissingFile(file.to_path_buf()));
             }
@@ -315,10 +323,9 @@ impl Config {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| {
-            let all: Vec<String> = e.into_iter().map(|one| one.to_string()).collect();
-            ConfigError::Parse(all.join("; "))
-        })?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(wording::describe(e)))?;
         let config = config.with_secret_files()?;
         config.validate()?;
         Ok(config.normalized())
@@ -328,17 +335,17 @@ impl Config {
     /// and may not be combined with the value itself).
     fn with_secret_files(mut self) -> Result<Config, ConfigError> {
         self.publish.api_key = read_secret(
-            "publish.api_key",
+            ("publish.api_key", "publish.api_key_file"),
             self.publish.api_key.take(),
             self.publish.api_key_file.as_deref(),
         )?;
         self.upstream.password = read_secret(
-            "upstream.password",
+            ("upstream.password", "upstream.password_file"),
             self.upstream.password.take(),
             self.upstream.password_file.as_deref(),
         )?;
         self.upstream.token = read_secret(
-            "upstream.token",
+            ("upstream.token", "upstream.token_file"),
             self.upstream.token.take(),
             self.upstream.token_file.as_deref(),
         )?;
@@ -426,25 +433,45 @@ impl Config {
         self
     }
 
-    /// The configuration as one line of JSON, secrets left out.
+    /// The configuration as one line of JSON, secrets left out (for the log).
     pub fn effective(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The base URL to print for users: `public_url`, or the listen address.
-    pub fn advertised_base(&self) -> String {
+    /// The configuration as a TOML file, secrets left out (`check-config`).
+    pub fn effective_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+
+    /// What is legal but probably not meant; logged at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let publish = &self.publish;
+        if publish.enabled && publish.mode == PublishMode::Keys {
+            if publish.client_keys.is_empty() {
+                warnings.push("publish.client_keys is empty: pushes through nucache are refused".to_string());
+            } else if publish.api_key.is_none() {
+                warnings.push("publish.api_key is not set: pushes reach the upstream without a key".to_string());
+            }
+        }
+        warnings
+    }
+
+    /// The base URL to print for users: `public_url`, or the address
+    /// nucache listens on (`listening`: the bound one, when the port was 0).
+    pub fn advertised_base(&self, listening: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
-            None if self.listen.ip().is_unspecified() => {
-                format!("http://{}:{}", hostname(), self.listen.port())
+            None if listening.ip().is_unspecified() => {
+                format!("http://{}:{}", hostname(), listening.port())
             }
-            None => format!("http://{}", self.listen),
+            None => format!("http://{listening}"),
         }
     }
 
     /// The `nuget.config` a user pastes to restore through nucache.
-    pub fn nuget_config_snippet(&self) -> String {
-        let base = self.advertised_base();
+    pub fn nuget_config_snippet(&self, listening: SocketAddr) -> String {
+        let base = self.advertised_base(listening);
         let insecure = if base.starts_with("http://") {
             " allowInsecureConnections=\"true\""
         } else {
@@ -476,16 +503,21 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn read_secret(key: &'static str, value: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
+/// `keys`: the value's key and its `_file` key.
+fn read_secret(
+    (key, file_key): (&'static str, &'static str),
+    value: Option<Secret>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, ConfigError> {
     match (value, file) {
         (Some(_), Some(_)) => Err(ConfigError::Invalid {
             key,
-            reason: format!("set either {key} or {key}_file, not both"),
+            reason: format!("set either {key} or {file_key}, not both"),
         }),
         (value, None) => Ok(value.filter(|v| !v.is_empty())),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                key,
+                key: file_key,
                 reason: format!("cannot read {}: {e}", path.display()),
             })?;
             let trimmed = text.trim_end_matches(['\r', '\n']);
@@ -585,7 +617,7 @@ mod tests {
     fn snippet_points_at_the_service_index() {
         let c = Config::default();
         assert!(c
-            .nuget_config_snippet()
+            .nuget_config_snippet(c.listen)
             .contains("value=\"http://127.0.0.1:5000/v3/index.json\""));
     }
 }
