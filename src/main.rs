@@ -84,7 +84,7 @@ fn main() -> ExitCode {
 /// The checks go to stderr, the configuration alone to stdout.
 fn check_config(config: &Config) -> ExitCode {
     let checks = [
-        nucache::preflight::check_cache_dir(&config.cache.dir),
+        nucache::preflight::check_cache_dir(&config.cache),
         nucache::preflight::check_listen(config.listen),
     ];
     let mut failed = false;
@@ -120,7 +120,7 @@ fn verify(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("nucache verify: {error}");
+            eprintln!("nucache verify: {}: {error}", config.cache.describe_dir());
             ExitCode::FAILURE
         }
     }

@@ -3,18 +3,20 @@
 //! Nothing is created or kept: a check leaves the machine as it was.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 
-/// Whether nucache could create and write its cache under `dir`: the
+use crate::config::CacheConfig;
+
+/// Whether nucache could create and write its cache under `cache.dir`: the
 /// directory itself when it exists, else its nearest existing parent.
-pub fn check_cache_dir(dir: &Path) -> Result<String, String> {
-    let fail = |reason: String| Err(format!("cache.dir {}: {reason}", dir.display()));
+pub fn check_cache_dir(cache: &CacheConfig) -> Result<String, String> {
+    let dir = cache.dir.as_path();
+    let fail = |reason: String| Err(format!("{}: {reason}", cache.describe_dir()));
     if dir.exists() {
         if !dir.is_dir() {
             return fail("exists but is not a directory".to_string());
         }
         return match tempfile::tempfile_in(dir) {
-            Ok(_) => Ok(format!("cache.dir {} is writable", dir.display())),
+            Ok(_) => Ok(format!("{} is writable", cache.describe_dir())),
             Err(error) => fail(format!("not writable: {error}")),
         };
     }
@@ -23,8 +25,8 @@ pub fn check_cache_dir(dir: &Path) -> Result<String, String> {
     };
     match tempfile::tempfile_in(parent) {
         Ok(_) => Ok(format!(
-            "cache.dir {} does not exist yet; nucache can create it in {}",
-            dir.display(),
+            "{} does not exist yet; nucache can create it in {}",
+            cache.describe_dir(),
             parent.display()
         )),
         Err(error) => fail(format!(
@@ -51,21 +53,33 @@ pub fn check_listen(addr: SocketAddr) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn check(dir: &Path) -> Result<String, String> {
+        check_cache_dir(&CacheConfig {
+            dir: dir.to_path_buf(),
+            ..CacheConfig::default()
+        })
+    }
 
     #[test]
     fn a_usable_and_an_unusable_cache_directory() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert!(check_cache_dir(dir.path()).is_ok());
-        assert!(check_cache_dir(&dir.path().join("new/deeper")).is_ok());
+        assert!(check(dir.path()).is_ok());
+        assert!(check(&dir.path().join("new/deeper")).is_ok());
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").expect("write");
-        let error = check_cache_dir(&file).err().unwrap_or_default();
+        let error = check(&file).err().unwrap_or_default();
         assert!(
             error.contains("cache.dir") && error.contains("not a directory"),
             "{error}"
         );
-        let error = check_cache_dir(&file.join("below")).err().unwrap_or_default();
-        assert!(error.starts_with("cache.dir"), "{error}");
+        let below = file.join("below");
+        let error = check(&below).err().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("cache.dir {}: ", below.display())),
+            "{error}"
+        );
     }
 
     #[test]

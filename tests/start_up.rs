@@ -50,19 +50,39 @@ async fn kubernetes_service_link_variables_do_not_stop_start_up() {
     );
 }
 
-/// Runs `nucache ARGS` to completion with a scratch cache directory.
-fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let dir = tempfile::tempdir().expect("temp dir");
+/// `nucache ARGS` with `env`, nothing inherited that configures it.
+fn nucache(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .env("NUCACHE_CACHE__DIR", dir.path().join("cache"))
-        .env_remove("RUST_LOG")
-        .env_remove("NUCACHE_CONFIG");
+    command.args(args).env_remove("RUST_LOG").env_remove("NUCACHE_CONFIG");
     for (name, value) in env {
         command.env(name, value);
     }
-    command.output().expect("nucache runs")
+    command
+}
+
+/// Runs `nucache ARGS` to completion with a scratch cache directory.
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = nucache(args, env);
+    if !env.iter().any(|(name, _)| *name == "NUCACHE_CACHE__DIR") {
+        command.env("NUCACHE_CACHE__DIR", dir.path().join("cache"));
+    }
+    finish(command)
+}
+
+/// The output of a command expected to exit by itself (killed after 20 s).
+fn finish(mut command: Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nucache runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    child.wait_with_output().expect("output")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -164,4 +184,77 @@ fn serve_prints_the_snippet_with_the_bound_port() {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default();
     assert!(value.parse::<u16>().is_ok_and(|port| port != 0), "{snippet}");
+}
+
+/// A cache directory that cannot be created: the message names `cache.dir`
+/// and the path, and nucache exits 1.
+#[test]
+fn a_cache_directory_that_cannot_be_created_is_named_with_its_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("write");
+    let cache = file.join("cache");
+    let cache = cache.to_string_lossy();
+    let out = run(
+        &["serve"],
+        &[("NUCACHE_CACHE__DIR", &cache), ("NUCACHE_LISTEN", "127.0.0.1:0")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cache.dir {cache}: cannot open the cache")),
+        "{stderr}"
+    );
+}
+
+/// The default directory is someone's home: the message says so.
+#[test]
+fn the_default_cache_directory_says_where_it_came_from() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home-is-a-file");
+    std::fs::write(&home, b"x").expect("write");
+    let mut command = nucache(&["serve"], &[("NUCACHE_LISTEN", "127.0.0.1:0")]);
+    command
+        .env_remove("NUCACHE_CACHE__DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("CACHE_DIRECTORY")
+        .env("HOME", &home);
+    let out = finish(command);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = format!(
+        "cache.dir {}/.cache/nucache (the default, ~/.cache/nucache of the user running nucache",
+        home.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+/// A second nucache, and `nucache verify`, on a cache in use: both refuse,
+/// naming the directory.
+#[tokio::test]
+async fn a_cache_in_use_is_named_by_serve_and_verify() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut first = Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: Vec::new(),
+        tmpfs_kib: None,
+    }
+    .spawn();
+    first.ready().await;
+    let cache_text = cache.to_string_lossy();
+    let env = [("NUCACHE_CACHE__DIR", &*cache_text), ("NUCACHE_LISTEN", "127.0.0.1:0")];
+    for args in [&["serve"][..], &["verify"][..]] {
+        let out = run(args, &env);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cache.dir {cache_text}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("in use by another process"), "{args:?}: {stderr}");
+    }
 }

@@ -254,7 +254,7 @@ impl Default for AuthConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            dir: default_cache_dir(),
+            dir: default_cache_dir().0,
             memory: ByteSize::mib(256),
             storage_retry: Duration::from_secs(15),
         }
@@ -285,9 +285,31 @@ impl Default for ServerConfig {
     }
 }
 
-/// The per-user cache directory (`$XDG_CACHE_HOME/nucache`, `~/.cache/nucache`).
-fn default_cache_dir() -> PathBuf {
-    dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".")).join("nucache")
+/// The per-user cache directory (`$XDG_CACHE_HOME/nucache`,
+/// `~/.cache/nucache`), and how it was found (for error messages).
+fn default_cache_dir() -> (PathBuf, &'static str) {
+    let xdg = std::env::var_os("XDG_CACHE_HOME").is_some_and(|d| Path::new(&d).is_absolute());
+    match dirs::cache_dir() {
+        Some(dir) if xdg => (dir.join("nucache"), "$XDG_CACHE_HOME/nucache"),
+        Some(dir) => (dir.join("nucache"), "~/.cache/nucache of the user running nucache"),
+        None => (PathBuf::from("nucache"), "./nucache: no home directory was found"),
+    }
+}
+
+impl CacheConfig {
+    /// `cache.dir PATH`, saying where the path came from when it is the
+    /// default (an operator may not know which user's home it is).
+    pub fn describe_dir(&self) -> String {
+        let (default, origin) = default_cache_dir();
+        if self.dir == default {
+            format!(
+                "cache.dir {} (the default, {origin}; set cache.dir or NUCACHE_CACHE__DIR)",
+                self.dir.display()
+            )
+        } else {
+            format!("cache.dir {}", self.dir.display())
+        }
+    }
 }
 
 impl Config {

@@ -30,8 +30,13 @@ const FLUSH_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the cache: {0}")]
-    Cache(#[from] StorageError),
+    /// `dir` says which directory, and where a default one came from.
+    #[error("{dir}: cannot open the cache: {source}")]
+    Cache {
+        dir: String,
+        #[source]
+        source: StorageError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -57,7 +62,11 @@ impl Server {
         let cache_config = config.cache.clone();
         let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config))
             .await
-            .map_err(|e| StartError::Task(e.to_string()))??;
+            .map_err(|e| StartError::Task(e.to_string()))?
+            .map_err(|source| StartError::Cache {
+                dir: config.cache.describe_dir(),
+                source,
+            })?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
