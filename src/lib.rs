@@ -36,6 +36,6 @@ mod server;
 mod stash;
 mod upstream;
 
-pub use cache::{verify_cache, CacheStatus, Repair, Verification};
+pub use cache::{is_cache_dir, verify_cache, CacheStatus, Repair, Verification};
 pub use config::Config;
 pub use server::{Server, StartError};

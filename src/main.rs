@@ -40,7 +40,8 @@ enum Command {
     /// secrets) on stdout and exit.
     CheckConfig,
     /// Re-hash every cached object and drop those that no longer match
-    /// (they are fetched again when next asked for). nucache must be stopped.
+    /// (they are fetched again when next asked for). nucache must be
+    /// stopped. Exit 0: all intact; 1: something dropped; 2: cannot verify.
     Verify,
     /// Read a key (or password) on stdin and print its SHA-256, as
     /// publish.client_keys, auth.read_keys and auth.users expect.
@@ -105,24 +106,40 @@ fn check_config(config: &Config) -> ExitCode {
     }
 }
 
+/// Exit 0: every object intact; 1: something was dropped (it is fetched
+/// again when next asked for); 2: nothing could be verified.
 fn verify(config: &Config) -> ExitCode {
-    match nucache::verify_cache(&config.cache) {
-        Ok(report) => {
-            for key in &report.dropped {
-                println!("dropped (bytes do not match their record): {key}");
-            }
-            println!(
-                "verified {} objects, {} bytes intact, {} dropped",
-                report.checked,
-                report.bytes,
-                report.dropped.len()
-            );
-            ExitCode::SUCCESS
-        }
+    let dir = config.cache.describe_dir();
+    if !nucache::is_cache_dir(&config.cache.dir) {
+        eprintln!(
+            "nucache verify: {dir}: no cache here (no index directory); \
+             give the cache.dir nucache serves from (--config, NUCACHE_CACHE__DIR)"
+        );
+        return ExitCode::from(2);
+    }
+    let report = match nucache::verify_cache(&config.cache) {
+        Ok(report) => report,
         Err(error) => {
-            eprintln!("nucache verify: {}: {error}", config.cache.describe_dir());
-            ExitCode::FAILURE
+            eprintln!("nucache verify: {dir}: {error}");
+            return ExitCode::from(2);
         }
+    };
+    for key in &report.dropped {
+        println!(
+            "dropped {}: its bytes no longer match their record",
+            nucache::route::describe_key(key)
+        );
+    }
+    println!(
+        "{dir}: verified {} objects, {} bytes intact, {} dropped",
+        report.checked,
+        report.bytes,
+        report.dropped.len()
+    );
+    if report.dropped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
