@@ -198,3 +198,56 @@ fn listen_accepts_a_host_name() {
         Ok(())
     });
 }
+
+/// Under systemd, `LoadCredential=nuget-org-api-key:/etc/nucache/...` puts
+/// the key in `$CREDENTIALS_DIRECTORY`; a relative `*_file` names it there.
+#[test]
+fn relative_key_files_are_read_from_the_credentials_directory() {
+    Jail::expect_with(|jail| {
+        let credentials = jail.directory().join("credentials");
+        std::fs::create_dir(&credentials).map_err(|e| e.to_string())?;
+        std::fs::write(credentials.join("nuget-org-api-key"), "from-systemd\n").map_err(|e| e.to_string())?;
+        std::fs::write(credentials.join("upstream-token"), "token-from-systemd").map_err(|e| e.to_string())?;
+        jail.create_file(
+            "nucache.toml",
+            "[publish]\napi_key_file = \"nuget-org-api-key\"\n[upstream]\ntoken_file = \"upstream-token\"",
+        )?;
+        jail.set_env("CREDENTIALS_DIRECTORY", credentials.display().to_string());
+        let config = Config::load(Some(std::path::Path::new("nucache.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.publish.api_key.as_ref().map(|k| k.expose()),
+            Some("from-systemd")
+        );
+        assert_eq!(
+            config.upstream.token.as_ref().map(|k| k.expose()),
+            Some("token-from-systemd")
+        );
+        jail.set_env("NUCACHE_PUBLISH__API_KEY_FILE", "missing-credential");
+        let error = Config::load(Some(std::path::Path::new("nucache.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("publish.api_key_file: cannot read ")
+                && error.contains("credentials/missing-credential (in $CREDENTIALS_DIRECTORY)"),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+/// `CacheDirectory=nucache` sets `$CACHE_DIRECTORY`: the default follows it,
+/// and a `cache.dir` in the file still wins over the default.
+#[test]
+fn the_default_cache_directory_follows_systemds_cache_directory() {
+    Jail::expect_with(|jail| {
+        jail.set_env("CACHE_DIRECTORY", "/var/cache/nucache");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.cache.dir, std::path::Path::new("/var/cache/nucache"));
+        assert!(config.cache.describe_dir().contains("$CACHE_DIRECTORY"));
+        jail.create_file("nucache.toml", "[cache]\ndir = \"/srv/nucache\"")?;
+        let config = Config::load(Some(std::path::Path::new("nucache.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(config.cache.dir, std::path::Path::new("/srv/nucache"));
+        Ok(())
+    });
+}

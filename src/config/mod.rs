@@ -18,6 +18,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::ByteSize;
+use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
 use wording::suggest;
 
@@ -285,9 +286,17 @@ impl Default for ServerConfig {
     }
 }
 
-/// The per-user cache directory (`$XDG_CACHE_HOME/nucache`,
-/// `~/.cache/nucache`), and how it was found (for error messages).
+/// `$CACHE_DIRECTORY` when systemd set it (`CacheDirectory=`; the first
+/// of a `:`-separated list), else the per-user cache directory
+/// (`$XDG_CACHE_HOME/nucache`, `~/.cache/nucache`); and how it was found
+/// (for error messages).
 fn default_cache_dir() -> (PathBuf, &'static str) {
+    if let Some(first) = std::env::var_os("CACHE_DIRECTORY")
+        .and_then(|dirs| dirs.to_str().and_then(|d| d.split(':').next()).map(PathBuf::from))
+        .filter(|dir| dir.is_absolute())
+    {
+        return (first, "$CACHE_DIRECTORY, set by systemd's CacheDirectory=");
+    }
     let xdg = std::env::var_os("XDG_CACHE_HOME").is_some_and(|d| Path::new(&d).is_absolute());
     match dirs::cache_dir() {
         Some(dir) if xdg => (dir.join("nucache"), "$XDG_CACHE_HOME/nucache"),
@@ -522,29 +531,6 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     match (parsed.scheme_str(), parsed.authority()) {
         (Some("http" | "https"), Some(_)) => Ok(()),
         _ => invalid(key, &format!("{url:?} must be an absolute http:// or https:// URL")),
-    }
-}
-
-/// `keys`: the value's key and its `_file` key.
-fn read_secret(
-    (key, file_key): (&'static str, &'static str),
-    value: Option<Secret>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, ConfigError> {
-    match (value, file) {
-        (Some(_), Some(_)) => Err(ConfigError::Invalid {
-            key,
-            reason: format!("set either {key} or {file_key}, not both"),
-        }),
-        (value, None) => Ok(value.filter(|v| !v.is_empty())),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                key: file_key,
-                reason: format!("cannot read {}: {e}", path.display()),
-            })?;
-            let trimmed = text.trim_end_matches(['\r', '\n']);
-            Ok((!trimmed.is_empty()).then(|| Secret::new(trimmed)))
-        }
     }
 }
 
