@@ -17,16 +17,19 @@
 //!
 //! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
-//! upstream or nucache), `shutdown` (signals), `preflight` (what
-//! `check-config` checks on the machine).
+//! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
+//! changes), `logging` (the subscriber and its live filter), `preflight`
+//! (what `check-config` checks on the machine).
 
 pub(crate) mod auth;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod nuget;
 pub mod preflight;
 pub(crate) mod proxy;
 pub(crate) mod publish;
+pub mod reload;
 pub mod rewrite;
 pub mod route;
 pub mod shutdown;
@@ -38,4 +41,4 @@ mod upstream;
 
 pub use cache::{is_cache_dir, verify_cache, CacheStatus, Repair, Verification};
 pub use config::Config;
-pub use server::{Server, StartError};
+pub use server::{Reloader, Server, StartError};

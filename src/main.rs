@@ -1,12 +1,11 @@
 //! The `nucache` command: runs the proxy (default) or checks a configuration.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nucache::{Config, Server};
-use tracing_subscriber::EnvFilter;
 
 /// Shown under `--help`: where the configuration comes from.
 const ENVIRONMENT_HELP: &str = "\
@@ -57,7 +56,10 @@ fn main() -> ExitCode {
     if let Some(Command::HashKey) = cli.command {
         return hash_key();
     }
-    init_logging();
+    let (logging, log_problem) = nucache::logging::init();
+    if let Some(problem) = log_problem {
+        tracing::warn!("{problem}");
+    }
     let config = match Config::load_with_warnings(cli.config.as_deref()) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
@@ -70,9 +72,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = logging.apply(&config.log_filter) {
+        tracing::warn!(%error, "log filter unchanged");
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&config),
-        Command::Serve => serve(config),
+        Command::Serve => serve(config, cli.config, logging),
         Command::Verify => verify(&config),
         Command::HashKey => hash_key(),
         Command::NugetConfig => {
@@ -158,7 +163,8 @@ fn hash_key() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(config: Config) -> ExitCode {
+/// `file`: the `--config` given, for reloading on SIGHUP.
+fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Logging) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -168,6 +174,7 @@ fn serve(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         tracing::info!(config = %config.effective(), "effective configuration");
+        let hangups = nucache::shutdown::Hangups::listen();
         let shown = config.clone();
         let server = match Server::bind(config).await {
             Ok(server) => server,
@@ -193,34 +200,15 @@ fn serve(config: Config) -> ExitCode {
             }
             Err(error) => tracing::warn!(%error, "listening on an unknown address"),
         }
+        let reload = nucache::reload::Reload {
+            file,
+            running: shown,
+            server: server.reloader(),
+            logging,
+        };
+        let reloading = tokio::spawn(reload.on_hangups(hangups));
         server.run(nucache::shutdown::signal()).await;
+        reloading.abort();
         ExitCode::SUCCESS
     })
-}
-
-/// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`
-/// (default `info`), coloured only on a terminal. An invalid `RUST_LOG` is
-/// said, not silently replaced.
-fn init_logging() {
-    let (filter, problem) = match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Err(_) => (EnvFilter::new("info"), None),
-        Ok(value) => match EnvFilter::try_new(&value) {
-            Ok(filter) => (filter, None),
-            Err(error) => (
-                EnvFilter::new("info"),
-                Some(format!(
-                    "RUST_LOG={value:?} is not a valid filter ({error}); logging at info"
-                )),
-            ),
-        },
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    if let Some(problem) = problem {
-        tracing::warn!("{problem}");
-    }
 }

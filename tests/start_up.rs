@@ -7,8 +7,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use bytes::Bytes;
+use common::nucache::send;
 use common::process::{Launch, BINARY};
 use common::upstream::FakeUpstream;
+use http::Method;
 
 /// Kubernetes injects `NUCACHE_PORT`, `NUCACHE_SERVICE_HOST`... into every
 /// pod of a namespace with a Service named `nucache`: they must not stop
@@ -257,4 +260,74 @@ async fn a_cache_in_use_is_named_by_serve_and_verify() {
         );
         assert!(stderr.contains("in use by another process"), "{args:?}: {stderr}");
     }
+}
+
+/// SIGHUP never stops nucache: it re-reads the key file (the next publish
+/// call carries the new key upstream) and the log filter, says so, and
+/// keeps serving.
+#[tokio::test]
+async fn sighup_reloads_the_key_file_and_the_log_filter_and_keeps_serving() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let key_file = dir.path().join("upstream-key");
+    let config_file = dir.path().join("nucache.toml");
+    std::fs::write(&key_file, "first-key\n").expect("key file");
+    std::fs::write(&config_file, "log_filter = \"info\"\n").expect("config");
+    let index = upstream.index_url();
+    let client_digests = format!("[\"{}\"]", nucache::config::digest_hex("client-key"));
+    let mut process = Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: vec![
+            ("NUCACHE_CONFIG", config_file.display().to_string()),
+            ("NUCACHE_PUBLISH__API_KEY_FILE", key_file.display().to_string()),
+            ("NUCACHE_PUBLISH__CLIENT_KEYS", client_digests),
+            ("RUST_LOG", String::new()),
+        ],
+        tmpfs_kib: None,
+    }
+    .spawn();
+    process.ready().await;
+    let unlist = |process: &common::process::Process| {
+        let url = process.url("/v3/package/fake.core/1.1.0");
+        async move { send(Method::DELETE, &url, &[("x-nuget-apikey", "client-key")], Bytes::new()).await }
+    };
+    unlist(&process).await;
+    assert_eq!(upstream_keys(&upstream), ["first-key"]);
+
+    std::fs::write(&key_file, "second-key\n").expect("key file");
+    std::fs::write(&config_file, "log_filter = \"warn\"\n").expect("config");
+    process.hangup();
+    let log = process.wait_for_log("SIGHUP: configuration reloaded", 1).await;
+    assert!(process.exited().is_none(), "SIGHUP stopped nucache: {log}");
+    assert!(
+        log.contains("publish.api_key") && log.contains("log_filter \"warn\""),
+        "{log}"
+    );
+    assert!(!log.contains("second-key"), "a key was logged: {log}");
+    unlist(&process).await;
+    assert_eq!(upstream_keys(&upstream), ["first-key", "second-key"]);
+
+    // At "warn", a request leaves no access line at info.
+    let marker = "/health?after-the-reload";
+    assert!(process.get(marker).await.status.is_success());
+    process.hangup();
+    process.wait_for_log("SIGHUP: configuration reloaded", 2).await;
+    assert!(
+        !process.log_text().contains("after-the-reload"),
+        "{}",
+        process.log_text()
+    );
+    assert!(process.exited().is_none());
+}
+
+/// The keys the upstream received on publish calls, in order.
+fn upstream_keys(upstream: &FakeUpstream) -> Vec<String> {
+    upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/v2/"))
+        .filter_map(|r| r.headers.get("x-nuget-apikey")?.to_str().ok().map(str::to_string))
+        .collect()
 }

@@ -56,6 +56,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Honour `X-Forwarded-Host` / `X-Forwarded-Proto` (behind a reverse proxy only).
     pub trust_forwarded_headers: bool,
+    /// What is logged (`RUST_LOG` syntax); `RUST_LOG`, when set, wins.
+    /// Re-read on SIGHUP.
+    pub log_filter: String,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub ttl: TtlConfig,
@@ -197,6 +200,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             public_url: None,
             trust_forwarded_headers: false,
+            log_filter: "info".to_string(),
             upstream: UpstreamConfig::default(),
             cache: CacheConfig::default(),
             ttl: TtlConfig::default(),
@@ -411,6 +415,13 @@ impl Config {
         }
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            let reason = format!(
+                "{:?} is not a filter ({error}); e.g. \"info\", \"warn,nucache=debug\"",
+                self.log_filter
+            );
+            return invalid("log_filter", &reason);
         }
         self.validate_credentials()
     }

@@ -13,6 +13,7 @@ mod base;
 mod metadata;
 mod packages;
 mod publishing;
+mod reload;
 mod respond;
 mod service;
 
@@ -54,6 +55,8 @@ pub(crate) struct Proxy {
     service: ServiceState,
     request_ids: AtomicU64,
     started: Instant,
+    /// `publish.api_key` as last read (SIGHUP re-reads its file).
+    publish_key: std::sync::RwLock<Option<crate::config::Secret>>,
 }
 
 impl Proxy {
@@ -69,7 +72,7 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         Proxy {
-            config,
+            config: config.clone(),
             stash,
             documents: Flights::default(),
             blobs: Flights::default(),
@@ -77,6 +80,7 @@ impl Proxy {
             service: ServiceState::default(),
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
+            publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
         }
     }
 

@@ -26,6 +26,7 @@ impl Proxy {
             config: &self.config,
             upstream: &self.stash.upstream,
             temp_dir: self.config.cache.dir.join("tmp"),
+            server_key: self.publish_key.read().ok().and_then(|k| k.clone()),
         };
         let forwarded = publisher.forward(call, url, parts, body).await?;
         if let Some(id) = &forwarded.changed {

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::auth::{self, UpstreamKey, API_KEY_HEADER};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::nuget::lower_invariant;
 use crate::rewrite::MountKind;
@@ -67,6 +67,8 @@ pub(crate) struct Publisher<'a> {
     pub upstream: &'a Upstream,
     /// Where pushes are kept while they stream (the cache's `tmp`).
     pub temp_dir: PathBuf,
+    /// The key sent upstream in mode `keys` (`publish.api_key`, as last read).
+    pub server_key: Option<Secret>,
 }
 
 /// Classifies a publish request by mount kind, path rest and method.
@@ -103,6 +105,13 @@ impl Publisher<'_> {
         let (frames, upstream_body) = mpsc::channel(IN_FLIGHT_FRAMES);
         let idle = self.config.upstream.read_timeout;
         let feeder = tokio::spawn(feed(body, frames, max, tee, idle));
+        let key = match key {
+            UpstreamKey::Server => self
+                .server_key
+                .as_ref()
+                .and_then(|s| HeaderValue::from_str(s.expose()).ok()),
+            UpstreamKey::Client(value) => value,
+        };
         let request = upstream_request(&parts, url, key, upstream_body)?;
         let answer = self.upstream.publish(request, self.config.publish.timeout).await;
         let fed = tokio::time::timeout(self.config.publish.timeout, feeder).await;
@@ -143,7 +152,7 @@ impl Publisher<'_> {
 fn upstream_request(
     parts: &Parts,
     url: &str,
-    key: UpstreamKey,
+    key: Option<HeaderValue>,
     frames: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
 ) -> Result<Request<crate::upstream::RequestBody>, UpstreamError> {
     let stream = futures_util::stream::unfold(frames, |mut frames| async move {
@@ -160,10 +169,6 @@ fn upstream_request(
             headers.insert(HeaderName::from_static(name), value.clone());
         }
     }
-    let key = match key {
-        UpstreamKey::Server(secret) => secret.and_then(|s| HeaderValue::from_str(s.expose()).ok()),
-        UpstreamKey::Client(value) => value,
-    };
     if let Some(mut key) = key {
         key.set_sensitive(true);
         headers.insert(HeaderName::from_static(API_KEY_HEADER), key);

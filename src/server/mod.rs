@@ -47,6 +47,19 @@ pub enum StartError {
     Task(String),
 }
 
+/// Applies reloadable settings to a running server.
+#[derive(Clone)]
+pub struct Reloader {
+    proxy: Arc<Proxy>,
+}
+
+impl Reloader {
+    /// Takes the key-file secrets of `fresh`; what was reloaded, for the log.
+    pub fn reload_secrets(&self, fresh: &Config) -> Vec<&'static str> {
+        self.proxy.reload_secrets(fresh)
+    }
+}
+
 /// A bound, ready nucache.
 pub struct Server {
     listener: TcpListener,
@@ -80,6 +93,13 @@ impl Server {
             config,
             repair,
         })
+    }
+
+    /// What SIGHUP may change while this server runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            proxy: self.proxy.clone(),
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
