@@ -16,10 +16,12 @@ const NUPKG: &str = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
 const VERSIONS: &str = "/v3/flatcontainer/fake.core/index.json";
 
 /// nucache with a warm service index and a cached version list whose TTL
-/// has run out, so that every request for it goes to the upstream.
+/// has run out, so that every request for it goes to the upstream (no
+/// stale-while-revalidate: `max_stale` 0, the client waits for the answer).
 async fn warm(upstream: &FakeUpstream, tweak: impl FnOnce(&mut nucache::Config)) -> Nucache {
     let nucache = Nucache::start(&upstream.index_url(), |c| {
         c.ttl.versions = Duration::from_millis(1);
+        c.ttl.max_stale = Duration::ZERO;
         tweak(c);
     })
     .await;

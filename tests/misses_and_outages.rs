@@ -92,6 +92,8 @@ async fn the_upstream_down_serves_what_was_cached() {
     let nucache = Nucache::start(&upstream.index_url(), |c| {
         c.ttl.versions = Duration::from_millis(1);
         c.ttl.service_index = Duration::from_millis(1);
+        // Expired copies are refreshed while the client waits (no swr).
+        c.ttl.max_stale = Duration::ZERO;
     })
     .await;
     let versions = "/v3/flatcontainer/fake.core/index.json";
@@ -268,7 +270,11 @@ async fn a_redirect_loop_or_a_5xx_is_a_502_and_caches_nothing() {
 #[tokio::test]
 async fn invalid_json_from_the_upstream_is_a_502_and_keeps_the_cached_copy() {
     let upstream = FakeUpstream::start().await;
-    let nucache = Nucache::start(&upstream.index_url(), |c| c.ttl.versions = Duration::from_millis(1)).await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.ttl.versions = Duration::from_millis(1);
+        c.ttl.max_stale = Duration::ZERO;
+    })
+    .await;
     let path = "/v3/flatcontainer/fake.core/index.json";
     let good = nucache.get(path).await;
     upstream.set_fault(Fault::BadJson);

@@ -243,3 +243,54 @@ async fn a_read_only_cache_directory_passes_responses_through() {
         process.log_text()
     );
 }
+
+/// Temporary files left in the cache's `tmp` (as `process` sees it).
+fn temp_files(process: &Process, cache: &Path) -> usize {
+    std::fs::read_dir(process.inside(&cache.join("tmp")))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_mid_download_never_breaks_the_response() {
+    const SIZE: usize = 8 * 1024 * KIB;
+    let upstream = upstream_with_big_packages(1, SIZE).await;
+    // 3 MiB: the first MiBs of the package fit, the rest does not.
+    let (_dir, cache, process) = on_a_small_tmpfs(&upstream, 3 * 1024).await;
+    assert_eq!(process.get("/v3/index.json").await.status, StatusCode::OK);
+    let reply = process.get(&path_of(0)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body_error, None, "the response broke: {}", process.log_text());
+    assert_eq!(reply.body.len(), SIZE);
+    assert!(reply.body == bytes_of(0, SIZE), "wrong bytes");
+    assert_eq!(temp_files(&process, &cache), 0, "the temporary file is dropped");
+    assert!(process.log_text().contains("disk failed mid-download"));
+    // Nothing was committed: the next request is another (whole) miss.
+    let again = process.get(&path_of(0)).await;
+    assert_eq!((again.x_cache(), again.body_error.clone()), (Some("MISS"), None));
+    assert!(again.body == bytes_of(0, SIZE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_on_a_full_disk_share_one_upstream_download() {
+    const SIZE: usize = 1024 * KIB;
+    let upstream = upstream_with_big_packages(1, SIZE).await;
+    // A body that takes a while, so that all requests arrive during it.
+    upstream.set_body_chunking(64 * KIB, Duration::from_millis(20));
+    let (_dir, cache, process) = on_a_small_tmpfs(&upstream, 4096).await;
+    assert_eq!(process.get("/v3/index.json").await.status, StatusCode::OK);
+    fill(&process, &cache);
+    upstream.reset_log();
+    let path = path_of(0);
+    let replies = futures_util::future::join_all((0..8).map(|_| process.get(&path))).await;
+    for reply in &replies {
+        assert_eq!((reply.status, reply.body_error.clone()), (StatusCode::OK, None));
+        assert!(reply.body == bytes_of(0, SIZE), "wrong bytes");
+    }
+    assert_eq!(
+        upstream.count("big.0.1.0.0.nupkg"),
+        1,
+        "one upstream download for 8 clients"
+    );
+    assert_eq!(temp_files(&process, &cache), 0);
+}

@@ -12,16 +12,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256, Sha512};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::StorageError;
 
 const TEMP_SUFFIX: &str = ".part";
 
-/// Size and hash of a committed blob.
+/// Size and hashes of a committed blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
     pub size: u64,
     pub sha512: String,
+    /// XXH3-128 of the bytes: the fast at-rest checksum every read is
+    /// verified against (SHA-512 stays NuGet's hash). `None` for blobs
+    /// committed before nucache recorded it.
+    pub xxh3: Option<u128>,
 }
 
 /// Where blobs live. One backend today (files); every backend must pass
@@ -46,6 +51,7 @@ pub(crate) struct BlobWriter {
     file: Arc<File>,
     temp: PathBuf,
     hasher: Sha512,
+    fast: Xxh3,
     /// The SHA-512 (hex), once the writer is finished.
     digest: Option<String>,
     written: u64,
@@ -60,6 +66,7 @@ impl BlobWriter {
         }
         self.file.write_all_at(data, self.written)?;
         self.hasher.update(data);
+        self.fast.update(data);
         self.written += data.len() as u64;
         Ok(())
     }
@@ -74,6 +81,13 @@ impl BlobWriter {
         self.digest
             .get_or_insert_with(|| hex::encode(std::mem::take(hasher).finalize()))
             .clone()
+    }
+
+    /// Gives up on the blob (the disk failed): its temporary file is
+    /// deleted (open descriptors still read it) and the SHA-512 of what was
+    /// written goes on in the caller's hands.
+    pub fn abandon(mut self) -> Sha512 {
+        std::mem::take(&mut self.hasher)
     }
 
     /// The file being written, for concurrent positional reads.
@@ -141,6 +155,7 @@ impl BlobStore for FsBlobStore {
             file: Arc::new(file),
             temp,
             hasher: Sha512::new(),
+            fast: Xxh3::new(),
             digest: None,
             written: 0,
             committed: false,
@@ -162,6 +177,7 @@ impl BlobStore for FsBlobStore {
         Ok(BlobInfo {
             size: writer.written,
             sha512,
+            xxh3: Some(writer.fast.digest128()),
         })
     }
 

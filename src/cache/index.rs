@@ -3,6 +3,7 @@
 //! last-access times kept apart so that a hit never rewrites a record.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,10 @@ pub struct Entry {
     pub last_modified: Option<String>,
     /// When the upstream last confirmed it (ms since the epoch).
     pub fetched_at: u64,
+    /// XXH3-128 of the stored bytes, checked on every read (absent in
+    /// records written before it was kept: those are checked by SHA-512).
+    #[serde(default)]
+    pub xxh3: Option<u128>,
 }
 
 pub(crate) struct Index {
@@ -50,6 +55,9 @@ pub(crate) struct Index {
     access: sled::Tree,
     /// `{lower_id}/{lower_version}` -> SHA-512 hex stated by the metadata.
     hashes: sled::Tree,
+    /// Records in `entries`, kept as a running count: `sled::Tree::len`
+    /// walks the whole tree, and `/health` asks for it on every poll.
+    count: AtomicUsize,
 }
 
 impl Index {
@@ -64,8 +72,10 @@ impl Index {
                 sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => StorageError::Locked,
                 other => StorageError::Index(other),
             })?;
+        let entries = db.open_tree(ENTRIES)?;
         Ok(Index {
-            entries: db.open_tree(ENTRIES)?,
+            count: AtomicUsize::new(entries.len()),
+            entries,
             access: db.open_tree(ACCESS)?,
             hashes: db.open_tree(HASHES)?,
             db,
@@ -84,7 +94,9 @@ impl Index {
             key: key.to_string(),
             reason: e.to_string(),
         })?;
-        self.entries.insert(key.as_bytes(), raw)?;
+        if self.entries.insert(key.as_bytes(), raw)?.is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -92,7 +104,10 @@ impl Index {
         self.access.remove(key.as_bytes())?;
         match self.entries.remove(key.as_bytes())? {
             None => Ok(None),
-            Some(raw) => decode(key, &raw).map(Some),
+            Some(raw) => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+                decode(key, &raw).map(Some)
+            }
         }
     }
 
@@ -106,6 +121,28 @@ impl Index {
         })
     }
 
+    /// Up to `limit` records whose keys follow `after` (from the first
+    /// when `None`), in key order; unreadable records are skipped.
+    pub fn entries_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, Entry)>, StorageError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(key) => Bound::Excluded(key.as_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::with_capacity(limit);
+        for item in self.entries.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            let (key, raw) = item?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Ok(entry) = decode(&key, &raw) {
+                out.push((key, entry));
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     pub fn keys_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let mut keys = Vec::new();
         for item in self.entries.scan_prefix(prefix.as_bytes()) {
@@ -115,8 +152,9 @@ impl Index {
         Ok(keys)
     }
 
+    /// How many records there are (O(1)).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Stores a batch of last-access times in one go.
@@ -160,4 +198,39 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(size: u64) -> Entry {
+        Entry {
+            kind: EntryKind::Blob,
+            url: "http://up/x".into(),
+            size,
+            sha512: "00".repeat(64),
+            content_type: "application/octet-stream".into(),
+            etag: None,
+            last_modified: None,
+            fetched_at: 0,
+            xxh3: None,
+        }
+    }
+
+    #[test]
+    fn the_running_count_follows_puts_replacements_and_removals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Index::open(&dir.path().join("index")).expect("open");
+        index.put("a", &entry(1)).expect("put a");
+        index.put("b", &entry(2)).expect("put b");
+        index.put("a", &entry(3)).expect("replace a");
+        assert_eq!(index.len(), 2);
+        index.remove("a").expect("remove a");
+        index.remove("missing").expect("remove missing");
+        assert_eq!(index.len(), 1);
+        drop(index);
+        let reopened = Index::open(&dir.path().join("index")).expect("reopen");
+        assert_eq!(reopened.len(), 1, "the count starts from what is on disk");
+    }
 }

@@ -11,6 +11,8 @@ mod blobs;
 mod compliance;
 mod health;
 mod index;
+mod reader;
+pub(crate) mod scrub;
 mod status;
 
 use std::collections::HashMap;
@@ -31,6 +33,7 @@ pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 pub(crate) use health::StorageHealth;
 pub(crate) use index::Index;
 pub use index::{now_ms, Entry, EntryKind};
+pub(crate) use reader::{BlobReader, ReadError};
 pub use status::CacheStatus;
 
 /// Where an object came from upstream; completed into an [`Entry`] when stored.
@@ -111,6 +114,8 @@ pub(crate) struct Cache {
     accessed: Mutex<HashMap<String, u64>>,
     /// Whether the disk takes writes.
     pub health: StorageHealth,
+    /// Check every blob read against its checksum (`cache.verify_reads`).
+    verify_reads: bool,
 }
 
 impl Cache {
@@ -133,6 +138,7 @@ impl Cache {
             hot,
             accessed: Mutex::new(HashMap::new()),
             health: StorageHealth::new(config.storage_retry),
+            verify_reads: config.verify_reads,
         };
         let repair = cache.repair()?;
         Ok((cache, repair))
@@ -159,13 +165,11 @@ impl Cache {
         Ok(report)
     }
 
-    fn hashes_to(&self, key: &str, entry: &Entry) -> Result<bool, StorageError> {
-        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
+    pub(crate) fn hashes_to(&self, key: &str, entry: &Entry) -> Result<bool, StorageError> {
+        let Some(file) = self.blobs.open(key, &info(entry))? else {
             return Ok(false);
         };
-        let mut hasher = Sha512::new();
-        std::io::copy(&mut file, &mut hasher).map_err(StorageError::io("re-hashing a blob"))?;
-        Ok(hex::encode(hasher.finalize()) == entry.sha512)
+        reader::intact(file, entry.size, (entry.xxh3, &entry.sha512)).map_err(StorageError::io("re-hashing a blob"))
     }
 
     fn repair(&self) -> Result<Repair, StorageError> {
@@ -241,23 +245,28 @@ impl Cache {
         body: Bytes,
         persist: bool,
     ) -> Result<Arc<HotDoc>, StorageError> {
-        let sha512 = hex::encode(Sha512::digest(&body));
-        let entry = entry_of(kind, origin, body.len() as u64, sha512);
+        let in_memory = BlobInfo {
+            size: body.len() as u64,
+            sha512: hex::encode(Sha512::digest(&body)),
+            xxh3: None,
+        };
+        let mut entry = entry_of(kind, origin.clone(), in_memory);
         if persist && !self.health.bypass() {
             let previous = self.index.get(key).ok().flatten();
-            let stored = self.watch(self.write_document(key, &entry, &body));
-            if stored.is_ok() {
-                self.discard_replaced(key, previous, &entry);
+            if let Ok(stored) = self.watch(self.write_document(key, kind, origin, &body)) {
+                self.discard_replaced(key, previous, &stored);
+                entry = stored;
             }
         }
         Ok(self.remember(key, entry, body))
     }
 
-    fn write_document(&self, key: &str, entry: &Entry, body: &[u8]) -> Result<(), StorageError> {
+    fn write_document(&self, key: &str, kind: EntryKind, origin: Origin, body: &[u8]) -> Result<Entry, StorageError> {
         let mut writer = self.blobs.create()?;
         writer.write(body).map_err(StorageError::io("writing a document"))?;
-        self.blobs.commit(writer, key)?;
-        self.index.put(key, entry)
+        let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
+        self.index.put(key, &entry)?;
+        Ok(entry)
     }
 
     /// Tells the storage health what a write came to.
@@ -295,6 +304,27 @@ impl Cache {
         }
     }
 
+    /// A reader of a committed blob that checks it against its record
+    /// (unless `cache.verify_reads` is off).
+    pub fn reader(&self, entry: &Entry, file: File, chunk: u64) -> BlobReader {
+        let hashes = (entry.xxh3, entry.sha512.as_str());
+        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads, chunk)
+    }
+
+    /// A read found `key`'s bytes corrupt: drops it (unless it has been
+    /// replaced meanwhile), so the next request fetches good bytes.
+    pub fn drop_corrupt(&self, key: &str, seen: &Entry) -> Result<(), StorageError> {
+        if self.index.get(key)?.is_some_and(|now| now.sha512 == seen.sha512) {
+            tracing::error!(
+                key,
+                size = seen.size,
+                "cached file corrupted on disk; dropped, will be fetched again"
+            );
+            self.remove(key)?;
+        }
+        Ok(())
+    }
+
     pub fn start_blob(&self) -> Result<BlobWriter, StorageError> {
         self.watch(self.blobs.create())
     }
@@ -303,7 +333,7 @@ impl Cache {
     pub fn commit_blob(&self, key: &str, writer: BlobWriter, origin: Origin) -> Result<Entry, StorageError> {
         let previous = self.index.get(key).ok().flatten();
         let entry = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
-            let entry = entry_of(EntryKind::Blob, origin, stored.size, stored.sha512);
+            let entry = entry_of(EntryKind::Blob, origin, stored);
             self.index.put(key, &entry).map(|_| entry)
         }))?;
         self.discard_replaced(key, previous, &entry);
@@ -394,18 +424,20 @@ fn info(entry: &Entry) -> BlobInfo {
     BlobInfo {
         size: entry.size,
         sha512: entry.sha512.clone(),
+        xxh3: entry.xxh3,
     }
 }
 
-fn entry_of(kind: EntryKind, origin: Origin, size: u64, sha512: String) -> Entry {
+fn entry_of(kind: EntryKind, origin: Origin, stored: BlobInfo) -> Entry {
     Entry {
         kind,
         url: origin.url,
-        size,
-        sha512,
+        size: stored.size,
+        sha512: stored.sha512,
         content_type: origin.content_type,
         etag: origin.etag,
         last_modified: origin.last_modified,
         fetched_at: now_ms(),
+        xxh3: stored.xxh3,
     }
 }

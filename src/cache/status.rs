@@ -13,6 +13,9 @@ pub enum CacheStatus {
     Stale,
     /// The upstream confirmed the cached copy (304).
     Revalidated,
+    /// Served from the cache after its TTL, while a background refresh asks
+    /// the upstream (stale-while-revalidate).
+    Updating,
 }
 
 impl CacheStatus {
@@ -22,6 +25,7 @@ impl CacheStatus {
             CacheStatus::Miss => "MISS",
             CacheStatus::Stale => "STALE",
             CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Updating => "UPDATING",
         }
     }
 }

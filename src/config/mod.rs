@@ -76,6 +76,10 @@ pub struct UpstreamConfig {
     /// Bounds the wait for the first byte and every gap between body chunks.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Bounds a whole download (a package or a document), however steadily
+    /// the upstream sends.
+    #[serde(with = "humantime_serde")]
+    pub download_timeout: Duration,
     /// Retries of an idempotent request after a 5xx or a connection error.
     pub retries: u32,
     pub max_redirects: u32,
@@ -159,6 +163,13 @@ pub struct CacheConfig {
     /// through uncached before the disk is tried again.
     #[serde(with = "humantime_serde")]
     pub storage_retry: Duration,
+    /// Check every blob against its recorded checksum while it is sent.
+    pub verify_reads: bool,
+    /// How often the background scrub re-hashes every cached blob (0: never).
+    #[serde(with = "humantime_serde")]
+    pub scrub_interval: Duration,
+    /// Bytes per second the scrub may read.
+    pub scrub_rate: ByteSize,
 }
 
 /// How long metadata is served without asking the upstream again.
@@ -180,6 +191,10 @@ pub struct TtlConfig {
     /// How long an upstream 404 is remembered.
     #[serde(with = "humantime_serde")]
     pub not_found: Duration,
+    /// How long past its TTL a document is still served at once while it is
+    /// refreshed in the background; beyond it, clients wait for the upstream.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -217,6 +232,7 @@ impl Default for UpstreamConfig {
             service_index: "https://api.nuget.org/v3/index.json".into(),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
+            download_timeout: Duration::from_secs(30 * 60),
             retries: 3,
             max_redirects: 5,
             max_document_size: ByteSize::mib(64),
@@ -262,6 +278,9 @@ impl Default for CacheConfig {
             dir: default_cache_dir().0,
             memory: ByteSize::mib(256),
             storage_retry: Duration::from_secs(15),
+            verify_reads: true,
+            scrub_interval: Duration::from_secs(24 * 3600),
+            scrub_rate: ByteSize::mib(32),
         }
     }
 }
@@ -276,6 +295,7 @@ impl Default for TtlConfig {
             search: minutes(1),
             documents: minutes(10),
             not_found: minutes(1),
+            max_stale: minutes(24 * 60),
         }
     }
 }
@@ -398,6 +418,7 @@ impl Config {
         for (key, value) in [
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             ("upstream.read_timeout", self.upstream.read_timeout),
+            ("upstream.download_timeout", self.upstream.download_timeout),
             ("server.header_read_timeout", self.server.header_read_timeout),
         ] {
             if value.is_zero() {

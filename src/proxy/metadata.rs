@@ -1,32 +1,77 @@
-//! Documents through the cache: fresh copies are served as they are,
-//! expired ones are revalidated upstream, and when the upstream fails a
-//! cached copy is served stale rather than an error.
+//! Documents through the cache. A fresh copy is served as it is; an expired
+//! one is served at once (`UPDATING`) while one background refresh per key
+//! asks the upstream (stale-while-revalidate), unless it expired more than
+//! `ttl.max_stale` ago, in which case the client waits for the refresh. When
+//! the upstream fails, a cached copy is served stale rather than an error.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Proxy;
-use crate::cache::{CacheStatus, HotDoc};
+use crate::cache::{now_ms, CacheStatus, HotDoc};
 use crate::error::ProxyError;
 use crate::stash::{fetch_document, DocOutcome, DocSpec};
 
+/// How a cached copy stands against its TTL.
+pub(super) enum Lookup {
+    Fresh(Arc<HotDoc>),
+    /// Expired, but within `ttl.max_stale`: serve it and refresh behind.
+    Stale(Arc<HotDoc>),
+    /// Expired too long ago to serve without asking (kept for stale-if-error).
+    TooOld(Arc<HotDoc>),
+    Missing,
+}
+
 impl Proxy {
     pub(super) async fn document(self: &Arc<Self>, spec: DocSpec) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
-        if self.not_found.contains_key(&spec.key) {
+        match self.lookup(&spec.key, spec.ttl)? {
+            Lookup::Fresh(doc) => Ok((doc, CacheStatus::Hit)),
+            Lookup::Stale(doc) => {
+                self.refresh_in_background(spec, doc.clone());
+                Ok((doc, CacheStatus::Updating))
+            }
+            Lookup::TooOld(doc) => self.fetch_now(spec, Some(doc)).await,
+            Lookup::Missing => self.fetch_now(spec, None).await,
+        }
+    }
+
+    /// The cached copy of `key`, if any, and how it stands. A read error is
+    /// a miss (the storage health hears of it); a remembered 404 is a 404.
+    pub(super) fn lookup(&self, key: &str, ttl: Duration) -> Result<Lookup, ProxyError> {
+        if self.not_found.contains_key(key) {
             return Err(ProxyError::NotFound);
         }
-        let cached = self.stash.cache.document(&spec.key)?;
-        if let Some(doc) = cached.as_ref().filter(|doc| doc.is_fresh(spec.ttl)) {
-            self.stash.cache.note_access(&spec.key);
-            return Ok((doc.clone(), CacheStatus::Hit));
-        }
+        let cached = match self.stash.cache.document(key) {
+            Ok(cached) => cached,
+            Err(error) => {
+                tracing::warn!(key, %error, "cannot read a cached document; asking the upstream");
+                self.stash.cache.health.failed(&error.to_string());
+                None
+            }
+        };
+        let Some(doc) = cached else { return Ok(Lookup::Missing) };
+        let age = now_ms().saturating_sub(doc.entry.fetched_at);
+        let ttl_ms = ttl.as_millis() as u64;
+        let max_stale_ms = self.config.ttl.max_stale.as_millis() as u64;
+        Ok(if age < ttl_ms {
+            self.stash.cache.note_access(key);
+            Lookup::Fresh(doc)
+        } else if age < ttl_ms.saturating_add(max_stale_ms) {
+            self.stash.cache.note_access(key);
+            Lookup::Stale(doc)
+        } else {
+            Lookup::TooOld(doc)
+        })
+    }
+
+    /// Asks the upstream now (one shared fetch per key) and waits for it.
+    pub(super) async fn fetch_now(
+        self: &Arc<Self>,
+        spec: DocSpec,
+        cached: Option<Arc<HotDoc>>,
+    ) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
         let key = spec.key.clone();
-        let (stash, previous) = (self.stash.clone(), cached.clone());
-        let flight = self.documents.join(&key, move |ticket| async move {
-            let outcome = fetch_document(stash, spec, previous).await;
-            drop(ticket);
-            outcome
-        });
-        match (flight.await, cached) {
+        match (self.shared_fetch(spec, cached.clone()).await, cached) {
             (Ok(DocOutcome::Fetched(doc)), _) => Ok((doc, CacheStatus::Miss)),
             (Ok(DocOutcome::Confirmed(doc)), _) => Ok((doc, CacheStatus::Revalidated)),
             (Ok(DocOutcome::NotFound), _) => {
@@ -39,5 +84,34 @@ impl Proxy {
             }
             (Err(error), None) => Err(error.into()),
         }
+    }
+
+    /// Refreshes `spec` behind the answer already given; joins a refresh in
+    /// flight rather than starting a second one.
+    fn refresh_in_background(self: &Arc<Self>, spec: DocSpec, cached: Arc<HotDoc>) {
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            let key = spec.key.clone();
+            match proxy.shared_fetch(spec, Some(cached)).await {
+                Ok(DocOutcome::NotFound) => proxy.forget(&key),
+                Ok(_) => {}
+                Err(error) => tracing::debug!(key, %error, "background refresh failed; the cached copy stays"),
+            }
+        });
+    }
+
+    async fn shared_fetch(
+        self: &Arc<Self>,
+        spec: DocSpec,
+        cached: Option<Arc<HotDoc>>,
+    ) -> Result<DocOutcome, crate::stash::StashError> {
+        let key = spec.key.clone();
+        let stash = self.stash.clone();
+        let flight = self.documents.join(&key, move |ticket| async move {
+            let outcome = fetch_document(stash, spec, cached).await;
+            drop(ticket);
+            outcome
+        });
+        flight.await
     }
 }

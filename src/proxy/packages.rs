@@ -1,19 +1,27 @@
 //! Package files through the cache: immutable, so a cached copy is always
-//! served; a miss streams the upstream download to every client asking;
-//! while the disk fails, each client gets the upstream's bytes uncached.
+//! served (checked against its checksum as it goes); a miss streams one
+//! upstream download to every client asking, through the disk or, while
+//! the disk fails, through memory.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use http::header::HeaderMap;
 
 use super::respond::{self, Reply};
 use super::Proxy;
-use crate::cache::CacheStatus;
+use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
-use crate::stash::{fetch_blob, BlobOutcome, BlobRequest, Progress};
+use crate::server::body::{blocking_stream, Body};
+use crate::stash::{fetch_blob, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
+
+/// Size of one read from a cached blob.
+const READ_CHUNK: u64 = 256 * 1024;
+/// Attempts to join (or start) the download of a package.
+const JOIN_TRIES: usize = 20;
 
 impl Proxy {
     pub(super) async fn package_file(
@@ -29,42 +37,80 @@ impl Proxy {
         if let Some(reply) = self.cached_package_file(request, key)? {
             return Ok(reply);
         }
-        if self.stash.cache.health.bypass() {
-            return self.pass_through(key, &url).await;
-        }
         let blob = BlobRequest {
             key: key.to_string(),
-            url: url.clone(),
+            url,
             expected_sha512: self.expected_sha512(target),
         };
-        let stash = self.stash.clone();
-        let flight = self.blobs.join(key, move |ticket| fetch_blob(stash, blob, ticket));
-        match flight.await? {
-            BlobOutcome::Streaming(download) => {
-                if let Progress::Failed(reason) = &*download.progress.borrow() {
-                    let origin = origin_of(&download.origin.url).to_string();
-                    let reason = reason.clone();
-                    return Err(UpstreamError::Body { origin, reason }.into());
+        // A download whose start has left memory (the disk failed) takes no
+        // new readers; its flight ends then, and the next try starts anew.
+        for _ in 0..JOIN_TRIES {
+            let (stash, blob) = (self.stash.clone(), blob.clone());
+            let flight = self.blobs.join(key, move |ticket| fetch_blob(stash, blob, ticket));
+            match flight.await? {
+                BlobOutcome::Streaming(download) => {
+                    if let Some(reason) = download.failure() {
+                        let origin = origin_of(&download.origin.url).to_string();
+                        return Err(UpstreamError::Body { origin, reason }.into());
+                    }
+                    if let Some(reader) = download.reader() {
+                        return Ok(respond::streaming_blob(key, &download, reader));
+                    }
+                    tokio::task::yield_now().await;
                 }
-                Ok(respond::streaming_blob(key, &download))
+                BlobOutcome::Stored => {
+                    return self
+                        .cached_package_file(request, key)?
+                        .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into()))
+                }
+                BlobOutcome::NotFound => {
+                    self.forget(key);
+                    return Err(ProxyError::NotFound);
+                }
             }
-            BlobOutcome::Stored => self
-                .cached_package_file(request, key)?
-                .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into())),
-            BlobOutcome::NotFound => {
-                self.forget(key);
-                Err(ProxyError::NotFound)
-            }
-            BlobOutcome::Bypass => self.pass_through(key, &url).await,
         }
+        Err(ProxyError::Internal(
+            "could not join the download of this package; try again".into(),
+        ))
     }
 
+    /// The cached copy, when there is one that can be read. A read error
+    /// (not a missing file) makes it a miss served from the upstream, and
+    /// tells the storage health that the disk is failing.
     fn cached_package_file(&self, request: &HeaderMap, key: &str) -> Result<Option<Reply>, ProxyError> {
-        let Some((entry, file)) = self.stash.cache.blob(key)? else {
-            return Ok(None);
+        let (entry, file) = match self.stash.cache.blob(key) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                tracing::warn!(key, %error, "cannot read a cached package; fetching it from the upstream");
+                self.stash.cache.health.failed(&error.to_string());
+                return Ok(None);
+            }
         };
         self.stash.cache.note_access(key);
-        Ok(Some(respond::cached_blob(request, key, &entry, file, CacheStatus::Hit)))
+        let body = || self.verified_body(key, &entry, file);
+        Ok(Some(respond::cached_blob(request, key, &entry, body, CacheStatus::Hit)))
+    }
+
+    /// Streams a committed blob, checked against its checksum as it goes:
+    /// a corrupt file breaks the response off before its last chunk and is
+    /// dropped, so the next request fetches good bytes.
+    fn verified_body(&self, key: &str, entry: &Entry, file: File) -> Body {
+        let reader = self.stash.cache.reader(entry, file, READ_CHUNK);
+        let (cache, key, entry) = (self.stash.cache.clone(), key.to_string(), entry.clone());
+        blocking_stream(reader, move |reader: &mut BlobReader| match reader.next_chunk() {
+            Ok(chunk) => Ok(chunk),
+            Err(error) => {
+                if matches!(error, ReadError::Corrupt) {
+                    if let Err(drop_error) = cache.drop_corrupt(&key, &entry) {
+                        tracing::warn!(key, %drop_error, "could not drop a corrupt cache entry");
+                    }
+                } else {
+                    cache.health.failed(&error.to_string());
+                }
+                Err(std::io::Error::other(error))
+            }
+        })
     }
 
     /// The SHA-512 earlier metadata stated for this `.nupkg`, if any.
@@ -74,16 +120,5 @@ impl Proxy {
             return None;
         }
         self.stash.cache.package_hash(package).ok().flatten()
-    }
-
-    /// The upstream's bytes straight to the client, nothing stored.
-    async fn pass_through(&self, key: &str, url: &str) -> Result<Reply, ProxyError> {
-        match self.stash.upstream.get_package(url).await? {
-            Some(fetched) => Ok(respond::passed_through(
-                key,
-                self.stash.upstream.clone().stream(fetched),
-            )),
-            None => Err(ProxyError::NotFound),
-        }
     }
 }

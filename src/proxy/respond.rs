@@ -2,8 +2,6 @@
 //! X-Cache, Content-Length, Cache-Control), 304s, gzip negotiation, and
 //! one-line error bodies.
 
-use std::fs::File;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
@@ -16,10 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::cache::{CacheStatus, Entry};
 use crate::error::{ClientError, ProxyError};
 use crate::rewrite::Rendered;
-use crate::server::body::{empty, file_body, full, stream_body, Body, Extent};
-use crate::stash::Download;
-use crate::upstream::Streamed;
-use futures_util::StreamExt;
+use crate::server::body::{empty, full, stream_body, Body};
+use crate::stash::{Download, DownloadReader};
 
 pub(crate) const X_CACHE: &str = "x-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -49,7 +45,8 @@ pub(crate) fn document(
     set(&mut headers, ETAG, rendered.etag());
     set(&mut headers, VARY, "Accept-Encoding");
     let cache_control = match status {
-        CacheStatus::Stale => "public, max-age=0".to_string(),
+        // Past its TTL: clients should ask again soon.
+        CacheStatus::Stale | CacheStatus::Updating => "public, max-age=0".to_string(),
         _ => format!("public, max-age={}", max_age.as_secs()),
     };
     set(&mut headers, CACHE_CONTROL, &cache_control);
@@ -69,8 +66,14 @@ pub(crate) fn document(
     finish(StatusCode::OK, headers, full(body), status)
 }
 
-/// A committed blob, streamed from its file.
-pub(crate) fn cached_blob(request: &HeaderMap, key: &str, entry: &Entry, file: File, status: CacheStatus) -> Reply {
+/// A committed blob; `body` streams it (called only when a body is sent).
+pub(crate) fn cached_blob(
+    request: &HeaderMap,
+    key: &str,
+    entry: &Entry,
+    body: impl FnOnce() -> Body,
+    status: CacheStatus,
+) -> Reply {
     let mut headers = blob_headers(key, &entry.content_type);
     if let Some(value) = &entry.last_modified {
         set(&mut headers, LAST_MODIFIED, value);
@@ -79,12 +82,11 @@ pub(crate) fn cached_blob(request: &HeaderMap, key: &str, entry: &Entry, file: F
         return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
     }
     set(&mut headers, CONTENT_LENGTH, &entry.size.to_string());
-    let body = file_body(Arc::new(file), Extent::Fixed(entry.size));
-    finish(StatusCode::OK, headers, body, status)
+    finish(StatusCode::OK, headers, body(), status)
 }
 
-/// A blob still downloading: the client follows the growing file.
-pub(crate) fn streaming_blob(key: &str, download: &Download) -> Reply {
+/// A blob still downloading: the client follows it with `reader`.
+pub(crate) fn streaming_blob(key: &str, download: &Download, reader: DownloadReader) -> Reply {
     let mut headers = blob_headers(key, &download.origin.content_type);
     if let Some(value) = &download.origin.last_modified {
         set(&mut headers, LAST_MODIFIED, value);
@@ -92,21 +94,15 @@ pub(crate) fn streaming_blob(key: &str, download: &Download) -> Reply {
     if let Some(length) = download.length {
         set(&mut headers, CONTENT_LENGTH, &length.to_string());
     }
-    let body = file_body(download.file.clone(), Extent::Growing(download.progress.clone()));
-    finish(StatusCode::OK, headers, body, CacheStatus::Miss)
-}
-
-/// A blob passed straight through from the upstream (the disk fails).
-pub(crate) fn passed_through(key: &str, streamed: Streamed) -> Reply {
-    let content_type = streamed.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let mut headers = blob_headers(key, content_type.unwrap_or("application/octet-stream"));
-    for name in [CONTENT_LENGTH, LAST_MODIFIED] {
-        if let Some(value) = streamed.headers.get(&name) {
-            headers.insert(name, value.clone());
+    let chunks = futures_util::stream::unfold(Some(reader), |state| async move {
+        let mut reader = state?;
+        match reader.next().await? {
+            Ok(chunk) => Some((Ok(chunk), Some(reader))),
+            // After an error the stream ends; hyper then aborts the response.
+            Err(error) => Some((Err(error), None)),
         }
-    }
-    let body = stream_body(streamed.chunks.map(|chunk| chunk.map_err(std::io::Error::other)));
-    finish(StatusCode::OK, headers, body, CacheStatus::Miss)
+    });
+    finish(StatusCode::OK, headers, stream_body(chunks), CacheStatus::Miss)
 }
 
 fn blob_headers(key: &str, content_type: &str) -> HeaderMap {

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use super::metadata::Lookup;
 use super::Proxy;
 use crate::cache::{CacheStatus, HotDoc};
 use crate::error::{ProxyError, UpstreamError};
@@ -32,9 +33,17 @@ impl ServiceState {
         self.current.read().ok().and_then(|c| c.clone())
     }
 
-    /// Makes `doc` current, re-deriving the mounts only when it changed.
+    /// Makes `doc` current, re-deriving the mounts only when it changed; a
+    /// copy older than the current one (a late stale answer) is not installed.
     fn install(&self, doc: Arc<HotDoc>, publish: bool) -> Result<Arc<ServiceSnapshot>, crate::rewrite::RewriteError> {
-        let map = match self.current() {
+        let current = self.current();
+        if let Some(newer) = current
+            .as_ref()
+            .filter(|c| c.doc.entry.fetched_at > doc.entry.fetched_at)
+        {
+            return Ok(newer.clone());
+        }
+        let map = match current {
             Some(current) if current.doc.entry.sha512 == doc.entry.sha512 => current.map.clone(),
             _ => Arc::new(build_service_map(doc.body.text(), publish)?),
         };
@@ -47,26 +56,30 @@ impl ServiceState {
 }
 
 impl Proxy {
-    /// The service index to route by. `must_be_fresh` (the index itself was
-    /// asked for) waits for a refresh; other requests use the current one
-    /// and refresh it in the background.
+    /// The service index to route by, and how it stands. Requests under a
+    /// mount route by the current one whatever its age and refresh it in the
+    /// background; the index itself (`must_be_fresh`) is served the same way
+    /// up to `ttl.max_stale` past its TTL, and waits for the upstream beyond.
     pub(super) async fn service_map(
         self: &Arc<Self>,
         must_be_fresh: bool,
     ) -> Result<(Arc<ServiceSnapshot>, CacheStatus), ProxyError> {
         if let Some(current) = self.service.current() {
-            if current.doc.is_fresh(self.config.ttl.service_index) {
+            let ttl = self.config.ttl.service_index;
+            if current.doc.is_fresh(ttl) {
                 return Ok((current, CacheStatus::Hit));
             }
-            if !must_be_fresh {
+            if !must_be_fresh || current.doc.is_fresh(ttl.saturating_add(self.config.ttl.max_stale)) {
                 self.refresh_service_in_background();
-                return Ok((current, CacheStatus::Hit));
+                return Ok((current, CacheStatus::Updating));
             }
         }
-        self.load_service_map().await
+        self.load_service_map(false).await
     }
 
-    async fn load_service_map(self: &Arc<Self>) -> Result<(Arc<ServiceSnapshot>, CacheStatus), ProxyError> {
+    /// Loads the index from the cache or the upstream and makes it current.
+    /// With `wait`, an expired copy is refreshed before it is used.
+    async fn load_service_map(self: &Arc<Self>, wait: bool) -> Result<(Arc<ServiceSnapshot>, CacheStatus), ProxyError> {
         let url = self.config.upstream.service_index.clone();
         let publish = self.publish_enabled();
         let spec = DocSpec {
@@ -76,10 +89,19 @@ impl Proxy {
             transform: Transform::ServiceIndex { publish },
             persist: true,
         };
-        let (doc, status) = self.document(spec).await.map_err(|e| match e {
+        let no_index = |e| match e {
             ProxyError::NotFound => UpstreamError::NoServiceIndex(format!("{url} answered 404")).into(),
             other => other,
-        })?;
+        };
+        let (doc, status) = match self.lookup(&spec.key, spec.ttl).map_err(no_index)? {
+            Lookup::Fresh(doc) => (doc, CacheStatus::Hit),
+            Lookup::Stale(doc) if !wait => {
+                self.refresh_service_in_background();
+                (doc, CacheStatus::Updating)
+            }
+            Lookup::Stale(doc) | Lookup::TooOld(doc) => self.fetch_now(spec, Some(doc)).await.map_err(no_index)?,
+            Lookup::Missing => self.fetch_now(spec, None).await.map_err(no_index)?,
+        };
         let snapshot = self
             .service
             .install(doc, publish)
@@ -96,7 +118,7 @@ impl Proxy {
         }
         let proxy = self.clone();
         tokio::spawn(async move {
-            if let Err(error) = proxy.load_service_map().await {
+            if let Err(error) = proxy.load_service_map(true).await {
                 tracing::warn!(%error, "refreshing the service index failed; keeping the cached one");
             }
             proxy.service.refreshing.store(false, Ordering::Release);

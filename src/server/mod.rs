@@ -18,7 +18,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cache::{Cache, Repair};
+use crate::cache::{scrub, Cache, Repair};
 use crate::config::Config;
 use crate::error::StorageError;
 use crate::proxy::Proxy;
@@ -64,6 +64,7 @@ impl Reloader {
 pub struct Server {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    cache: Arc<Cache>,
     config: Arc<Config>,
     repair: Repair,
 }
@@ -86,10 +87,12 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
-        let proxy = Arc::new(Proxy::new(config.clone(), Arc::new(cache)));
+        let cache = Arc::new(cache);
+        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone()));
         Ok(Server {
             listener,
             proxy,
+            cache,
             config,
             repair,
         })
@@ -119,9 +122,12 @@ impl Server {
             listener,
             proxy,
             config,
+            cache,
             ..
         } = self;
         let flusher = tokio::spawn(flush_periodically(proxy.clone()));
+        let (interval, rate) = (config.cache.scrub_interval, config.cache.scrub_rate.bytes());
+        let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(config.server.max_connections));
         let mut http = http1::Builder::new();
@@ -179,6 +185,7 @@ impl Server {
             );
         }
         flusher.abort();
+        scrubber.abort();
         let flushing = proxy.clone();
         let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
         tracing::info!("stopped");

@@ -1,21 +1,25 @@
-//! Streaming a package file from the upstream into the blob store while
-//! every waiting client reads the growing temporary file. The entry is
-//! committed only when the body is complete and as long as announced; a
-//! broken download leaves nothing behind.
+//! Streaming a package file from the upstream to every waiting client at
+//! once (`download.rs`), into the blob store while the disk takes it. The
+//! entry is committed only when the body is complete, as long as announced
+//! and matching its checksums; a broken download leaves nothing behind.
+//! When the disk fails, from the start or mid-way, the download goes on
+//! through memory: no client's response breaks, nothing is committed, and
+//! concurrent requests still share the one upstream download.
 
-use std::fs::File;
 use std::sync::Arc;
+use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use http::header::HeaderMap;
 use md5::{Digest, Md5};
-use tokio::sync::watch;
+use sha2::Sha512;
 
+use super::download::Download;
 use super::flights::Ticket;
-use super::{blocking, origin_of, Stash, StashError};
-use crate::cache::{BlobWriter, Origin};
-use crate::error::UpstreamError;
+use super::{origin_of, Stash, StashError};
+use crate::cache::BlobWriter;
+use crate::error::{StorageError, UpstreamError};
 use crate::upstream::{self, check_length, check_not_longer, content_length, Fetched};
 
 /// Bytes gathered before a write: big writes, yet a stalled upstream
@@ -23,34 +27,16 @@ use crate::upstream::{self, check_length, check_not_longer, content_length, Fetc
 const WRITE_AT: usize = 256 * 1024;
 const OCTETS: &str = "application/octet-stream";
 
-/// How far a download has come; readers follow it through a watch channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Progress {
-    Receiving(u64),
-    Complete(u64),
-    Failed(String),
-}
-
-/// A download in progress, shared by all clients that asked for it.
-pub(crate) struct Download {
-    pub origin: Origin,
-    /// The upstream's `Content-Length`, when it sent one.
-    pub length: Option<u64>,
-    pub file: Arc<File>,
-    pub progress: watch::Receiver<Progress>,
-}
-
 #[derive(Clone)]
 pub(crate) enum BlobOutcome {
     Streaming(Arc<Download>),
     /// Another fetch committed it meanwhile: read it from the cache.
     Stored,
     NotFound,
-    /// The disk fails: every client fetches it uncached.
-    Bypass,
 }
 
 /// A package file to fetch.
+#[derive(Clone)]
 pub(crate) struct BlobRequest {
     pub key: String,
     pub url: String,
@@ -58,44 +44,69 @@ pub(crate) struct BlobRequest {
     pub expected_sha512: Option<String>,
 }
 
+/// Where the bytes go: the blob store, or (the disk fails) nowhere but to
+/// the readers, hashed on the way for the checks.
+enum Sink {
+    Disk(Box<BlobWriter>),
+    Memory { sha512: Box<Sha512>, written: u64 },
+}
+
+impl Sink {
+    fn written(&self) -> u64 {
+        match self {
+            Sink::Disk(writer) => writer.written(),
+            Sink::Memory { written, .. } => *written,
+        }
+    }
+}
+
 pub(crate) async fn fetch_blob(
     stash: Arc<Stash>,
     request: BlobRequest,
     ticket: Ticket<BlobOutcome>,
 ) -> Result<BlobOutcome, StashError> {
-    if stash.cache.entry(&request.key)?.is_some() {
+    let on_disk = !stash.cache.health.bypass();
+    if on_disk && stash.cache.entry(&request.key).ok().flatten().is_some() {
         return Ok(BlobOutcome::Stored);
-    }
-    if stash.cache.health.bypass() {
-        return Ok(BlobOutcome::Bypass);
     }
     let Some(mut fetched) = stash.upstream.get_package(&request.url).await? else {
         return Ok(BlobOutcome::NotFound);
     };
+    let deadline = Instant::now() + stash.upstream.download_timeout();
     let origin = upstream::origin_of(&fetched.url).to_string();
     let first = stash
         .upstream
-        .next_chunk(&mut fetched.body, &origin)
+        .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
         .await?
         .unwrap_or_default();
-    // The first bytes go to disk before any client is answered: a disk
-    // that is already full turns into a pass-through, not a broken response.
-    let Some(writer) = start_on_disk(&stash, first.clone()).await else {
-        return Ok(BlobOutcome::Bypass);
+    // The first bytes go to disk before any client is answered; a disk that
+    // refuses them makes this a download through memory.
+    let writer = match on_disk {
+        true => start_on_disk(&stash, first.clone()).await,
+        false => None,
     };
-    let (progress, watcher) = watch::channel(Progress::Receiving(0));
-    let download = Arc::new(Download {
-        origin: origin_of(&fetched.url, &fetched.headers, OCTETS),
-        length: content_length(&fetched.headers),
-        file: writer.file(),
-        progress: watcher,
-    });
-    let meta = download.origin.clone();
-    tokio::spawn(async move {
-        pump(&stash, &request, fetched, (writer, first), meta, &progress).await;
-        // Later requests join this download until it is committed.
-        drop(ticket);
-    });
+    let file = writer.as_ref().map(BlobWriter::file);
+    let meta = origin_of(&fetched.url, &fetched.headers, OCTETS);
+    let download = Download::new(meta, content_length(&fetched.headers), file);
+    let sink = match writer {
+        Some(writer) => Sink::Disk(Box::new(writer)),
+        None => {
+            download.push(first.clone());
+            Sink::Memory {
+                sha512: Box::new(Sha512::new().chain_update(&first)),
+                written: first.len() as u64,
+            }
+        }
+    };
+    let pump = Pump {
+        stash,
+        request,
+        download: download.clone(),
+        origin,
+        deadline,
+        ticket: Some(ticket),
+    };
+    tokio::spawn(pump.run(fetched, sink, first));
     Ok(BlobOutcome::Streaming(download))
 }
 
@@ -106,83 +117,213 @@ async fn start_on_disk(stash: &Stash, first: Bytes) -> Option<BlobWriter> {
     append(stash, writer, first).await.ok()
 }
 
-/// Appends `data` (off the async workers); a failure is the disk's, and the
-/// storage health hears of it.
-async fn append(stash: &Stash, mut writer: BlobWriter, data: Bytes) -> Result<BlobWriter, StashError> {
-    let written = blocking(move || {
-        writer
-            .write(&data)
-            .map_err(crate::error::StorageError::io("writing a download"))?;
-        Ok(writer)
+/// Why an append did not happen.
+enum AppendError {
+    /// The disk refused: the writer and the data come back.
+    Disk(Box<BlobWriter>, Bytes),
+    /// The write task itself was lost (shutdown): so are the bytes.
+    Lost,
+}
+
+/// Appends `data` (off the async workers); a disk failure goes to the
+/// storage health.
+async fn append(stash: &Stash, mut writer: BlobWriter, data: Bytes) -> Result<BlobWriter, AppendError> {
+    let written = tokio::task::spawn_blocking(move || {
+        let result = writer.write(&data);
+        (writer, data, result)
     })
     .await;
-    if let Err(error) = &written {
-        stash.cache.health.failed(&error.to_string());
+    match written {
+        Ok((writer, _, Ok(()))) => Ok(writer),
+        Ok((writer, data, Err(error))) => {
+            let error = StorageError::io("writing a download")(error);
+            stash.cache.health.failed(&error.to_string());
+            Err(AppendError::Disk(Box::new(writer), data))
+        }
+        Err(_) => Err(AppendError::Lost),
     }
-    written
 }
 
-/// Receives the rest of the body (after `started`: the writer and the
-/// first chunk it holds), checks it, then commits it; reports every step on
-/// `progress`.
-async fn pump(
-    stash: &Arc<Stash>,
-    request: &BlobRequest,
-    mut fetched: Fetched,
-    started: (BlobWriter, Bytes),
-    meta: Origin,
-    progress: &watch::Sender<Progress>,
-) {
-    let key = request.key.as_str();
-    let received = receive(stash, &mut fetched, started, progress).await;
-    let writer = match received.and_then(|writer| verify(writer, request, &fetched)) {
-        Ok(writer) => writer,
-        Err(error) => {
-            tracing::warn!(key, %error, "download refused; nothing cached");
-            progress.send_replace(Progress::Failed(error.to_string()));
-            return;
-        }
-    };
-    let size = writer.written();
-    let (cache, owned_key) = (stash.cache.clone(), key.to_string());
-    match blocking(move || cache.commit_blob(&owned_key, writer, meta)).await {
-        Ok(entry) => tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed"),
-        // The bytes are complete and checked in the open file: clients still
-        // get them; the storage health has logged the failure.
-        Err(error) => tracing::debug!(key, %error, "complete download not cached"),
-    }
-    progress.send_replace(Progress::Complete(size));
+/// The task that receives a download, feeds its readers, checks it and
+/// commits it.
+struct Pump {
+    stash: Arc<Stash>,
+    request: BlobRequest,
+    download: Arc<Download>,
+    origin: String,
+    deadline: Instant,
+    /// Held while later requests may join this download.
+    ticket: Option<Ticket<BlobOutcome>>,
 }
 
-/// The writer, and the body's MD5 when the upstream announced one.
-type Received = (BlobWriter, Option<[u8; 16]>);
+impl Pump {
+    async fn run(mut self, mut fetched: Fetched, sink: Sink, first: Bytes) {
+        let key = self.request.key.clone();
+        let received = self.receive(&mut fetched, sink, first).await;
+        let checked = received.and_then(|(sink, md5)| self.verify(sink, md5, &fetched));
+        let sink = match checked {
+            Ok(sink) => sink,
+            Err(error) => {
+                tracing::warn!(key, %error, "download refused; nothing cached");
+                self.download.fail(error.to_string());
+                return;
+            }
+        };
+        let total = sink.written();
+        if let Sink::Disk(writer) = sink {
+            let size = writer.written();
+            let (cache, owned_key, meta) = (self.stash.cache.clone(), key.clone(), self.download.origin.clone());
+            match tokio::task::spawn_blocking(move || cache.commit_blob(&owned_key, *writer, meta)).await {
+                Ok(Ok(entry)) => tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed"),
+                // The bytes are complete and checked in the open file: clients
+                // still get them; the storage health has logged the failure.
+                Ok(Err(error)) => tracing::debug!(key, %error, "complete download not cached"),
+                Err(error) => tracing::debug!(key, %error, "commit task lost"),
+            }
+        }
+        self.download.complete(total);
+        // Later requests join this download until it is committed.
+        drop(self.ticket.take());
+    }
 
-/// The checks a complete body must pass before it is committed: the
-/// SHA-512 the metadata states, and the upstream's `Content-MD5`.
-fn verify((mut writer, md5): Received, request: &BlobRequest, fetched: &Fetched) -> Result<BlobWriter, StashError> {
-    let origin = upstream::origin_of(&fetched.url).to_string();
-    let refuse = |reason: String| {
-        StashError::Upstream(UpstreamError::Body {
-            origin: origin.clone(),
-            reason,
-        })
-    };
-    let sha512 = writer.finish();
-    if let Some(expected) = &request.expected_sha512 {
-        if !expected.eq_ignore_ascii_case(&sha512) {
-            return Err(refuse(format!(
-                "package SHA-512 {}... differs from the packageHash the metadata states ({}...)",
-                &sha512[..16],
-                &expected[..16.min(expected.len())]
-            )));
+    /// Receives the rest of the body after `first` (already in the sink),
+    /// feeding readers as it goes; returns the sink and the body's MD5 when
+    /// the upstream announced one.
+    async fn receive(
+        &mut self,
+        fetched: &mut Fetched,
+        mut sink: Sink,
+        first: Bytes,
+    ) -> Result<(Sink, Option<[u8; 16]>), StashError> {
+        let expected = content_length(&fetched.headers);
+        check_not_longer(expected, sink.written(), &self.origin)?;
+        let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
+        if let Some(md5) = md5.as_mut() {
+            md5.update(&first);
+        }
+        let mut pending = BytesMut::new();
+        loop {
+            let chunk = match upstream::chunk_now(&mut fetched.body, &self.origin) {
+                Some(ready) => ready?,
+                None => {
+                    sink = self.flush(sink, &mut pending, true).await?;
+                    let upstream = self.stash.upstream.clone();
+                    upstream
+                        .next_chunk_before(&mut fetched.body, &self.origin, Some(self.deadline))
+                        .await?
+                }
+            };
+            let Some(chunk) = chunk else { break };
+            if let Some(md5) = md5.as_mut() {
+                md5.update(&chunk);
+            }
+            pending.extend_from_slice(&chunk);
+            check_not_longer(expected, sink.written() + pending.len() as u64, &self.origin)?;
+            if pending.len() >= WRITE_AT {
+                sink = self.flush(sink, &mut pending, true).await?;
+            }
+        }
+        // The last bytes are announced only with `complete`, after the
+        // checks and the commit: a client that has the whole body can count
+        // on it being right and on the cache having it.
+        sink = self.flush(sink, &mut pending, false).await?;
+        check_length(expected, sink.written(), &self.origin)?;
+        Ok((sink, md5.map(|md5| md5.finalize().into())))
+    }
+
+    /// Passes the pending bytes on: to disk (announced when `announce`), or
+    /// through memory. A disk that fails now turns the sink into memory.
+    async fn flush(&mut self, sink: Sink, pending: &mut BytesMut, announce: bool) -> Result<Sink, StashError> {
+        if pending.is_empty() {
+            return Ok(sink);
+        }
+        let data = pending.split().freeze();
+        match sink {
+            Sink::Disk(writer) => match append(&self.stash, *writer, data).await {
+                Ok(writer) => {
+                    if announce {
+                        self.download.on_disk(writer.written());
+                    }
+                    Ok(Sink::Disk(Box::new(writer)))
+                }
+                Err(AppendError::Disk(writer, data)) => {
+                    tracing::warn!(
+                        key = self.request.key,
+                        at = writer.written(),
+                        "disk failed mid-download; going on through memory, nothing cached"
+                    );
+                    let written = writer.written();
+                    self.download.on_disk(written);
+                    self.download.spill_to_memory();
+                    let sink = Sink::Memory {
+                        sha512: Box::new(writer.abandon()),
+                        written,
+                    };
+                    self.through_memory(sink, data).await
+                }
+                Err(AppendError::Lost) => Err(StashError::Internal("a write task was lost".into())),
+            },
+            memory => self.through_memory(memory, data).await,
         }
     }
-    if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), md5) {
-        if announced != computed {
-            return Err(refuse("body does not match its Content-MD5".to_string()));
+
+    async fn through_memory(&mut self, sink: Sink, data: Bytes) -> Result<Sink, StashError> {
+        let Sink::Memory { mut sha512, written } = sink else {
+            return Ok(sink);
+        };
+        sha512.update(&data);
+        let written = written + data.len() as u64;
+        self.download.push(data);
+        if !self.download.make_room(self.stash.upstream.read_timeout()).await {
+            // The start of the body is gone: later requests start anew.
+            drop(self.ticket.take());
         }
+        Ok(Sink::Memory { sha512, written })
     }
-    Ok(writer)
+
+    /// The checks a complete body must pass: the SHA-512 the metadata
+    /// states, and the upstream's `Content-MD5`.
+    fn verify(&self, sink: Sink, md5: Option<[u8; 16]>, fetched: &Fetched) -> Result<Sink, StashError> {
+        let refuse = |reason: String| {
+            StashError::Upstream(UpstreamError::Body {
+                origin: self.origin.clone(),
+                reason,
+            })
+        };
+        let (sink, sha512) = match sink {
+            Sink::Disk(mut writer) => {
+                let sha512 = writer.finish();
+                (Sink::Disk(writer), sha512)
+            }
+            Sink::Memory { sha512, written } => {
+                let hex = hex::encode((*sha512).clone().finalize());
+                (Sink::Memory { sha512, written }, hex)
+            }
+        };
+        if let Some(expected) = &self.request.expected_sha512 {
+            if !expected.eq_ignore_ascii_case(&sha512) {
+                return Err(refuse(format!(
+                    "package SHA-512 {}... differs from the packageHash the metadata states ({}...)",
+                    &sha512[..16],
+                    &expected[..16.min(expected.len())]
+                )));
+            }
+        }
+        if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), md5) {
+            if announced != computed {
+                return Err(refuse("body does not match its Content-MD5".to_string()));
+            }
+        }
+        Ok(sink)
+    }
+}
+
+impl Drop for Pump {
+    /// A pump that ends any other way (its task aborted) must not leave
+    /// readers waiting.
+    fn drop(&mut self) {
+        self.download.fail("download abandoned".into());
+    }
 }
 
 /// The upstream's `Content-MD5` (base64), when it sent a well-formed one.
@@ -190,62 +331,4 @@ fn content_md5(headers: &HeaderMap) -> Option<[u8; 16]> {
     let value = headers.get("content-md5")?.to_str().ok()?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
     bytes.try_into().ok()
-}
-
-async fn receive(
-    stash: &Stash,
-    fetched: &mut Fetched,
-    (mut writer, first): (BlobWriter, Bytes),
-    progress: &watch::Sender<Progress>,
-) -> Result<Received, StashError> {
-    let origin = upstream::origin_of(&fetched.url).to_string();
-    let expected = content_length(&fetched.headers);
-    check_not_longer(expected, writer.written(), &origin)?;
-    let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
-    if let Some(md5) = md5.as_mut() {
-        md5.update(&first);
-    }
-    let mut pending = BytesMut::new();
-    loop {
-        let chunk = match upstream::chunk_now(&mut fetched.body, &origin) {
-            Some(ready) => ready?,
-            None => {
-                writer = write(stash, writer, &mut pending, Some(progress)).await?;
-                stash.upstream.next_chunk(&mut fetched.body, &origin).await?
-            }
-        };
-        let Some(chunk) = chunk else { break };
-        if let Some(md5) = md5.as_mut() {
-            md5.update(&chunk);
-        }
-        pending.extend_from_slice(&chunk);
-        check_not_longer(expected, writer.written() + pending.len() as u64, &origin)?;
-        if pending.len() >= WRITE_AT {
-            writer = write(stash, writer, &mut pending, Some(progress)).await?;
-        }
-    }
-    // The last bytes are announced only with `Complete`, after the checks
-    // and the commit: a client that has the whole body can count on it
-    // being right and on the cache having it.
-    writer = write(stash, writer, &mut pending, None).await?;
-    check_length(expected, writer.written(), &origin)?;
-    Ok((writer, md5.map(|md5| md5.finalize().into())))
-}
-
-/// Writes the pending bytes and, with `progress`, tells readers how far the
-/// file goes.
-async fn write(
-    stash: &Stash,
-    writer: BlobWriter,
-    pending: &mut BytesMut,
-    progress: Option<&watch::Sender<Progress>>,
-) -> Result<BlobWriter, StashError> {
-    if pending.is_empty() {
-        return Ok(writer);
-    }
-    let writer = append(stash, writer, pending.split().freeze()).await?;
-    if let Some(progress) = progress {
-        progress.send_replace(Progress::Receiving(writer.written()));
-    }
-    Ok(writer)
 }

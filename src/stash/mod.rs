@@ -8,6 +8,7 @@
 
 mod blob;
 mod document;
+mod download;
 mod flights;
 
 use std::sync::Arc;
@@ -18,8 +19,9 @@ use crate::cache::{Cache, Origin};
 use crate::error::{StorageError, UpstreamError};
 use crate::upstream::Upstream;
 
-pub(crate) use blob::{fetch_blob, BlobOutcome, BlobRequest, Download, Progress};
+pub(crate) use blob::{fetch_blob, BlobOutcome, BlobRequest};
 pub(crate) use document::{fetch_document, DocOutcome, DocSpec, Transform};
+pub(crate) use download::{Download, DownloadReader};
 pub(crate) use flights::Flights;
 
 #[derive(Debug, Clone, thiserror::Error)]

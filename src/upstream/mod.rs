@@ -9,7 +9,7 @@ use breaker::{Breaker, Transition};
 pub use breaker::{BreakerState, BreakerStatus};
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
@@ -200,6 +200,16 @@ impl Upstream {
         });
     }
 
+    /// The bound of a whole download (`upstream.download_timeout`).
+    pub fn download_timeout(&self) -> Duration {
+        self.config.download_timeout
+    }
+
+    /// How long a download waits for a reader that reads nothing.
+    pub fn read_timeout(&self) -> Duration {
+        self.config.read_timeout
+    }
+
     pub fn breaker_status(&self) -> BreakerStatus {
         self.breaker.status()
     }
@@ -313,16 +323,34 @@ impl Upstream {
     }
 
     /// The next chunk of a body, `None` at its end; a gap longer than the
-    /// read timeout is an error.
-    pub async fn next_chunk(&self, body: &mut Incoming, origin: &str) -> Result<Option<Bytes>, UpstreamError> {
+    /// read timeout is an error, and so is `deadline` (the end of
+    /// `upstream.download_timeout`) passing: an upstream that drips a byte
+    /// within every read timeout cannot hold a download forever.
+    pub async fn next_chunk_before(
+        &self,
+        body: &mut Incoming,
+        origin: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Bytes>, UpstreamError> {
+        let read_timeout = self.config.read_timeout;
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let (wait, phase, seconds) = match left {
+            Some(left) if left < read_timeout => (
+                left,
+                "the whole download (upstream.download_timeout)",
+                self.config.download_timeout.as_secs_f64(),
+            ),
+            _ => (read_timeout, "reading the body", read_timeout.as_secs_f64()),
+        };
+        let timeout = || UpstreamError::Timeout {
+            origin: origin.to_string(),
+            phase,
+            seconds,
+        };
+        let started = Instant::now();
         loop {
-            let frame = tokio::time::timeout(self.config.read_timeout, body.frame())
-                .await
-                .map_err(|_| UpstreamError::Timeout {
-                    origin: origin.to_string(),
-                    phase: "reading the body",
-                    seconds: self.config.read_timeout.as_secs_f64(),
-                })?;
+            let left = wait.saturating_sub(started.elapsed());
+            let frame = tokio::time::timeout(left, body.frame()).await.map_err(|_| timeout())?;
             if let Some(chunk) = frame_data(frame, origin) {
                 return chunk;
             }
@@ -333,8 +361,12 @@ impl Upstream {
     pub async fn read_to_end(&self, fetched: &mut Fetched, cap: u64) -> Result<Bytes, UpstreamError> {
         let origin = origin_of(&fetched.url).to_string();
         let expected = content_length(&fetched.headers);
+        let deadline = Instant::now() + self.config.download_timeout;
         let mut out = BytesMut::with_capacity(expected.unwrap_or(16 * 1024).min(cap) as usize);
-        while let Some(chunk) = self.next_chunk(&mut fetched.body, &origin).await? {
+        while let Some(chunk) = self
+            .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
+            .await?
+        {
             if (out.len() + chunk.len()) as u64 > cap {
                 return Err(UpstreamError::Body {
                     origin,
@@ -345,40 +377,6 @@ impl Upstream {
         }
         check_length(expected, out.len() as u64, &origin)?;
         Ok(out.freeze())
-    }
-}
-
-/// A response read chunk by chunk (each within the read timeout), its
-/// length checked against `Content-Length` at the end.
-pub(crate) struct Streamed {
-    pub headers: HeaderMap,
-    pub chunks: futures_util::stream::BoxStream<'static, Result<Bytes, UpstreamError>>,
-}
-
-impl Upstream {
-    pub fn stream(self: Arc<Self>, fetched: Fetched) -> Streamed {
-        let headers = fetched.headers.clone();
-        let expected = content_length(&headers);
-        let state = Some((self, fetched, 0u64));
-        let chunks = futures_util::stream::unfold(state, move |state| async move {
-            let (upstream, mut fetched, received) = state?;
-            let origin = origin_of(&fetched.url).to_string();
-            match upstream.next_chunk(&mut fetched.body, &origin).await {
-                Ok(Some(chunk)) => {
-                    let received = received + chunk.len() as u64;
-                    match check_not_longer(expected, received, &origin) {
-                        Ok(()) => Some((Ok(chunk), Some((upstream, fetched, received)))),
-                        Err(error) => Some((Err(error), None)),
-                    }
-                }
-                Ok(None) => check_length(expected, received, &origin).err().map(|e| (Err(e), None)),
-                Err(error) => Some((Err(error), None)),
-            }
-        });
-        Streamed {
-            headers,
-            chunks: Box::pin(chunks),
-        }
     }
 }
 

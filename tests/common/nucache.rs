@@ -161,6 +161,14 @@ impl Reply {
 
 /// One request with its own client (no pooled connection survives a test).
 pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Reply {
+    try_send(method, url, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("request to {url} failed: {e}"))
+}
+
+/// [`send`], where the connection may be closed before any answer (a
+/// response aborted before its head went out).
+pub async fn try_send(method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Reply, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = Request::builder().method(method).uri(url);
     for (name, value) in headers {
@@ -170,7 +178,7 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Byt
     let response = tokio::time::timeout(REQUEST_TIMEOUT, client.request(request))
         .await
         .unwrap_or_else(|_| panic!("no answer from {url} within {REQUEST_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("request to {url} failed: {e}"));
+        .map_err(|e| e.to_string())?;
     let (parts, mut body) = response.into_parts();
     // Frame by frame, so that a body that breaks off keeps what arrived.
     let mut data = BytesMut::new();
@@ -193,12 +201,12 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Byt
             }
         }
     }
-    Reply {
+    Ok(Reply {
         status: parts.status,
         headers: parts.headers,
         body: data.freeze(),
         body_error,
-    }
+    })
 }
 
 /// A GET with no extras.

@@ -1,0 +1,135 @@
+//! Verified reads: a blob that rots on disk is never served whole. Every
+//! read is checked against the checksum recorded at commit; a mismatch
+//! breaks the transfer off before its last byte and drops the entry, and the
+//! background scrub finds rot before any client asks. A blob that cannot be
+//! read at all is fetched from the upstream instead of failing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::nucache::{try_send, Nucache};
+use common::upstream::FakeUpstream;
+use http::{Method, StatusCode};
+use sha2::{Digest, Sha256};
+
+const KEY: &str = "flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
+
+fn path() -> String {
+    format!("/v3/{KEY}")
+}
+
+/// The content file of `KEY` (files are named by a hash of the key).
+fn content_file(dir: &Path) -> Option<PathBuf> {
+    let prefix = hex::encode(Sha256::digest(KEY.as_bytes()));
+    common::files_under(&dir.join("content"))
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+}
+
+/// Polls (HEAD) until the package is served from the cache, for up to 5 s.
+async fn until_a_hit(nucache: &Nucache) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if nucache.request(Method::HEAD, &path(), &[]).await.x_cache() == Some("HIT") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the package was never committed");
+}
+
+/// Caches the package, then flips 64 bytes in the middle of its file.
+async fn cached_then_rotten(nucache: &Nucache) -> Vec<u8> {
+    let original = nucache.get(&path()).await;
+    assert_eq!(original.status, StatusCode::OK);
+    until_a_hit(nucache).await;
+    let file = content_file(&nucache.dir).expect("the package's content file");
+    let mut bytes = std::fs::read(&file).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(&file, &bytes).expect("write");
+    original.body.to_vec()
+}
+
+#[tokio::test]
+async fn a_blob_corrupted_on_disk_breaks_off_and_is_fetched_again() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let good = cached_then_rotten(&nucache).await;
+
+    // The transfer breaks off short of its length: with a package of one
+    // read chunk, before the head has even gone out.
+    match try_send(Method::GET, &nucache.url(&path()), &[], Bytes::new()).await {
+        Err(closed) => assert!(closed.contains("SendRequest") || closed.contains("closed"), "{closed}"),
+        Ok(broken) => {
+            assert!(broken.body_error.is_some(), "the transfer must break off");
+            assert!(broken.body.len() < good.len(), "never the whole (corrupt) file");
+        }
+    }
+
+    let refetched = nucache.get(&path()).await;
+    assert_eq!(refetched.x_cache(), Some("MISS"), "the corrupt entry was dropped");
+    assert_eq!(refetched.body, good);
+    assert!(refetched.body_error.is_none());
+    assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 2);
+    until_a_hit(&nucache).await;
+    assert_eq!(nucache.get(&path()).await.body, good, "good bytes from then on");
+}
+
+#[tokio::test]
+async fn with_verify_reads_off_the_stored_bytes_are_sent_as_they_are() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| c.cache.verify_reads = false).await;
+    let good = cached_then_rotten(&nucache).await;
+    let served = nucache.get(&path()).await;
+    assert_eq!(served.x_cache(), Some("HIT"));
+    assert!(served.body_error.is_none());
+    assert_eq!(served.body.len(), good.len());
+    assert_ne!(served.body, good, "unchecked: the rot goes out");
+}
+
+#[tokio::test]
+async fn the_scrub_finds_rot_before_a_client_asks() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.cache.scrub_interval = Duration::from_millis(100);
+    })
+    .await;
+    let good = cached_then_rotten(&nucache).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while content_file(&nucache.dir).is_some() {
+        assert!(Instant::now() < deadline, "the scrub never dropped the rotten file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1, "no client asked meanwhile");
+    let refetched = nucache.get(&path()).await;
+    assert_eq!(refetched.x_cache(), Some("MISS"));
+    assert_eq!(refetched.body, good);
+}
+
+#[tokio::test]
+async fn a_blob_that_cannot_be_read_is_fetched_from_the_upstream() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let good = nucache.get(&path()).await.body;
+    until_a_hit(&nucache).await;
+    // A symlink loop in place of the file: opening it fails with ELOOP, an
+    // I/O error that is not "not found" (root ignores permission bits).
+    let file = content_file(&nucache.dir).expect("content file");
+    std::fs::remove_file(&file).expect("remove");
+    std::os::unix::fs::symlink(&file, &file).expect("symlink loop");
+
+    let reply = nucache.get(&path()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.body, good);
+    assert!(reply.body_error.is_none());
+    assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 2);
+    let health = nucache.get("/health").await.json();
+    assert_eq!(
+        health["storage"]["writable"], false,
+        "the failing disk is reported: {health}"
+    );
+}
