@@ -1,9 +1,11 @@
 //! Logs go to stderr (the journal under systemd), coloured only on a
 //! terminal, filtered by `RUST_LOG` when it is set, else by `log_filter`
-//! from the configuration, which SIGHUP can change while nucache runs.
+//! from the configuration, which SIGHUP can change while nucache runs. A
+//! thread of their own writes them, so that no request waits on stderr.
 
 use std::io::IsTerminal;
 
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
@@ -14,9 +16,18 @@ pub struct Logging {
     from_env: Option<String>,
 }
 
-/// Installs the subscriber; the second value says why `RUST_LOG` was not
-/// used, when it is invalid (said, not silently replaced).
-pub fn init() -> (Logging, Option<String>) {
+/// The installed subscriber.
+pub struct Installed {
+    pub control: Logging,
+    /// Flushes what the log thread still holds when dropped (keep it until
+    /// main returns).
+    pub guard: WorkerGuard,
+    /// Why `RUST_LOG` was not used, when it is invalid (said, not silently
+    /// replaced).
+    pub problem: Option<String>,
+}
+
+pub fn init() -> Installed {
     let (filter, from_env, problem) = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
             Ok(filter) => (filter, Some(value), None),
@@ -31,12 +42,22 @@ pub fn init() -> (Logging, Option<String>) {
         _ => (EnvFilter::new("info"), None, None),
     };
     let (filter, handle) = reload::Layer::new(filter);
+    let (writer, guard) = NonBlockingBuilder::default()
+        // Beyond this many lines waiting, the request path waits rather
+        // than losing log lines.
+        .buffered_lines_limit(64 * 1024)
+        .lossy(false)
+        .finish(std::io::stderr());
     let format = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     tracing_subscriber::registry().with(filter).with(format).init();
-    (Logging { handle, from_env }, problem)
+    Installed {
+        control: Logging { handle, from_env },
+        guard,
+        problem,
+    }
 }
 
 impl Logging {

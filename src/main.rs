@@ -56,8 +56,13 @@ fn main() -> ExitCode {
     if let Some(Command::HashKey) = cli.command {
         return hash_key();
     }
-    let (logging, log_problem) = nucache::logging::init();
-    if let Some(problem) = log_problem {
+    // The guard flushes what the log thread still holds when main returns.
+    let nucache::logging::Installed {
+        control: logging,
+        guard: _log_writer,
+        problem,
+    } = nucache::logging::init();
+    if let Some(problem) = problem {
         tracing::warn!("{problem}");
     }
     let config = match Config::load_with_warnings(cli.config.as_deref()) {

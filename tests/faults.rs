@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nucache::Nucache;
-use common::upstream::{FakeUpstream, Fault};
+use common::upstream::{FakeUpstream, Fault, Role};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,18 +15,17 @@ use tokio::net::TcpStream;
 const NUPKG: &str = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
 const VERSIONS: &str = "/v3/flatcontainer/fake.core/index.json";
 
-/// nucache with a warm service index and a cached version list whose TTL
-/// has run out, so that every request for it goes to the upstream (no
-/// stale-while-revalidate: `max_stale` 0, the client waits for the answer).
+/// nucache with a warm service index and a cached version list that is
+/// always expired (TTL 0), so that every request for it goes to the upstream
+/// (no stale-while-revalidate: `max_stale` 0, the client waits for the answer).
 async fn warm(upstream: &FakeUpstream, tweak: impl FnOnce(&mut nucache::Config)) -> Nucache {
     let nucache = Nucache::start(&upstream.index_url(), |c| {
-        c.ttl.versions = Duration::from_millis(1);
+        c.ttl.versions = Duration::ZERO;
         c.ttl.max_stale = Duration::ZERO;
         tweak(c);
     })
     .await;
     assert_eq!(nucache.get(VERSIONS).await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(5)).await;
     nucache
 }
 
@@ -111,21 +110,31 @@ async fn a_connect_that_hangs_gives_504_within_the_connect_timeout() {
             fillers.push(stream);
         }
     }
+    // The premise, checked: a connect to it now hangs.
+    let probe = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await;
+    assert!(
+        probe.is_err(),
+        "connects to the full listener do not hang here: {probe:?}"
+    );
     let index = format!("http://{addr}/v3/index.json");
+    // Only the connect timeout can answer quickly: the read timeout is long.
     let nucache = Nucache::start(&index, |c| {
         c.upstream.connect_timeout = Duration::from_millis(300);
-        c.upstream.read_timeout = Duration::from_millis(300);
+        c.upstream.read_timeout = Duration::from_secs(30);
     })
     .await;
     let started = Instant::now();
     let reply = nucache.get("/v3/index.json").await;
+    let elapsed = started.elapsed();
     assert!(
         matches!(reply.status, StatusCode::GATEWAY_TIMEOUT | StatusCode::BAD_GATEWAY),
         "{} {}",
         reply.status,
         reply.text()
     );
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(reply.text().contains("connect"), "{}", reply.text());
+    // Two attempts (retries = 1) of 0.3 s and a backoff, plus slack.
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     drop(fillers);
 }
 
@@ -157,18 +166,41 @@ async fn a_body_shorter_than_its_content_length_is_not_cached() {
 
 #[tokio::test]
 async fn a_body_longer_than_its_content_length_is_not_cached() {
+    /// What the fake sends beyond `Content-Length` (its `EXTRA_BYTES`).
+    const BEYOND: &[u8] = b"<these bytes are beyond Content-Length>";
     let upstream = FakeUpstream::start().await;
     let nucache = warm(&upstream, |_| {}).await;
+    let expected = upstream.nupkg_bytes("Fake.Core", "1.1.0").unwrap_or_default();
     upstream.set_fault_for(".nupkg", Fault::LongerBody);
     let reply = nucache.get(NUPKG).await;
     // hyper stops reading at Content-Length; the extra bytes never reach
-    // the client, and what it got is exactly the package.
+    // the client, and what it got is exactly the package, or broke off.
     if reply.status == StatusCode::OK && reply.body_error.is_none() {
-        assert_eq!(Some(reply.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+        assert_eq!(reply.body.to_vec(), expected);
     }
+    // No file in the cache holds more than was announced.
+    let files = common::files_under(&nucache.dir.join("content"));
+    assert!(!files.is_empty(), "the cache holds nothing at all: wrong directory?");
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_default();
+        assert!(
+            !data.windows(BEYOND.len()).any(|w| w == BEYOND),
+            "{} holds the bytes beyond Content-Length",
+            file.display()
+        );
+        let longer = data.len() > expected.len() && data.starts_with(&expected);
+        assert!(!longer, "{} is longer than announced", file.display());
+    }
+    // Whatever the cache kept is exactly the announced package: the next
+    // request (a HIT, or a MISS with nothing kept) has the right bytes.
     upstream.clear_faults();
     let again = nucache.get(NUPKG).await;
-    assert_eq!(Some(again.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    assert!(matches!(again.x_cache(), Some("HIT" | "MISS")), "{:?}", again.x_cache());
+    assert_eq!(
+        again.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
+    assert_eq!(again.body.to_vec(), expected);
 }
 
 #[tokio::test]
@@ -256,14 +288,10 @@ async fn the_breaker_opens_answers_fast_and_closes_when_the_upstream_is_back() {
     );
     // Back up: the background probe closes the breaker.
     upstream.clear_faults();
-    let mut closed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        if nucache.get("/health").await.json()["upstream"]["state"] == "closed" {
-            closed = true;
-            break;
-        }
-    }
+    let closed = eventually(Duration::from_secs(5), || async {
+        nucache.get("/health").await.json()["upstream"]["state"] == "closed"
+    })
+    .await;
     assert!(closed, "the breaker never closed");
     assert_eq!(
         nucache.get("/v3/flatcontainer/fake.dep/index.json").await.status,
@@ -347,25 +375,134 @@ async fn the_connection_limit_holds_further_clients_back() {
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_does_not_hold_up_the_download_for_others() {
+    // Far more than the socket buffers between nucache and a client hold.
+    const SIZE: usize = 24 * 1024 * 1024;
     let upstream = FakeUpstream::start().await;
-    upstream.set_body_chunking(4096, Duration::from_millis(2));
+    let package: Vec<u8> = (0..SIZE)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    upstream.add_package("Big.Slow", "1.0.0", package.clone());
+    let path = "/v3/flatcontainer/big.slow/1.0.0/big.slow.1.0.0.nupkg";
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
-    nucache.get("/v3/index.json").await;
-    // A client that asks, then reads nothing for a while.
+    assert_eq!(nucache.get("/v3/index.json").await.status, StatusCode::OK);
+    // The first client starts the download, reads the response head, and
+    // then reads nothing: its socket fills up and stays full.
     let mut slow = TcpStream::connect(nucache.addr).await.expect("connect");
-    let request = format!("GET {NUPKG} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     slow.write_all(request.as_bytes()).await.expect("write");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let started = Instant::now();
-    let fast = nucache.get(NUPKG).await;
-    assert_eq!(Some(fast.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
-    // The slow client still gets the whole package when it reads.
-    let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
-    let size = upstream.nupkg_bytes("Fake.Core", "1.1.0").map_or(0, |b| b.len());
-    assert!(answer.len() > size, "the slow client got {} bytes", answer.len());
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buffer))
+            .await
+            .expect("the slow client got no response head")
+            .expect("read");
+        assert!(n > 0, "closed before the head");
+        received.extend_from_slice(&buffer[..n]);
+    }
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    // Everyone else gets the whole package meanwhile, from one download.
+    let others = futures_util::future::join_all((0..3).map(|_| nucache.get(path)));
+    let others = tokio::time::timeout(Duration::from_secs(15), others)
+        .await
+        .expect("a stalled reader held up the others");
+    for reply in &others {
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.body_error.is_none(), "{:?}", reply.body_error);
+        assert!(reply.body == package, "{} bytes, not the package", reply.body.len());
+    }
+    assert_eq!(upstream.count("big.slow.1.0.0.nupkg"), 1);
+    // The slow client still gets the whole package when it reads again.
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), slow.read_to_end(&mut rest))
+        .await
+        .expect("the slow client's body never ended")
+        .expect("read");
+    received.extend_from_slice(&rest);
+    let head = received.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    assert!(
+        received[head..] == package[..],
+        "the slow client got {} bytes",
+        received.len() - head
+    );
+}
+
+#[tokio::test]
+async fn a_failing_search_host_opens_its_own_breaker_and_downloads_go_on() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.upstream.breaker_threshold = 3;
+        c.upstream.breaker_cooldown = Duration::from_millis(200);
+        c.upstream.retries = 0;
+    })
+    .await;
+    assert_eq!(nucache.get("/v3/index.json").await.status, StatusCode::OK);
+    upstream.set_fault_for("/query", Fault::Status(503));
+    for n in 0..3 {
+        let reply = nucache.get(&format!("/v3/query?q=n{n}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    }
+    upstream.reset_log();
+    let refused = nucache.get("/v3/query?q=again").await;
+    assert!(refused.text().contains("considered down"), "{}", refused.text());
+    // The api host is fine: package downloads go on.
+    let package = nucache.get(NUPKG).await;
+    assert_eq!(
+        (package.status, package.x_cache()),
+        (StatusCode::OK, Some("MISS")),
+        "{}",
+        package.text()
+    );
+    assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    let health = nucache.get("/health").await.json();
+    assert_eq!(health["upstream"]["state"], "open", "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let origins = health["upstream"]["origins"].as_array().cloned().unwrap_or_default();
+    let state_of = |origin: String| {
+        origins
+            .iter()
+            .find(|o| o["origin"] == origin.as_str())
+            .map(|o| o["state"].clone())
+    };
+    assert_eq!(state_of(upstream.search()), Some("open".into()), "{health}");
+    assert_eq!(state_of(upstream.api()), Some("closed".into()), "{health}");
+    // The search breaker's probe asks the search host, without a body.
+    upstream.clear_faults();
+    let closed = eventually(Duration::from_secs(5), || async {
+        let health = nucache.get("/health").await.json();
+        health["upstream"]["state"] == "closed"
+    })
+    .await;
+    assert!(closed, "the search breaker never closed");
+    let searches: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.host == Role::Search)
+        .collect();
+    assert!(!searches.is_empty(), "no probe reached the search host");
+    for probe in &searches {
+        assert_eq!((probe.method.as_str(), probe.path.as_str()), ("HEAD", "/query?q=n2"));
+    }
+    let answered = nucache.get("/v3/query?q=back").await;
+    assert_eq!(answered.status, StatusCode::OK);
+}
+
+/// Polls `condition` until it holds or `within` has passed.
+async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -25,11 +25,16 @@ async fn private_feed() -> FakeUpstream {
 }
 
 async fn nucache_for(upstream: &FakeUpstream) -> Nucache {
+    nucache_with(upstream, |_| {}).await
+}
+
+async fn nucache_with(upstream: &FakeUpstream, tweak: impl FnOnce(&mut nucache::Config)) -> Nucache {
     Nucache::start(&upstream.index_url(), |c| {
         c.upstream.username = Some(USER.to_string());
         c.upstream.password = Some(Secret::new(PASSWORD));
         c.publish.api_key = Some(Secret::new("AzureDevOps"));
         c.publish.client_keys = vec![digest_hex("agent-key")];
+        tweak(c);
     })
     .await
 }
@@ -44,7 +49,12 @@ fn no_upstream_in(upstream: &FakeUpstream, text: &str) {
 #[tokio::test]
 async fn a_prefixed_chunked_private_feed_works_like_nuget_org() {
     let upstream = private_feed().await;
-    let nucache = nucache_for(&upstream).await;
+    // Version lists expire at once: every request after the first revalidates.
+    let nucache = nucache_with(&upstream, |c| {
+        c.ttl.versions = std::time::Duration::ZERO;
+        c.ttl.max_stale = std::time::Duration::ZERO;
+    })
+    .await;
     let index = nucache.get("/v3/index.json").await;
     assert_eq!(index.status, StatusCode::OK, "{}", index.text());
     no_upstream_in(&upstream, &index.text());
@@ -77,9 +87,28 @@ async fn a_prefixed_chunked_private_feed_works_like_nuget_org() {
         .await;
     assert_eq!(package.status, StatusCode::OK, "{}", package.text());
     assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
-    // Revalidation works over chunked answers too.
-    let revalidated = nucache.get("/v3/flatcontainer/fake.core/index.json").await;
-    assert_eq!(revalidated.x_cache(), Some("HIT"));
+    // Revalidation works over chunked answers too: the expired version
+    // list is asked for conditionally, and the upstream's 304 confirms it.
+    let versions = "/v3/flatcontainer/fake.core/index.json";
+    let first = nucache.get(versions).await;
+    upstream.reset_log();
+    let revalidated = nucache.get(versions).await;
+    assert_eq!(
+        (revalidated.status, revalidated.x_cache()),
+        (StatusCode::OK, Some("REVALIDATED"))
+    );
+    assert_eq!(revalidated.body, first.body);
+    let asked: Vec<_> = upstream
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/fake.core/index.json"))
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].headers.contains_key("if-none-match"),
+        "not a conditional request: {:?}",
+        asked[0].headers
+    );
 }
 
 #[tokio::test]

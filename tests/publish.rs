@@ -315,3 +315,32 @@ async fn no_key_appears_in_the_logs() {
         assert!(!text.contains(secret), "{secret} appears in the logs");
     }
 }
+
+#[tokio::test]
+async fn a_push_forgets_every_remembered_404_of_the_package() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = start(&upstream).await;
+    let paths = [
+        "/v3/flatcontainer/brand.new/1.0.0/brand.new.1.0.0.nupkg",
+        "/v3/flatcontainer/brand.new/index.json",
+        "/v3/registration/registration5-semver1/brand.new/index.json",
+    ];
+    for path in paths {
+        assert_eq!(nucache.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // The upstream learns of it when it is pushed through nucache.
+    let package = nupkg("Brand.New", "1.0.0");
+    upstream.add_package("Brand.New", "1.0.0", package.clone());
+    let pushed = push(&nucache, Some(CLIENT_KEY), multipart(&package)).await;
+    assert_eq!(pushed.status, StatusCode::CREATED, "{}", pushed.text());
+    for path in paths {
+        let reply = nucache.get(path).await;
+        assert_eq!(
+            (reply.status, reply.x_cache()),
+            (StatusCode::OK, Some("MISS")),
+            "{path}: a remembered 404 outlived the push"
+        );
+    }
+    let downloaded = nucache.get(paths[0]).await;
+    assert_eq!(downloaded.body, package);
+}

@@ -347,16 +347,58 @@ async fn bodies_are_rendered_for_the_host_the_client_used() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_the_appended_forwarded_values_count_and_answers_vary() {
+    let upstream = FakeUpstream::start().await;
+    let trusted = Nucache::start(&upstream.index_url(), |c| c.trust_forwarded_headers = true).await;
+    let path = "/v3/registration/registration5-semver1/fake.core/index.json";
+    // The client claims evil.example; the proxy appends what it saw.
+    let headers = [
+        ("x-forwarded-host", "evil.example, nuget.corp"),
+        ("x-forwarded-proto", "http, https"),
+    ];
+    for path in ["/v3/index.json", path] {
+        let reply = trusted.request(Method::GET, path, &headers).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert!(
+            reply.text().contains("https://nuget.corp/v3/"),
+            "{path}: {}",
+            reply.text()
+        );
+        assert!(!reply.text().contains("evil.example"), "{path}");
+        assert_eq!(
+            reply.header("vary"),
+            Some("Accept-Encoding, Host, X-Forwarded-Host, X-Forwarded-Proto"),
+            "{path}"
+        );
+    }
+    let plain = Nucache::start(&upstream.index_url(), |_| {}).await;
+    assert_eq!(plain.get(path).await.header("vary"), Some("Accept-Encoding, Host"));
+    let fixed = Nucache::start(&upstream.index_url(), |c| {
+        c.public_url = Some("https://nuget.corp".to_string());
+    })
+    .await;
+    assert_eq!(fixed.get(path).await.header("vary"), Some("Accept-Encoding"));
+}
+
+#[tokio::test]
 async fn wrong_methods_and_unknown_paths() {
     let upstream = FakeUpstream::start().await;
-    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.publish.client_keys = vec![nucache::config::digest_hex("client-key")];
+    })
+    .await;
     let post = nucache.request(Method::POST, "/v3/index.json", &[]).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    // DELETE under /v3/ is a publish call: its key is checked first.
+    let versions = "/v3/flatcontainer/fake.core/index.json";
+    let anonymous = nucache.request(Method::DELETE, versions, &[]).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let delete = nucache
-        .request(Method::DELETE, "/v3/flatcontainer/fake.core/index.json", &[])
+        .request(Method::DELETE, versions, &[("x-nuget-apikey", "client-key")])
         .await;
     assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(delete.header("allow"), Some("GET, HEAD"));
     for path in [
         "/nope",
         "/v3/nope/x",

@@ -40,7 +40,8 @@ async fn kubernetes_service_link_variables_do_not_stop_start_up() {
     process.ready().await;
     let served = process.get("/v3/index.json").await;
     assert!(served.status.is_success(), "{}", served.status);
-    let log = process.log_text();
+    // The access line of the request above follows the start-up warnings.
+    let log = process.wait_for_log("path=/v3/index.json", 1).await;
     let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("match no configuration key"))

@@ -10,15 +10,16 @@ mod blobs;
 #[cfg(test)]
 mod compliance;
 mod health;
+mod hot;
 mod index;
 mod reader;
 pub(crate) mod scrub;
 mod status;
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +32,7 @@ use crate::rewrite::Template;
 
 pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 pub(crate) use health::StorageHealth;
+pub(crate) use hot::{blob_etag, HotBlob};
 pub(crate) use index::Index;
 pub use index::{now_ms, Entry, EntryKind};
 pub(crate) use reader::{BlobReader, ReadError};
@@ -50,13 +52,23 @@ pub(crate) struct Origin {
 pub(crate) struct HotDoc {
     pub entry: Entry,
     pub body: Template,
+    /// Last hit (ms since the epoch), recorded without a lock.
+    accessed: AtomicU64,
 }
 
 impl HotDoc {
     pub fn is_fresh(&self, ttl: Duration) -> bool {
         now_ms().saturating_sub(self.entry.fetched_at) < ttl.as_millis() as u64
     }
+
+    /// Notes a hit; written to the index by [`Cache::flush_access`].
+    pub fn touch(&self) {
+        self.accessed.store(now_ms(), Ordering::Relaxed);
+    }
 }
+
+/// A blob made hot, and its file opened when its bytes are not in memory.
+pub(crate) type LoadedBlob = (Arc<HotBlob>, Option<File>);
 
 /// Cache keys named exactly or by prefix (a package's documents).
 #[derive(Debug, Clone, Default)]
@@ -110,8 +122,10 @@ pub(crate) struct Cache {
     index: Index,
     blobs: Box<dyn BlobStore>,
     hot: moka::sync::Cache<String, Arc<HotDoc>>,
-    /// Last-access times, written to the index in batches (never on a hit).
-    accessed: Mutex<HashMap<String, u64>>,
+    /// Committed blobs as they are served (small ones with their bytes).
+    hot_blobs: moka::sync::Cache<String, Arc<HotBlob>>,
+    /// Access times up to this moment (ms) are in the index.
+    access_flushed: AtomicU64,
     /// Whether the disk takes writes.
     pub health: StorageHealth,
     /// Check every blob read against its checksum (`cache.verify_reads`).
@@ -132,11 +146,16 @@ impl Cache {
             // Publishing drops a package's documents by key prefix.
             .support_invalidation_closures()
             .build();
+        let hot_blobs = moka::sync::Cache::builder()
+            .max_capacity(config.memory.bytes())
+            .weigher(|_key: &String, blob: &Arc<HotBlob>| blob.weight())
+            .build();
         let cache = Cache {
             index,
             blobs,
             hot,
-            accessed: Mutex::new(HashMap::new()),
+            hot_blobs,
+            access_flushed: AtomicU64::new(0),
             health: StorageHealth::new(config.storage_retry),
             verify_reads: config.verify_reads,
         };
@@ -230,6 +249,7 @@ impl Cache {
         let doc = Arc::new(HotDoc {
             entry,
             body: Template::new(body, &content_id),
+            accessed: AtomicU64::new(0),
         });
         self.hot.insert(key.to_string(), doc.clone());
         doc
@@ -288,20 +308,51 @@ impl Cache {
         Ok(self.remember(key, entry, doc.body.text().clone()))
     }
 
-    /// A committed blob, opened; `None` when absent (or its file is gone,
-    /// in which case the record is dropped).
-    pub fn blob(&self, key: &str) -> Result<Option<(Entry, File)>, StorageError> {
+    /// A committed blob from memory, when it is hot (no I/O).
+    pub fn hot_blob(&self, key: &str) -> Option<Arc<HotBlob>> {
+        self.hot_blobs.get(key)
+    }
+
+    /// A committed blob from the index (blocking I/O), made hot: small ones
+    /// are read and verified into memory, larger ones come with their file
+    /// opened. `None` when absent, gone or corrupt (the record is dropped).
+    pub fn load_blob(&self, key: &str) -> Result<Option<LoadedBlob>, StorageError> {
         let Some(entry) = self.index.get(key)? else {
             return Ok(None);
         };
-        match self.blobs.open(key, &info(&entry))? {
-            Some(file) => Ok(Some((entry, file))),
-            None => {
-                tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
-                self.remove(key)?;
-                Ok(None)
-            }
+        let Some(file) = self.blobs.open(key, &info(&entry))? else {
+            tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
+            self.remove(key)?;
+            return Ok(None);
+        };
+        if entry.size > hot::SMALL_BLOB {
+            let hot = Arc::new(HotBlob::new(key, entry, None));
+            self.hot_blobs.insert(key.to_string(), hot.clone());
+            return Ok(Some((hot, Some(file))));
         }
+        let mut reader = self.reader(&entry, file, hot::SMALL_BLOB);
+        let body = match reader.next_chunk() {
+            Ok(body) => body.unwrap_or_default(),
+            Err(ReadError::Io(error)) => return Err(StorageError::io("reading a blob")(error)),
+            Err(_) => {
+                self.drop_corrupt(key, &entry)?;
+                return Ok(None);
+            }
+        };
+        let hot = Arc::new(HotBlob::new(key, entry, Some(body)));
+        self.hot_blobs.insert(key.to_string(), hot.clone());
+        Ok(Some((hot, None)))
+    }
+
+    /// Opens the file of a hot blob kept without its bytes (blocking I/O);
+    /// `None` when it is gone (the record is dropped).
+    pub fn open_blob(&self, key: &str, hot: &HotBlob) -> Result<Option<File>, StorageError> {
+        let file = self.blobs.open(key, &info(&hot.entry))?;
+        if file.is_none() {
+            tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
+            self.remove(key)?;
+        }
+        Ok(file)
     }
 
     /// A reader of a committed blob that checks it against its record
@@ -350,6 +401,7 @@ impl Cache {
     /// Forgets `key` everywhere: memory, index and file.
     pub fn remove(&self, key: &str) -> Result<(), StorageError> {
         self.hot.invalidate(key);
+        self.hot_blobs.invalidate(key);
         if let Some(entry) = self.index.remove(key)? {
             self.blobs.remove(key, &info(&entry))?;
         }
@@ -390,18 +442,22 @@ impl Cache {
         self.index.hash(package)
     }
 
-    /// Notes a hit; written to the index by [`Cache::flush_access`].
-    pub fn note_access(&self, key: &str) {
-        if let Ok(mut accessed) = self.accessed.lock() {
-            accessed.insert(key.to_string(), now_ms());
-        }
-    }
-
+    /// Writes the access times of the hot objects hit since the last
+    /// flush to the index (hits themselves never write or lock).
     pub fn flush_access(&self) -> Result<usize, StorageError> {
-        let batch: Vec<(String, u64)> = match self.accessed.lock() {
-            Ok(mut accessed) => accessed.drain().collect(),
-            Err(_) => return Ok(0),
-        };
+        let since = self.access_flushed.swap(now_ms(), Ordering::Relaxed);
+        let mut batch: Vec<(String, u64)> = Vec::new();
+        for (key, blob) in self.hot_blobs.iter() {
+            if let Some(at) = blob.accessed_since(since) {
+                batch.push((key.as_str().to_owned(), at));
+            }
+        }
+        for (key, doc) in self.hot.iter() {
+            let at = doc.accessed.load(Ordering::Relaxed);
+            if at > since {
+                batch.push((key.as_str().to_owned(), at));
+            }
+        }
         self.index.record_access(&batch)?;
         Ok(batch.len())
     }

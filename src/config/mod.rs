@@ -95,10 +95,11 @@ pub struct UpstreamConfig {
     /// Origins (`scheme://host[:port]`) that receive the credentials; by
     /// default only the service index's. Never sent across a redirect elsewhere.
     pub auth_origins: Vec<String>,
-    /// Consecutive failed reads after which the upstream is considered down
-    /// (reads fail fast, cached copies are served); 0 disables the breaker.
+    /// Consecutive failed reads from one upstream origin after which that
+    /// origin is considered down (reads from it fail fast, cached copies are
+    /// served); 0 disables the breakers.
     pub breaker_threshold: u32,
-    /// While down, how often the upstream is probed in the background.
+    /// While an origin is down, how often it is probed in the background.
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
 }

@@ -7,17 +7,28 @@ use http::request::Parts;
 use crate::config::Config;
 use crate::error::ClientError;
 
+/// A request's public base URL, and the request headers it was made of
+/// (for `Vary`, so that no shared cache hands one host's body to another).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Base {
+    pub url: String,
+    pub vary: &'static str,
+}
+
 /// `public_url` when configured; otherwise `http://{Host}`, or the
 /// forwarded host and scheme when `trust_forwarded_headers` is on.
-pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<String, ClientError> {
+pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<Base, ClientError> {
     if let Some(url) = &config.public_url {
-        return Ok(url.clone());
+        return Ok(Base {
+            url: url.clone(),
+            vary: "Accept-Encoding",
+        });
     }
     let headers = &request.headers;
     let forwarded = |name| {
         config
             .trust_forwarded_headers
-            .then(|| first_value(headers, name))
+            .then(|| last_value(headers, name))
             .flatten()
     };
     let scheme = match forwarded("x-forwarded-proto") {
@@ -27,19 +38,35 @@ pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<String, Cl
         None => "http",
     };
     let host = forwarded("x-forwarded-host")
-        .or_else(|| first_value(headers, HOST.as_str()))
+        .or_else(|| last_value(headers, HOST.as_str()))
         .or_else(|| request.uri.authority().map(|a| a.as_str().to_string()))
         .ok_or(ClientError::BadHost)?;
     if !is_valid_host(&host) {
         return Err(ClientError::BadHost);
     }
-    Ok(format!("{scheme}://{}", host.to_ascii_lowercase()))
+    let vary = if config.trust_forwarded_headers {
+        "Accept-Encoding, Host, X-Forwarded-Host, X-Forwarded-Proto"
+    } else {
+        "Accept-Encoding, Host"
+    };
+    Ok(Base {
+        url: format!("{scheme}://{}", host.to_ascii_lowercase()),
+        vary,
+    })
 }
 
-fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let value = headers.get(name)?.to_str().ok()?;
-    let first = value.split(',').next()?.trim();
-    (!first.is_empty()).then(|| first.to_string())
+/// The right-most non-empty value over every line of header `name`: a
+/// trusted proxy appends what it saw, the values before it are the
+/// client's own claims.
+fn last_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .rfind(|value| !value.is_empty())
+        .map(str::to_string)
 }
 
 /// `host[:port]` or `[v6]:port` of plain characters: the base is pasted
@@ -71,7 +98,9 @@ mod tests {
     fn derives_the_base_from_host() {
         let config = Config::default();
         assert_eq!(
-            public_base(&config, &parts(&[("host", "Proxy:5000")])).ok(),
+            public_base(&config, &parts(&[("host", "Proxy:5000")]))
+                .ok()
+                .map(|b| b.url),
             Some("http://proxy:5000".into())
         );
         assert!(public_base(&config, &parts(&[])).is_err());
@@ -88,7 +117,7 @@ mod tests {
         ];
         let untrusted = Config::default();
         assert_eq!(
-            public_base(&untrusted, &parts(&headers)).ok(),
+            public_base(&untrusted, &parts(&headers)).ok().map(|b| b.url),
             Some("http://inner:5000".into())
         );
         let trusted = Config {
@@ -96,8 +125,48 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(
-            public_base(&trusted, &parts(&headers)).ok(),
+            public_base(&trusted, &parts(&headers)).ok().map(|b| b.url),
             Some("https://nuget.corp".into())
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_take_the_value_the_trusted_proxy_appended() {
+        let trusted = Config {
+            trust_forwarded_headers: true,
+            ..Config::default()
+        };
+        // The client sent the first values; the proxy in front appended its own.
+        let appended = [
+            ("host", "inner:5000"),
+            ("x-forwarded-host", "evil.example, nuget.corp"),
+            ("x-forwarded-proto", "http, https"),
+        ];
+        assert_eq!(
+            public_base(&trusted, &parts(&appended)).ok().map(|b| b.url),
+            Some("https://nuget.corp".into())
+        );
+        // Repeated header lines and empty values: the last non-empty value.
+        let mut request = http::Request::builder()
+            .uri("/v3/index.json")
+            .header("host", "inner:5000")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-host", "nuget.corp, ")
+            .header("x-forwarded-proto", "https")
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| http::Request::new(()).into_parts().0);
+        assert_eq!(
+            public_base(&trusted, &request).ok().map(|b| b.url),
+            Some("https://nuget.corp".into())
+        );
+        request
+            .headers
+            .insert("x-forwarded-host", http::HeaderValue::from_static(" , "));
+        assert_eq!(
+            public_base(&trusted, &request).ok().map(|b| b.url),
+            Some("https://inner:5000".into()),
+            "no forwarded value: the Host header"
         );
     }
 
@@ -108,8 +177,27 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(
-            public_base(&config, &parts(&[("host", "x")])).ok(),
+            public_base(&config, &parts(&[("host", "x")])).ok().map(|b| b.url),
             Some("https://nuget.corp/feed".into())
         );
+    }
+
+    #[test]
+    fn answers_vary_on_the_headers_the_base_came_from() {
+        let vary = |config: &Config| public_base(config, &parts(&[("host", "x")])).ok().map(|b| b.vary);
+        assert_eq!(vary(&Config::default()), Some("Accept-Encoding, Host"));
+        let trusted = Config {
+            trust_forwarded_headers: true,
+            ..Config::default()
+        };
+        assert_eq!(
+            vary(&trusted),
+            Some("Accept-Encoding, Host, X-Forwarded-Host, X-Forwarded-Proto")
+        );
+        let fixed = Config {
+            public_url: Some("https://nuget.corp".into()),
+            ..trusted
+        };
+        assert_eq!(vary(&fixed), Some("Accept-Encoding"));
     }
 }

@@ -54,10 +54,10 @@ impl Proxy {
         let ttl_ms = ttl.as_millis() as u64;
         let max_stale_ms = self.config.ttl.max_stale.as_millis() as u64;
         Ok(if age < ttl_ms {
-            self.stash.cache.note_access(key);
+            doc.touch();
             Lookup::Fresh(doc)
         } else if age < ttl_ms.saturating_add(max_stale_ms) {
-            self.stash.cache.note_access(key);
+            doc.touch();
             Lookup::Stale(doc)
         } else {
             Lookup::TooOld(doc)

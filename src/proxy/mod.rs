@@ -40,6 +40,13 @@ use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
+
+/// What `authorize` allowed a request to do.
+enum Access {
+    Read,
+    /// A publish call, with the key that goes upstream.
+    Publish(auth::UpstreamKey),
+}
 use service::ServiceState;
 
 /// Longest request path written to the access log.
@@ -119,8 +126,9 @@ impl Proxy {
         response.map(|body| Logged::new(body, record).boxed_unsync())
     }
 
-    /// Phase 1: classify (and authorize), then hand over to the phase that
-    /// serves it.
+    /// Phase 1: classify and authorize, then hand over to the phase that
+    /// serves it. Access is decided from the method and the path alone,
+    /// before any lookup or upstream request: a refused call costs nothing.
     async fn dispatch(
         self: &Arc<Self>,
         request: Request<Incoming>,
@@ -128,15 +136,16 @@ impl Proxy {
     ) -> Result<Reply, ProxyError> {
         let route = route::classify(request.uri().path()).map_err(ClientError::from)?;
         let (parts, body) = request.into_parts();
+        if route == Route::Health {
+            read_only(&parts)?;
+            return Ok(Reply::plain(self.health(&parts.headers)));
+        }
+        let access = self.authorize(&route, &parts)?;
         let Route::Mounted(path) = route else {
-            if route != Route::Health {
-                auth::check_read(&self.config, &parts.headers)?;
-            }
             read_only(&parts)?;
             return match route {
                 Route::ServiceIndex => self.service_index(&parts).await,
-                Route::Home => Ok(Reply::plain(self.home())),
-                _ => Ok(Reply::plain(self.health())),
+                _ => Ok(Reply::plain(self.home())),
             };
         };
         let (snapshot, _) = self.service_map(false).await?;
@@ -151,14 +160,30 @@ impl Proxy {
             .ok_or(ClientError::Route(route::RouteError::NotFound))?;
         let url = mount.upstream_url(&target.rest);
         if target.kind == TargetKind::Publish {
-            // Publish calls authenticate with their API key (publish.mode).
             let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
-            return self.publish(call, &url, parts, body, &snapshot.map).await;
+            let Access::Publish(key) = access else {
+                // call_of accepts only the methods `authorize` treats as publish calls.
+                return Err(ClientError::MethodNotAllowed {
+                    method: parts.method.to_string(),
+                    allow: "PUT, DELETE, POST",
+                }
+                .into());
+            };
+            return self.publish(call, key, &url, parts, body, &snapshot.map).await;
         }
-        auth::check_read(&self.config, &parts.headers)?;
         read_only(&parts)?;
         self.read(&parts, &target, url, Transform::Rewrite(snapshot.map.clone()))
             .await
+    }
+
+    /// Publish calls (PUT, DELETE, POST under `/v3/`) authenticate with
+    /// their API key (`publish.mode`); everything else is a read.
+    fn authorize(&self, route: &Route, parts: &Parts) -> Result<Access, ClientError> {
+        let publish_method = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST);
+        if publish_method && self.publish_enabled() && matches!(route, Route::Mounted(_)) {
+            return auth::check_publish(&self.config, &parts.headers).map(Access::Publish);
+        }
+        auth::check_read(&self.config, &parts.headers).map(|()| Access::Read)
     }
 
     /// Phases 2–4 for a read under a mount.
@@ -187,20 +212,24 @@ impl Proxy {
             persist,
         };
         let (doc, status) = self.document(spec).await?;
-        let rendered = doc.body.render(&base);
+        let rendered = doc.body.render(&base.url);
         Ok(respond::document(
             &parts.headers,
             &rendered,
             doc.entry.last_modified.as_deref(),
             status,
             max_age,
+            base.vary,
         ))
     }
 
     async fn service_index(self: &Arc<Self>, parts: &Parts) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, parts)?;
         let (snapshot, status) = self.service_map(true).await?;
-        let rendered = snapshot.map.template(base.starts_with("https://")).render(&base);
+        let rendered = snapshot
+            .map
+            .template(base.url.starts_with("https://"))
+            .render(&base.url);
         let last_modified = snapshot.doc.entry.last_modified.as_deref();
         Ok(respond::document(
             &parts.headers,
@@ -208,6 +237,7 @@ impl Proxy {
             last_modified,
             status,
             self.config.ttl.service_index,
+            base.vary,
         ))
     }
 
@@ -220,13 +250,18 @@ impl Proxy {
         respond::text(StatusCode::OK, &text)
     }
 
-    fn health(&self) -> Response<Body> {
+    /// Open to everyone (load balancers poll it); when reads need
+    /// credentials, anonymous callers see no upstream address or error text.
+    fn health(&self, headers: &http::HeaderMap) -> Response<Body> {
         let service_index = match self.service.current() {
             None => "not loaded",
             Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
             Some(_) => "stale",
         };
-        let upstream = self.stash.upstream.breaker_status();
+        let mut upstream = self.stash.upstream.breaker_status();
+        if auth::check_read(&self.config, headers).is_err() {
+            upstream = upstream.without_addresses();
+        }
         let storage_error = self.stash.cache.health.problem();
         let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
         let body = serde_json::json!({

@@ -11,10 +11,11 @@ use http::header::HeaderMap;
 use super::respond::{self, Reply};
 use super::Proxy;
 use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
+use crate::error::StorageError;
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
-use crate::server::body::{blocking_stream, Body};
+use crate::server::body::{blocking_stream, empty, full, Body};
 use crate::stash::{fetch_blob, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 
@@ -34,7 +35,7 @@ impl Proxy {
         if self.not_found.contains_key(key) {
             return Err(ProxyError::NotFound);
         }
-        if let Some(reply) = self.cached_package_file(request, key)? {
+        if let Some(reply) = self.cached_package_file(request, key).await? {
             return Ok(reply);
         }
         let blob = BlobRequest {
@@ -60,7 +61,8 @@ impl Proxy {
                 }
                 BlobOutcome::Stored => {
                     return self
-                        .cached_package_file(request, key)?
+                        .cached_package_file(request, key)
+                        .await?
                         .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into()))
                 }
                 BlobOutcome::NotFound => {
@@ -74,11 +76,23 @@ impl Proxy {
         ))
     }
 
-    /// The cached copy, when there is one that can be read. A read error
-    /// (not a missing file) makes it a miss served from the upstream, and
-    /// tells the storage health that the disk is failing.
-    fn cached_package_file(&self, request: &HeaderMap, key: &str) -> Result<Option<Reply>, ProxyError> {
-        let (entry, file) = match self.stash.cache.blob(key) {
+    /// The cached copy, when there is one that can be read: a hot small
+    /// package straight from memory, else from its file. A read error (not
+    /// a missing file) makes it a miss served from the upstream, and tells
+    /// the storage health that the disk is failing.
+    async fn cached_package_file(&self, request: &HeaderMap, key: &str) -> Result<Option<Reply>, ProxyError> {
+        let found = match self.stash.cache.hot_blob(key) {
+            Some(hot) if hot.body.is_some() => Ok(Some((hot, None))),
+            Some(hot) => {
+                let (cache, owned) = (self.stash.cache.clone(), key.to_string());
+                off_the_workers(move || Ok(cache.open_blob(&owned, &hot)?.map(|file| (hot, Some(file))))).await
+            }
+            None => {
+                let (cache, owned) = (self.stash.cache.clone(), key.to_string());
+                off_the_workers(move || cache.load_blob(&owned)).await
+            }
+        };
+        let (hot, file) = match found {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(error) => {
@@ -87,9 +101,13 @@ impl Proxy {
                 return Ok(None);
             }
         };
-        self.stash.cache.note_access(key);
-        let body = || self.verified_body(key, &entry, file);
-        Ok(Some(respond::cached_blob(request, key, &entry, body, CacheStatus::Hit)))
+        hot.touch();
+        let body = || match (&hot.body, file) {
+            (Some(bytes), _) => full(bytes.clone()),
+            (None, Some(file)) => self.verified_body(key, &hot.entry, file),
+            (None, None) => empty(),
+        };
+        Ok(Some(respond::cached_blob(request, &hot, body, CacheStatus::Hit)))
     }
 
     /// Streams a committed blob, checked against its checksum as it goes:
@@ -121,4 +139,16 @@ impl Proxy {
         }
         self.stash.cache.package_hash(package).ok().flatten()
     }
+}
+
+/// Runs blocking cache I/O on the blocking pool.
+async fn off_the_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|error| {
+        Err(StorageError::Io {
+            context: "a cache read task",
+            source: std::io::Error::other(error),
+        })
+    })
 }

@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 
 use super::respond::Reply;
 use super::Proxy;
+use crate::auth::UpstreamKey;
 use crate::cache::KeySet;
 use crate::error::ProxyError;
 use crate::publish::{Call, Publisher};
@@ -17,6 +18,7 @@ impl Proxy {
     pub(super) async fn publish(
         self: &Arc<Self>,
         call: Call,
+        key: UpstreamKey,
         url: &str,
         parts: Parts,
         body: Incoming,
@@ -28,7 +30,7 @@ impl Proxy {
             temp_dir: self.config.cache.dir.join("tmp"),
             server_key: self.publish_key.read().ok().and_then(|k| k.clone()),
         };
-        let forwarded = publisher.forward(call, url, parts, body).await?;
+        let forwarded = publisher.forward(call, key, url, parts, body).await?;
         if let Some(id) = &forwarded.changed {
             self.forget_package_metadata(id, map);
         }
@@ -36,18 +38,24 @@ impl Proxy {
     }
 
     /// Drops the version list, every hive's registration documents and all
-    /// search answers that may show `lower_id`, and its remembered 404s.
+    /// search answers that may show `lower_id`, and forgets every 404 the
+    /// upstream gave for the id: its package files too (a push makes a
+    /// version that did not exist).
     fn forget_package_metadata(&self, lower_id: &str, map: &ServiceMap) {
-        let mut keys = KeySet::default();
+        let mut documents = KeySet::default();
+        let mut not_found = KeySet::default();
         for mount in map.mounts.iter() {
             match mount.kind {
-                MountKind::PackageBase => keys.exact.push(format!("{}{lower_id}/index.json", mount.local)),
-                MountKind::Registrations => keys.prefixes.push(format!("{}{lower_id}/", mount.local)),
-                MountKind::Search | MountKind::Autocomplete => keys.prefixes.push(mount.local.clone()),
+                MountKind::PackageBase => {
+                    documents.exact.push(format!("{}{lower_id}/index.json", mount.local));
+                    not_found.prefixes.push(format!("{}{lower_id}/", mount.local));
+                }
+                MountKind::Registrations => documents.prefixes.push(format!("{}{lower_id}/", mount.local)),
+                MountKind::Search | MountKind::Autocomplete => documents.prefixes.push(mount.local.clone()),
                 _ => {}
             }
         }
-        match self.stash.cache.remove_documents(&keys) {
+        match self.stash.cache.remove_documents(&documents) {
             Ok(removed) => tracing::info!(
                 package = lower_id,
                 removed,
@@ -57,7 +65,12 @@ impl Proxy {
                 tracing::warn!(package = lower_id, %error, "could not drop cached metadata")
             }
         }
-        if let Err(error) = self.not_found.invalidate_entries_if(move |key, _| keys.contains(key)) {
+        not_found.exact.extend(documents.exact);
+        not_found.prefixes.extend(documents.prefixes);
+        if let Err(error) = self
+            .not_found
+            .invalidate_entries_if(move |key, _| not_found.contains(key))
+        {
             tracing::warn!(%error, "could not drop remembered 404s");
         }
     }

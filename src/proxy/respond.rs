@@ -9,9 +9,8 @@ use http::header::{
     IF_NONE_MATCH, LAST_MODIFIED, VARY,
 };
 use http::{Response, StatusCode};
-use sha2::{Digest, Sha256};
 
-use crate::cache::{CacheStatus, Entry};
+use crate::cache::{blob_etag, CacheStatus, HotBlob};
 use crate::error::{ClientError, ProxyError};
 use crate::rewrite::Rendered;
 use crate::server::body::{empty, full, stream_body, Body};
@@ -32,18 +31,20 @@ impl Reply {
     }
 }
 
-/// A rendered metadata document, gzip-encoded when the client accepts it.
+/// A rendered metadata document, gzip-encoded when the client accepts it;
+/// `vary` names the request headers its rendering depended on.
 pub(crate) fn document(
     request: &HeaderMap,
     rendered: &Rendered,
     last_modified: Option<&str>,
     status: CacheStatus,
     max_age: Duration,
+    vary: &str,
 ) -> Reply {
     let mut headers = HeaderMap::new();
     set(&mut headers, CONTENT_TYPE, "application/json; charset=utf-8");
     set(&mut headers, ETAG, rendered.etag());
-    set(&mut headers, VARY, "Accept-Encoding");
+    set(&mut headers, VARY, vary);
     let cache_control = match status {
         // Past its TTL: clients should ask again soon.
         CacheStatus::Stale | CacheStatus::Updating => "public, max-age=0".to_string(),
@@ -66,22 +67,25 @@ pub(crate) fn document(
     finish(StatusCode::OK, headers, full(body), status)
 }
 
-/// A committed blob; `body` streams it (called only when a body is sent).
+/// A committed blob, with the headers made when it was loaded; `body`
+/// makes its body (called only when one is sent).
 pub(crate) fn cached_blob(
     request: &HeaderMap,
-    key: &str,
-    entry: &Entry,
+    hot: &HotBlob,
     body: impl FnOnce() -> Body,
     status: CacheStatus,
 ) -> Reply {
-    let mut headers = blob_headers(key, &entry.content_type);
-    if let Some(value) = &entry.last_modified {
-        set(&mut headers, LAST_MODIFIED, value);
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(CONTENT_TYPE, hot.content_type.clone());
+    headers.insert(ETAG, hot.etag.clone());
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    if let Some(value) = &hot.last_modified {
+        headers.insert(LAST_MODIFIED, value.clone());
     }
-    if matches_etag(request, &blob_etag(key)) {
+    if hot.etag.to_str().is_ok_and(|etag| matches_etag(request, etag)) {
         return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
     }
-    set(&mut headers, CONTENT_LENGTH, &entry.size.to_string());
+    headers.insert(CONTENT_LENGTH, hot.content_length.clone());
     finish(StatusCode::OK, headers, body(), status)
 }
 
@@ -113,17 +117,13 @@ fn blob_headers(key: &str, content_type: &str) -> HeaderMap {
     headers
 }
 
-/// Package files are immutable per id and version, so the key names the
-/// content: the same ETag whether the bytes come from disk or mid-download.
-fn blob_etag(key: &str) -> String {
-    format!("\"{}\"", hex::encode(&Sha256::digest(key.as_bytes())[..12]))
-}
-
 fn finish(status: StatusCode, headers: HeaderMap, body: Body, cache: CacheStatus) -> Reply {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
-    set(response.headers_mut(), X_CACHE, cache.as_str());
+    response
+        .headers_mut()
+        .insert(X_CACHE, HeaderValue::from_static(cache.as_str()));
     Reply {
         response,
         cache: Some(cache),

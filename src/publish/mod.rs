@@ -20,7 +20,7 @@ use hyper::body::{Frame, Incoming};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::auth::{self, UpstreamKey, API_KEY_HEADER};
+use crate::auth::{UpstreamKey, API_KEY_HEADER};
 use crate::config::{Config, Secret};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::nuget::lower_invariant;
@@ -91,9 +91,16 @@ pub(crate) fn call_of(kind: MountKind, rest: &str, method: &Method) -> Result<Ca
 }
 
 impl Publisher<'_> {
-    /// Forwards one publish call to `url`.
-    pub async fn forward(&self, call: Call, url: &str, parts: Parts, body: Incoming) -> Result<Forwarded, ProxyError> {
-        let key = auth::check_publish(self.config, &parts.headers)?;
+    /// Forwards one publish call to `url` with `key`, the outcome of
+    /// `auth::check_publish` (checked before the call was routed).
+    pub async fn forward(
+        &self,
+        call: Call,
+        key: UpstreamKey,
+        url: &str,
+        parts: Parts,
+        body: Incoming,
+    ) -> Result<Forwarded, ProxyError> {
         let max = self.config.publish.max_size.bytes();
         if content_length(&parts.headers).is_some_and(|length| length > max) {
             return Err(ClientError::PayloadTooLarge(max).into());

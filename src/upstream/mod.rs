@@ -1,12 +1,13 @@
 //! The upstream client: hyper over rustls (webpki roots plus the system
 //! store), pooled keep-alive connections, redirects, retries with backoff
 //! for idempotent requests, timeouts on connecting, on the first byte and
-//! on every gap between body chunks, and a circuit breaker (`breaker`).
+//! on every gap between body chunks, and a circuit breaker per origin
+//! (`breaker`).
 
 mod breaker;
 
-use breaker::{Breaker, Transition};
-pub use breaker::{BreakerState, BreakerStatus};
+use breaker::{Breaker, Breakers, Transition};
+pub use breaker::{BreakerState, UpstreamStatus};
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -60,7 +61,7 @@ pub(crate) struct Upstream {
     config: UpstreamConfig,
     /// Replaced when SIGHUP re-reads the password or token file.
     credentials: RwLock<Option<Arc<Credentials>>>,
-    breaker: Breaker,
+    breakers: Breakers,
 }
 
 /// The `Authorization` value for a private upstream, and the only origins
@@ -122,11 +123,14 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(https);
+        let breakers = Breakers::new(config.breaker_threshold, config.breaker_cooldown);
+        // Listed in /health from the start.
+        let _ = breakers.of(&breaker_origin(&config.service_index));
         Upstream {
             client,
             config: config.clone(),
             credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
-            breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            breakers,
         }
     }
 
@@ -144,21 +148,35 @@ impl Upstream {
     /// GET with redirects and retries; `extra` carries conditional headers.
     /// A 5xx that survives the retries comes back as a response so the
     /// caller can tell it from a transport failure. While the circuit
-    /// breaker is open, fails at once.
+    /// breaker of an origin on the way is open, fails at once.
     pub async fn get(self: &Arc<Self>, url: &str, wanted: Wanted, extra: &HeaderMap) -> Result<Fetched, UpstreamError> {
-        if let Some(reason) = self.breaker.rejects() {
-            return Err(UpstreamError::Down { reason });
+        let mut last_hop = url.to_string();
+        let result = self.get_with_retries(url, wanted, extra, &mut last_hop).await;
+        self.note_outcome(&last_hop, &result);
+        result
+    }
+
+    /// One outcome per GET (not per retry), charged to the origin that
+    /// gave it: the hop that failed, or the one that answered.
+    fn note_outcome(self: &Arc<Self>, last_hop: &str, result: &Result<Fetched, UpstreamError>) {
+        if matches!(result, Err(UpstreamError::Down { .. })) {
+            return; // refused by an open breaker: nothing new about the origin
         }
-        let result = self.get_with_retries(url, wanted, extra).await;
-        match failure_of(&result) {
-            None => self.breaker.record_success(),
+        let url = match result {
+            Ok(fetched) => fetched.url.as_str(),
+            Err(_) => last_hop,
+        };
+        let Some(breaker) = self.breakers.of(&breaker_origin(url)) else {
+            return;
+        };
+        match failure_of(result) {
+            None => breaker.record_success(),
             Some(reason) => {
-                if self.breaker.record_failure(&reason) == Transition::Opened {
-                    self.probe_until_back();
+                if breaker.record_failure(url, &reason) == Transition::Opened {
+                    self.probe_until_back(breaker);
                 }
             }
         }
-        result
     }
 
     /// GET of a package file: `None` when the upstream has no such package
@@ -175,29 +193,40 @@ impl Upstream {
         }
     }
 
-    /// While the breaker is open, asks for the service index every cooldown
-    /// and closes the breaker when it answers.
-    fn probe_until_back(self: &Arc<Self>) {
+    /// While `breaker` is open, asks its origin every cooldown and closes
+    /// the breaker when the origin answers (anything but a 5xx).
+    fn probe_until_back(self: &Arc<Self>, breaker: Arc<Breaker>) {
         let upstream = self.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(upstream.breaker.cooldown()).await;
-                if upstream.breaker.rejects().is_none() {
+                tokio::time::sleep(breaker.cooldown()).await;
+                if breaker.rejects().is_none() {
                     return;
                 }
-                let url = upstream.config.service_index.clone();
-                let probe = upstream
-                    .follow_redirects(Method::GET, &url, Wanted::Document, &HeaderMap::new())
-                    .await;
-                match failure_of(&probe) {
-                    None => {
-                        upstream.breaker.record_success();
+                let (method, url) = upstream.probe_request(&breaker);
+                let probe = upstream.send(&method, &url, Wanted::Blob, &HeaderMap::new()).await;
+                match probe {
+                    Ok(response) if !response.status().is_server_error() => {
+                        breaker.record_success();
                         return;
                     }
-                    Some(reason) => upstream.breaker.record_failure(&reason),
+                    Ok(response) => breaker.record_failure(&url, &format!("answered {}", response.status())),
+                    Err(error) => breaker.record_failure(&url, &error.to_string()),
                 };
             }
         });
+    }
+
+    /// A cheap question only that origin can answer: the service index
+    /// (small) on its own origin, elsewhere a HEAD of the URL that last
+    /// failed there (no body, however large the package). One request, no
+    /// redirects: another host's answer says nothing about this one.
+    fn probe_request(&self, breaker: &Breaker) -> (Method, String) {
+        let index = &self.config.service_index;
+        match breaker.last_failed_url() {
+            Some(url) if breaker.origin() != breaker_origin(index) => (Method::HEAD, url),
+            _ => (Method::GET, index.clone()),
+        }
     }
 
     /// The bound of a whole download (`upstream.download_timeout`).
@@ -210,14 +239,25 @@ impl Upstream {
         self.config.read_timeout
     }
 
-    pub fn breaker_status(&self) -> BreakerStatus {
-        self.breaker.status()
+    pub fn breaker_status(&self) -> UpstreamStatus {
+        self.breakers.status()
     }
 
-    async fn get_with_retries(&self, url: &str, wanted: Wanted, extra: &HeaderMap) -> Result<Fetched, UpstreamError> {
+    /// `Some(reason)` while the breaker of `url`'s origin is open.
+    fn rejects(&self, url: &str) -> Option<String> {
+        self.breakers.of(&breaker_origin(url))?.rejects()
+    }
+
+    async fn get_with_retries(
+        &self,
+        url: &str,
+        wanted: Wanted,
+        extra: &HeaderMap,
+        last_hop: &mut String,
+    ) -> Result<Fetched, UpstreamError> {
         let mut attempt = 0;
         loop {
-            let result = self.follow_redirects(Method::GET, url, wanted, extra).await;
+            let result = self.follow_redirects(url, wanted, extra, last_hop).await;
             let retry = match &result {
                 Ok(fetched) => fetched.status.is_server_error(),
                 Err(error) => error.is_retryable(),
@@ -237,22 +277,26 @@ impl Upstream {
         }
     }
 
+    /// GETs `url`, following redirects; `current` ends as the last URL asked.
     async fn follow_redirects(
         &self,
-        method: Method,
         url: &str,
         wanted: Wanted,
         extra: &HeaderMap,
+        current: &mut String,
     ) -> Result<Fetched, UpstreamError> {
-        let mut current = url.to_string();
+        *current = url.to_string();
         for _ in 0..=self.config.max_redirects {
-            let response = self.send(&method, &current, wanted, extra).await?;
+            if let Some(reason) = self.rejects(current) {
+                return Err(UpstreamError::Down { reason });
+            }
+            let response = self.send(&Method::GET, current, wanted, extra).await?;
             let location = response.headers().get(LOCATION).and_then(|l| l.to_str().ok());
             match (response.status().is_redirection(), location) {
                 (true, Some(location)) if response.status() != StatusCode::NOT_MODIFIED => {
-                    current = join_url(&current, location);
+                    *current = join_url(current, location);
                 }
-                _ => return Ok(Fetched::new(response, current)),
+                _ => return Ok(Fetched::new(response, current.clone())),
             }
         }
         Err(UpstreamError::TooManyRedirects {
@@ -468,6 +512,28 @@ pub(crate) fn origin_of(url: &str) -> &str {
     }
 }
 
+/// The origin a circuit breaker is kept for: `scheme://host[:port]`,
+/// lower-case, without the scheme's default port.
+fn breaker_origin(url: &str) -> String {
+    let origin = origin_of(url).to_ascii_lowercase();
+    match origin.split_once("://") {
+        Some((scheme, authority)) => {
+            let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let default_port = match scheme {
+                "https" => ":443",
+                "http" => ":80",
+                _ => "",
+            };
+            let host = match authority.strip_suffix(default_port) {
+                Some(host) if !default_port.is_empty() => host,
+                _ => authority,
+            };
+            format!("{scheme}://{host}")
+        }
+        None => origin,
+    }
+}
+
 /// Resolves a `Location` header against the URL that sent it.
 pub(crate) fn join_url(base: &str, location: &str) -> String {
     if location.starts_with("http://") || location.starts_with("https://") {
@@ -518,6 +584,17 @@ mod tests {
         assert_eq!(origin_of("http://127.0.0.1:5/v3/index.json"), "http://127.0.0.1:5");
         assert_eq!(origin_of("https://api.nuget.org"), "https://api.nuget.org");
         assert_eq!(origin_of("https://h?x"), "https://h");
+    }
+
+    #[test]
+    fn breaker_origins_are_canonical() {
+        assert_eq!(
+            breaker_origin("HTTPS://API.nuget.org:443/v3/index.json"),
+            "https://api.nuget.org"
+        );
+        assert_eq!(breaker_origin("http://127.0.0.1:5000/x?y"), "http://127.0.0.1:5000");
+        assert_eq!(breaker_origin("http://h:80"), "http://h");
+        assert_eq!(breaker_origin("https://user:pw@h/x"), "https://h");
     }
 
     #[test]

@@ -27,6 +27,31 @@ pub struct Launch<'a> {
     pub tmpfs_kib: Option<u64>,
 }
 
+/// Whether this machine lets an unprivileged test make its own user and
+/// mount namespaces with a tmpfs in them (`unshare -Urm`), which the
+/// disk-full and read-only tests need. Where it does not, `test` is
+/// skipped with a message saying why; with `CI=true` (CI runs as root and
+/// has them) that is a failure instead.
+pub fn namespaces_available(test: &str) -> bool {
+    let probe = tempfile::tempdir().expect("temp dir");
+    let mounted = Command::new("unshare")
+        .args(["-Urm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs \"$1\"", "sh"])
+        .arg(probe.path())
+        .stdout(Stdio::null())
+        .output();
+    let why = match mounted {
+        Ok(output) if output.status.success() => return true,
+        Ok(output) => String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        Err(error) => format!("cannot run unshare: {error}"),
+    };
+    let message = format!("{test}: user and mount namespaces with a tmpfs are unavailable here ({why})");
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{message}; CI=true requires them");
+    }
+    eprintln!("SKIPPED {message}");
+    false
+}
+
 impl Launch<'_> {
     pub fn spawn(&self) -> Process {
         let port = free_port();
@@ -142,6 +167,20 @@ impl Process {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log once it holds `needle` (log lines are written by a thread
+    /// of their own, a moment after the event); panics after 5 s.
+    pub async fn log_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log_text();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "the log never said {needle:?}: {log}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// A path inside the process's own view of the file system (its mount
