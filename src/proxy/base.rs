@@ -55,6 +55,17 @@ pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<Base, Clie
     })
 }
 
+/// The client's address as the trusted reverse proxy saw it (the
+/// right-most `X-Forwarded-For` value), for the access log; only when
+/// `trust_forwarded_headers` is on.
+pub(crate) fn forwarded_for(config: &Config, headers: &HeaderMap) -> Option<String> {
+    let value = config
+        .trust_forwarded_headers
+        .then(|| last_value(headers, "x-forwarded-for"))
+        .flatten()?;
+    Some(value.chars().take(64).collect())
+}
+
 /// The right-most non-empty value over every line of header `name`: a
 /// trusted proxy appends what it saw, the values before it are the
 /// client's own claims.
@@ -168,6 +179,17 @@ mod tests {
             Some("https://inner:5000".into()),
             "no forwarded value: the Host header"
         );
+    }
+
+    #[test]
+    fn the_forwarded_client_is_the_one_the_trusted_proxy_appended() {
+        let headers = parts(&[("x-forwarded-for", "6.6.6.6, 10.0.0.9")]).headers;
+        assert_eq!(forwarded_for(&Config::default(), &headers), None);
+        let trusted = Config {
+            trust_forwarded_headers: true,
+            ..Config::default()
+        };
+        assert_eq!(forwarded_for(&trusted, &headers).as_deref(), Some("10.0.0.9"));
     }
 
     #[test]

@@ -17,11 +17,12 @@ mod reload;
 mod respond;
 mod service;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HeaderValue;
+use http::header::{HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -41,6 +42,14 @@ use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
 
+/// What dispatching learns of a request, for its access line.
+#[derive(Default)]
+struct Noted {
+    /// `id/version` (or `id`) of what was asked for, pushed or deleted.
+    package: Option<String>,
+    identity: auth::Identity,
+}
+
 /// What `authorize` allowed a request to do.
 enum Access {
     Read,
@@ -51,6 +60,8 @@ use service::ServiceState;
 
 /// Longest request path written to the access log.
 const LOGGED_PATH: usize = 300;
+/// Longest user agent written to the access log.
+const LOGGED_AGENT: usize = 200;
 
 pub(crate) struct Proxy {
     config: Arc<Config>,
@@ -92,7 +103,8 @@ impl Proxy {
     }
 
     /// Handles one request; never fails: errors become responses.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    /// Handles one request from `peer`; never fails: errors become responses.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let request_id = format!(
             "{:x}-{:x}",
@@ -101,9 +113,16 @@ impl Proxy {
         );
         let method = request.method().clone();
         let path: String = request.uri().to_string().chars().take(LOGGED_PATH).collect();
+        let agent = request.headers().get(USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(LOGGED_AGENT)
+                .collect()
+        });
+        let forwarded_for = base::forwarded_for(&self.config, request.headers());
         let span = tracing::info_span!("request", id = %request_id, package = tracing::field::Empty);
-        let mut package = None;
-        let outcome = self.dispatch(request, &mut package).instrument(span).await;
+        let mut noted = Noted::default();
+        let outcome = self.dispatch(request, &mut noted).instrument(span).await;
         let (reply, error) = match outcome {
             Ok(reply) => (reply, None),
             Err(e) => (Reply::plain(respond::error(&e)), Some((e.party(), e.to_string()))),
@@ -118,7 +137,11 @@ impl Proxy {
             path,
             status: response.status().as_u16(),
             cache,
-            package,
+            package: noted.package,
+            client: peer,
+            forwarded_for,
+            agent,
+            identity: noted.identity.to_string(),
             error,
             started,
             bytes: 0,
@@ -129,18 +152,15 @@ impl Proxy {
     /// Phase 1: classify and authorize, then hand over to the phase that
     /// serves it. Access is decided from the method and the path alone,
     /// before any lookup or upstream request: a refused call costs nothing.
-    async fn dispatch(
-        self: &Arc<Self>,
-        request: Request<Incoming>,
-        package: &mut Option<String>,
-    ) -> Result<Reply, ProxyError> {
+    async fn dispatch(self: &Arc<Self>, request: Request<Incoming>, noted: &mut Noted) -> Result<Reply, ProxyError> {
         let route = route::classify(request.uri().path()).map_err(ClientError::from)?;
         let (parts, body) = request.into_parts();
         if route == Route::Health {
             read_only(&parts)?;
             return Ok(Reply::plain(self.health(&parts.headers)));
         }
-        let access = self.authorize(&route, &parts)?;
+        let (access, identity) = self.authorize(&route, &parts)?;
+        noted.identity = identity;
         let Route::Mounted(path) = route else {
             read_only(&parts)?;
             return match route {
@@ -154,7 +174,7 @@ impl Proxy {
         if let Some(name) = &target.package {
             tracing::Span::current().record("package", name.as_str());
         }
-        package.clone_from(&target.package);
+        noted.package.clone_from(&target.package);
         let mount = mounts
             .get(target.mount)
             .ok_or(ClientError::Route(route::RouteError::NotFound))?;
@@ -169,7 +189,11 @@ impl Proxy {
                 }
                 .into());
             };
-            return self.publish(call, key, &url, parts, body, &snapshot.map).await;
+            let (reply, pushed) = self.publish(call, key, &url, parts, body, &snapshot.map).await?;
+            if pushed.is_some() {
+                noted.package = pushed;
+            }
+            return Ok(reply);
         }
         read_only(&parts)?;
         self.read(&parts, &target, url, Transform::Rewrite(snapshot.map.clone()))
@@ -178,12 +202,12 @@ impl Proxy {
 
     /// Publish calls (PUT, DELETE, POST under `/v3/`) authenticate with
     /// their API key (`publish.mode`); everything else is a read.
-    fn authorize(&self, route: &Route, parts: &Parts) -> Result<Access, ClientError> {
+    fn authorize(&self, route: &Route, parts: &Parts) -> Result<(Access, auth::Identity), ClientError> {
         let publish_method = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST);
         if publish_method && self.publish_enabled() && matches!(route, Route::Mounted(_)) {
-            return auth::check_publish(&self.config, &parts.headers).map(Access::Publish);
+            return auth::check_publish(&self.config, &parts.headers).map(|(key, who)| (Access::Publish(key), who));
         }
-        auth::check_read(&self.config, &parts.headers).map(|()| Access::Read)
+        auth::check_read(&self.config, &parts.headers).map(|who| (Access::Read, who))
     }
 
     /// Phases 2–4 for a read under a mount.

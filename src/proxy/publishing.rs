@@ -23,7 +23,7 @@ impl Proxy {
         parts: Parts,
         body: Incoming,
         map: &ServiceMap,
-    ) -> Result<Reply, ProxyError> {
+    ) -> Result<(Reply, Option<String>), ProxyError> {
         let publisher = Publisher {
             config: &self.config,
             upstream: &self.stash.upstream,
@@ -34,7 +34,7 @@ impl Proxy {
         if let Some(id) = &forwarded.changed {
             self.forget_package_metadata(id, map);
         }
-        Ok(Reply::plain(forwarded.response))
+        Ok((Reply::plain(forwarded.response), forwarded.pushed))
     }
 
     /// Drops the version list, every hive's registration documents and all

@@ -55,10 +55,12 @@ pub(crate) enum Call {
     },
 }
 
-/// The upstream's answer, and the id whose metadata changed.
+/// The upstream's answer, the id whose metadata changed, and the pushed
+/// package's `id/version` (for the access log).
 pub(crate) struct Forwarded {
     pub response: Response<Body>,
     pub changed: Option<String>,
+    pub pushed: Option<String>,
 }
 
 /// What forwarding needs from the proxy.
@@ -132,14 +134,21 @@ impl Publisher<'_> {
         let mut answer = answer?;
         let status = answer.status;
         let text = self.upstream.read_to_end(&mut answer, MAX_ANSWER).await?;
+        // Read whatever the upstream answered: the access log names the
+        // package of a refused push too.
+        let pushed = match call {
+            Call::Push => read_pushed_package(fed.copy, &parts.headers).await,
+            _ => None,
+        };
         let changed = match (status.is_success(), call) {
             (true, Call::Change { id }) => Some(id),
-            (true, Call::Push) => pushed_id(fed.copy, &parts.headers).await,
+            (true, Call::Push) => pushed.as_ref().map(|(id, _)| lower_invariant(id)),
             _ => None,
         };
         Ok(Forwarded {
             response: returned(status, &answer.headers, text),
             changed,
+            pushed: pushed.map(|(id, version)| format!("{id}/{version}")),
         })
     }
 
@@ -240,8 +249,8 @@ async fn feed(
     Fed { too_large: false, copy }
 }
 
-/// The lower-case id of the package in a completed push.
-async fn pushed_id(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option<String> {
+/// The id and version of the package in a completed push.
+async fn read_pushed_package(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option<(String, String)> {
     let file = copy?.into_std().await;
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -255,7 +264,7 @@ async fn pushed_id(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option
     if found.is_none() {
         tracing::warn!("could not read the id of a pushed package; cached metadata will refresh by TTL");
     }
-    found.map(|(id, _version)| lower_invariant(&id))
+    found
 }
 
 /// The upstream's answer, as the client gets it.

@@ -163,7 +163,7 @@ impl Server {
             let handler = proxy.clone();
             let service = service_fn(move |request| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(request).await) }
+                async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
             });
             let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
