@@ -19,7 +19,8 @@
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
 //! changes), `logging` (the subscriber and its live filter), `preflight`
-//! (what `check-config` checks on the machine).
+//! (what `check-config` checks on the machine), `probe` (is the upstream a
+//! usable service index).
 
 pub(crate) mod auth;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod error;
 pub mod logging;
 pub mod nuget;
 pub mod preflight;
+pub mod probe;
 pub(crate) mod proxy;
 pub(crate) mod publish;
 pub mod reload;

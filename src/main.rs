@@ -37,7 +37,12 @@ enum Command {
     /// Validate the configuration, check that the cache directory is usable
     /// and the listen address free, print the configuration (TOML, without
     /// secrets) on stdout and exit.
-    CheckConfig,
+    CheckConfig {
+        /// Also fetch the upstream's service index and check that nucache
+        /// can serve it (exit 1 if not).
+        #[arg(long)]
+        probe: bool,
+    },
     /// Re-hash every cached object and drop those that no longer match
     /// (they are fetched again when next asked for). nucache must be
     /// stopped. Exit 0: all intact; 1: something dropped; 2: cannot verify.
@@ -81,7 +86,7 @@ fn main() -> ExitCode {
         tracing::warn!(%error, "log filter unchanged");
     }
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => check_config(&config),
+        Command::CheckConfig { probe } => check_config(&config, probe),
         Command::Serve => serve(config, cli.config, logging),
         Command::Verify => verify(&config),
         Command::HashKey => hash_key(),
@@ -93,11 +98,14 @@ fn main() -> ExitCode {
 }
 
 /// The checks go to stderr, the configuration alone to stdout.
-fn check_config(config: &Config) -> ExitCode {
-    let checks = [
+fn check_config(config: &Config, probe: bool) -> ExitCode {
+    let mut checks = vec![
         nucache::preflight::check_cache_dir(&config.cache),
         nucache::preflight::check_listen(config.listen),
     ];
+    if probe {
+        checks.push(probe_now(config).map(|report| format!("upstream {report}")));
+    }
     let mut failed = false;
     for check in checks {
         match check {
@@ -114,6 +122,16 @@ fn check_config(config: &Config) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn probe_now(config: &Config) -> Result<nucache::probe::ProbeReport, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(nucache::probe::probe(config))
+        .map_err(|e| format!("upstream {e}"))
 }
 
 /// Exit 0: every object intact; 1: something was dropped (it is fetched
@@ -180,6 +198,7 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
     runtime.block_on(async move {
         tracing::info!(config = %config.effective(), "effective configuration");
         let hangups = nucache::shutdown::Hangups::listen();
+        let probe_config = config.clone();
         let shown = config.clone();
         let server = match Server::bind(config).await {
             Ok(server) => server,
@@ -212,8 +231,20 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
             logging,
         };
         let reloading = tokio::spawn(reload.on_hangups(hangups));
+        tokio::spawn(probe_in_background(probe_config));
         server.run(nucache::shutdown::signal()).await;
         reloading.abort();
         ExitCode::SUCCESS
     })
+}
+
+/// One line at start-up on whether the upstream is usable; serving does
+/// not wait for it.
+async fn probe_in_background(config: Config) {
+    match nucache::probe::probe(&config).await {
+        Ok(report) => tracing::info!("upstream probe: {report}"),
+        Err(error) => {
+            tracing::warn!("upstream probe failed: {error}; until the upstream answers, only what is cached is served")
+        }
+    }
 }

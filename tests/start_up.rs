@@ -332,3 +332,126 @@ fn upstream_keys(upstream: &FakeUpstream) -> Vec<String> {
         .filter_map(|r| r.headers.get("x-nuget-apikey")?.to_str().ok().map(str::to_string))
         .collect()
 }
+
+/// A port nothing listens on (bound, then released).
+fn closed_port_index() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}/v3/index.json")
+}
+
+#[tokio::test]
+async fn the_start_up_probe_logs_what_the_upstream_serves() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut process = Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: Vec::new(),
+        tmpfs_kib: None,
+    }
+    .spawn();
+    process.ready().await;
+    let log = process.wait_for_log("upstream probe", 1).await;
+    let line = log.lines().find(|l| l.contains("upstream probe")).unwrap_or_default();
+    assert!(
+        line.contains("INFO upstream probe: ") && line.contains(&index),
+        "{line}"
+    );
+    assert!(line.contains("resources served through nucache"), "{line}");
+    assert!(
+        line.contains("registration hives: ") && line.contains("gz-semver2"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_start_up_probe_says_why_and_nucache_serves_anyway() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = closed_port_index();
+    let mut process = Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: Vec::new(),
+        tmpfs_kib: None,
+    }
+    .spawn();
+    process.ready().await;
+    let log = process.wait_for_log("upstream probe failed", 1).await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("upstream probe failed"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("WARN") && line.contains(&index) && line.contains("cannot connect"),
+        "{line}"
+    );
+    assert!(process.get("/health").await.status.is_success());
+}
+
+#[tokio::test]
+async fn check_config_probe_exits_non_zero_when_the_upstream_is_unusable() {
+    let upstream = FakeUpstream::start().await;
+    let good = upstream.index_url();
+    let probe = |index: String| {
+        tokio::task::spawn_blocking(move || {
+            run(
+                &["check-config", "--probe"],
+                &[
+                    ("NUCACHE_UPSTREAM__SERVICE_INDEX", &index),
+                    ("NUCACHE_LISTEN", "127.0.0.1:0"),
+                ],
+            )
+        })
+    };
+    let out = probe(good.clone()).await.expect("ran");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("ok: upstream {good}: a NuGet V3 service index")),
+        "{stderr}"
+    );
+
+    let bad = closed_port_index();
+    let out = probe(bad.clone()).await.expect("ran");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: upstream {bad}: cannot connect")),
+        "{stderr}"
+    );
+
+    // A JSON document that is not a service index is refused too.
+    let index = common::nucache::get(&good).await.json();
+    let flat = index["resources"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["@type"] == "PackageBaseAddress/3.0.0"))
+        .and_then(|r| r["@id"].as_str())
+        .map(str::to_string)
+        .expect("the fake lists a PackageBaseAddress");
+    let not_an_index = format!("{}/fake.core/index.json", flat.trim_end_matches('/'));
+    let out = probe(not_an_index).await.expect("ran");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a NuGet V3 service index"), "{stderr}");
+}
+
+#[test]
+fn a_service_index_url_without_index_json_gets_a_warning_with_the_fix() {
+    let out = run(
+        &["check-config"],
+        &[
+            ("NUCACHE_UPSTREAM__SERVICE_INDEX", "https://feed.example/nuget/v3/"),
+            ("NUCACHE_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("did you mean https://feed.example/nuget/v3/index.json?"),
+        "{stderr}"
+    );
+}

@@ -510,6 +510,13 @@ impl Config {
     /// What is legal but probably not meant; logged at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
+        if let Some(fix) = service_index_fix(&self.upstream.service_index) {
+            warnings.push(format!(
+                "upstream.service_index {} does not end in index.json, as a NuGet V3 service index does: \
+                 did you mean {fix}?",
+                self.upstream.service_index
+            ));
+        }
         let publish = &self.publish;
         if publish.enabled && publish.mode == PublishMode::Keys {
             if publish.client_keys.is_empty() {
@@ -565,6 +572,22 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
         (Some("http" | "https"), Some(_)) => Ok(()),
         _ => invalid(key, &format!("{url:?} must be an absolute http:// or https:// URL")),
     }
+}
+
+/// The likely service index URL when `url` is not one (`.../v3/` ->
+/// `.../v3/index.json`, `https://api.nuget.org` -> `.../v3/index.json`).
+fn service_index_fix(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    if path.ends_with("index.json") {
+        return None;
+    }
+    let base = path.trim_end_matches('/');
+    let has_path = base.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
+    Some(if has_path {
+        format!("{base}/index.json")
+    } else {
+        format!("{base}/v3/index.json")
+    })
 }
 
 fn is_sha256_hex(text: &str) -> bool {
@@ -651,6 +674,23 @@ mod tests {
                 Duration::from_secs(120),
                 ByteSize::mib(32)
             ))
+        );
+    }
+
+    #[test]
+    fn a_service_index_without_index_json_gets_a_fix() {
+        assert_eq!(service_index_fix("https://api.nuget.org/v3/index.json"), None);
+        assert_eq!(
+            service_index_fix("https://api.nuget.org/v3/").as_deref(),
+            Some("https://api.nuget.org/v3/index.json")
+        );
+        assert_eq!(
+            service_index_fix("https://api.nuget.org").as_deref(),
+            Some("https://api.nuget.org/v3/index.json")
+        );
+        assert_eq!(
+            service_index_fix("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3").as_deref(),
+            Some("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3/index.json")
         );
     }
 
