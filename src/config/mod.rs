@@ -528,6 +528,16 @@ impl Config {
         warnings
     }
 
+    /// The path of `public_url` (`/nuget` for `https://host/nuget`), or
+    /// `""`: requests under it are served as if it were not there.
+    pub fn public_path_prefix(&self) -> &str {
+        let Some(url) = &self.public_url else {
+            return "";
+        };
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |slash| &after_scheme[slash..])
+    }
+
     /// The base URL to print for users: `public_url`, or the address
     /// nucache listens on (`listening`: the bound one, when the port was 0).
     pub fn advertised_base(&self, listening: SocketAddr) -> String {

@@ -55,6 +55,22 @@ pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<Base, Clie
     })
 }
 
+/// The request path below `public_url`'s path prefix, the one place it is
+/// stripped: with `public_url = "https://host/nuget"`, `/nuget/v3/...` is
+/// served as `/v3/...` (a reverse proxy that passes the prefix on), and
+/// `/v3/...` still is (direct access).
+pub(crate) fn local_path<'p>(config: &Config, path: &'p str) -> &'p str {
+    let prefix = config.public_path_prefix();
+    if prefix.is_empty() {
+        return path;
+    }
+    match path.strip_prefix(prefix) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
 /// The client's address as the trusted reverse proxy saw it (the
 /// right-most `X-Forwarded-For` value), for the access log; only when
 /// `trust_forwarded_headers` is on.
@@ -190,6 +206,27 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(forwarded_for(&trusted, &headers).as_deref(), Some("10.0.0.9"));
+    }
+
+    #[test]
+    fn the_public_url_path_prefix_is_stripped_once() {
+        let config = Config {
+            public_url: Some("https://host/nuget".into()),
+            ..Config::default()
+        };
+        assert_eq!(local_path(&config, "/nuget/v3/index.json"), "/v3/index.json");
+        assert_eq!(local_path(&config, "/nuget"), "/");
+        assert_eq!(local_path(&config, "/nuget/"), "/");
+        assert_eq!(local_path(&config, "/v3/index.json"), "/v3/index.json");
+        assert_eq!(local_path(&config, "/nugetx/v3/index.json"), "/nugetx/v3/index.json");
+        assert_eq!(
+            local_path(&config, "/nuget/nuget/v3/index.json"),
+            "/nuget/v3/index.json"
+        );
+        assert_eq!(
+            local_path(&Config::default(), "/nuget/v3/index.json"),
+            "/nuget/v3/index.json"
+        );
     }
 
     #[test]

@@ -153,7 +153,8 @@ impl Proxy {
     /// serves it. Access is decided from the method and the path alone,
     /// before any lookup or upstream request: a refused call costs nothing.
     async fn dispatch(self: &Arc<Self>, request: Request<Incoming>, noted: &mut Noted) -> Result<Reply, ProxyError> {
-        let route = route::classify(request.uri().path()).map_err(ClientError::from)?;
+        let path = base::local_path(&self.config, request.uri().path());
+        let route = route::classify(path).map_err(ClientError::from)?;
         let (parts, body) = request.into_parts();
         if route == Route::Health {
             read_only(&parts)?;
