@@ -15,7 +15,8 @@
 //! Publish calls take a side road: proxy -> `auth` (whose key) -> `publish`
 //! (streamed once to the upstream) -> cache invalidation of that package.
 //!
-//! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
+//! Beside the pipeline: `body` (the response body type every layer builds),
+//! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
 //! changes), `logging` (the subscriber and its live filter), `preflight`
@@ -23,6 +24,7 @@
 //! usable service index).
 
 pub(crate) mod auth;
+pub(crate) mod body;
 pub mod config;
 pub mod error;
 pub mod logging;

@@ -1,7 +1,8 @@
 //! Logs go to stderr (the journal under systemd), coloured only on a
 //! terminal, filtered by `RUST_LOG` when it is set, else by `log_filter`
 //! from the configuration, which SIGHUP can change while nucache runs. A
-//! thread of their own writes them, so that no request waits on stderr.
+//! thread of their own writes them, in batches (it flushes whenever it has
+//! drained what is waiting), so that no request waits on stderr.
 
 use std::io::IsTerminal;
 
@@ -47,7 +48,7 @@ pub fn init() -> Installed {
         // than losing log lines.
         .buffered_lines_limit(64 * 1024)
         .lossy(false)
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let format = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())

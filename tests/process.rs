@@ -259,6 +259,9 @@ fn temp_files(process: &Process, cache: &Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_mid_download_never_breaks_the_response() {
+    if !common::process::namespaces_available("a_disk_that_fills_mid_download_never_breaks_the_response") {
+        return;
+    }
     const SIZE: usize = 8 * 1024 * KIB;
     let upstream = upstream_with_big_packages(1, SIZE).await;
     // 3 MiB: the first MiBs of the package fit, the rest does not.
@@ -279,6 +282,9 @@ async fn a_disk_that_fills_mid_download_never_breaks_the_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_misses_on_a_full_disk_share_one_upstream_download() {
+    if !common::process::namespaces_available("concurrent_misses_on_a_full_disk_share_one_upstream_download") {
+        return;
+    }
     const SIZE: usize = 1024 * KIB;
     let upstream = upstream_with_big_packages(1, SIZE).await;
     // A body that takes a while, so that all requests arrive during it.

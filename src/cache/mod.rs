@@ -141,13 +141,14 @@ impl Cache {
         let index = Index::open(&config.dir.join("index"))?;
         let blobs = Box::new(FsBlobStore::open(&config.dir)?);
         let hot = moka::sync::Cache::builder()
-            .max_capacity(config.memory.bytes())
+            .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, doc: &Arc<HotDoc>| doc.body.weight().try_into().unwrap_or(u32::MAX))
             // Publishing drops a package's documents by key prefix.
             .support_invalidation_closures()
             .build();
+        // `cache.memory` bounds both hot layers together, half each.
         let hot_blobs = moka::sync::Cache::builder()
-            .max_capacity(config.memory.bytes())
+            .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, blob: &Arc<HotBlob>| blob.weight())
             .build();
         let cache = Cache {

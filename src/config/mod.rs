@@ -158,7 +158,7 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub dir: PathBuf,
-    /// Memory for hot metadata documents (rewritten and gzipped bodies).
+    /// Memory for hot documents (half) and hot small packages (half).
     pub memory: ByteSize,
     /// After a failed write (disk full, read-only), how long responses pass
     /// through uncached before the disk is tried again.

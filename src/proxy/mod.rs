@@ -30,13 +30,13 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::auth;
+use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
 use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::server::access_log::{AccessRecord, Logged};
-use crate::server::body::Body;
 use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
@@ -284,18 +284,22 @@ impl Proxy {
             Some(_) => "stale",
         };
         let mut upstream = self.stash.upstream.breaker_status();
-        if auth::check_read(&self.config, headers).is_err() {
-            upstream = upstream.without_addresses();
-        }
         let storage_error = self.stash.cache.health.problem();
         let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
+        // Anonymous callers of a closed feed learn the state, not the
+        // addresses or error texts (they may name hosts and local paths).
+        let mut last_error = storage_error.clone();
+        if auth::check_read(&self.config, headers).is_err() {
+            upstream = upstream.without_addresses();
+            last_error = None;
+        }
         let body = serde_json::json!({
             "status": if degraded { "degraded" } else { "ok" },
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "service_index": service_index,
             "upstream": upstream,
-            "storage": { "writable": storage_error.is_none(), "last_error": storage_error },
+            "storage": { "writable": storage_error.is_none(), "last_error": last_error },
             "cache_entries": self.stash.cache.len(),
             "downloads_in_flight": self.blobs.len(),
         });

@@ -10,12 +10,12 @@ use http::header::HeaderMap;
 
 use super::respond::{self, Reply};
 use super::Proxy;
+use crate::body::{blocking_stream, empty, full, Body};
 use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
 use crate::error::StorageError;
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
-use crate::server::body::{blocking_stream, empty, full, Body};
 use crate::stash::{fetch_blob, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 

@@ -21,11 +21,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::auth::{UpstreamKey, API_KEY_HEADER};
+use crate::body::{full, Body};
 use crate::config::{Config, Secret};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::nuget::lower_invariant;
 use crate::rewrite::MountKind;
-use crate::server::body::{full, Body};
 use crate::upstream::{content_length, BoxError, Upstream};
 
 /// Headers of the client's request that go upstream with it.

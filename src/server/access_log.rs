@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::Method;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::body::Body;
+use crate::body::Body;
 use crate::cache::CacheStatus;
 
 /// What the access log says of one request.

@@ -3,7 +3,6 @@
 //! hands each request to the proxy, and shuts down gracefully.
 
 pub(crate) mod access_log;
-pub(crate) mod body;
 
 use std::convert::Infallible;
 use std::future::Future;
