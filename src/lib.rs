@@ -18,16 +18,23 @@
 //! Beside the pipeline: `body` (the response body type every layer builds),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
-//! upstream or nucache), `shutdown` (signals).
+//! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
+//! changes), `logging` (the subscriber and its live filter), `preflight`
+//! (what `check-config` checks on the machine), `probe` (is the upstream a
+//! usable service index).
 
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod config;
 pub mod error;
-pub mod log_writer;
+mod log_writer;
+pub mod logging;
 pub mod nuget;
+pub mod preflight;
+pub mod probe;
 pub(crate) mod proxy;
 pub(crate) mod publish;
+pub mod reload;
 pub mod rewrite;
 pub mod route;
 pub mod shutdown;
@@ -37,6 +44,6 @@ mod server;
 mod stash;
 mod upstream;
 
-pub use cache::{verify_cache, CacheStatus, Repair, Verification};
+pub use cache::{is_cache_dir, verify_cache, CacheStatus, Repair, Verification};
 pub use config::Config;
-pub use server::{Server, StartError};
+pub use server::{Reloader, Server, StartError};

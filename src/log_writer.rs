@@ -37,7 +37,7 @@ impl Shared {
 
 /// Hands out writers for `tracing_subscriber::fmt`.
 #[derive(Clone)]
-pub struct BatchedStderr {
+pub(crate) struct BatchedStderr {
     shared: Arc<Shared>,
 }
 
@@ -49,7 +49,7 @@ pub struct FlushGuard {
 
 impl BatchedStderr {
     /// The writer, and the guard that flushes it at exit.
-    pub fn start() -> (BatchedStderr, FlushGuard) {
+    pub(crate) fn start() -> (BatchedStderr, FlushGuard) {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
@@ -101,7 +101,7 @@ impl Drop for FlushGuard {
 }
 
 /// One line's writer.
-pub struct LineWriter<'a> {
+pub(crate) struct LineWriter<'a> {
     shared: &'a Shared,
 }
 

@@ -94,6 +94,12 @@ pub struct Verification {
     pub dropped: Vec<String>,
 }
 
+/// Whether `dir` holds a cache (its index): `verify` refuses a mistyped
+/// directory rather than create an empty cache there and report success.
+pub fn is_cache_dir(dir: &std::path::Path) -> bool {
+    dir.join("index").is_dir()
+}
+
 /// Opens the cache under `config.dir` (nucache must not be running on it)
 /// and verifies every object; see [`Cache::verify`].
 pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> {
