@@ -3,11 +3,11 @@
 //! A request travels through the modules in one direction:
 //!
 //! ```text
-//! server      accept HTTP/1.1 connections, access log, graceful shutdown
+//! server      accept HTTP/1.1 connections, graceful shutdown
 //!   -> proxy  the phases: classify -> lookup -> fetch -> respond
 //!      -> route          path -> Route / Target (cache key, upstream URL); hostile input stops here
-//!      -> cache          sled index + blob files + hot documents in moka
-//!      -> stash          single-flight fetch on a miss: documents and streamed blobs
+//!      -> cache          sled index + blob files (verified reads, scrub) + hot documents and blobs in moka
+//!      -> stash          single-flight fetch on a miss: documents, and downloads streamed to disk and clients
 //!         -> upstream    hyper + rustls client: redirects, retries, timeouts
 //!         -> rewrite     upstream URLs -> nucache URLs (service index, JSON documents)
 //! ```
@@ -16,6 +16,7 @@
 //! (streamed once to the upstream) -> cache invalidation of that package.
 //!
 //! Beside the pipeline: `body` (the response body type every layer builds),
+//! `access_log` (one line per request, written when its body ends),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
@@ -23,6 +24,7 @@
 //! (what `check-config` checks on the machine), `probe` (is the upstream a
 //! usable service index).
 
+pub(crate) mod access_log;
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod config;

@@ -29,6 +29,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::access_log::{AccessRecord, Logged};
 use crate::auth;
 use crate::body::Body;
 use crate::cache::Cache;
@@ -36,7 +37,6 @@ use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
 use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
-use crate::server::access_log::{AccessRecord, Logged};
 use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 

@@ -2,8 +2,6 @@
 //! `server.max_connections` at once; more wait in the listen backlog),
 //! hands each request to the proxy, and shuts down gracefully.
 
-pub(crate) mod access_log;
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
