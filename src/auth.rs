@@ -5,45 +5,78 @@
 use base64::Engine as _;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
-use crate::config::{matches_any_digest, same, AuthConfig, Config, PublishMode, ReadAccess, Secret};
+use crate::config::{digest_hex, matches_any_digest, same, AuthConfig, Config, PublishMode, ReadAccess};
 use crate::error::ClientError;
 
 pub(crate) const API_KEY_HEADER: &str = "x-nuget-apikey";
 
 /// What a successful publish check decided to send upstream as the key.
 pub(crate) enum UpstreamKey {
-    /// nucache's own key (mode `keys`), or none when it has none.
-    Server(Option<Secret>),
+    /// nucache's own key (mode `keys`; the proxy holds the current one,
+    /// which SIGHUP may have re-read).
+    Server,
     /// The client's key, unchanged (mode `passthrough`).
     Client(Option<HeaderValue>),
 }
 
-/// Checks read credentials; open feeds accept everyone.
-pub(crate) fn check_read(config: &Config, headers: &HeaderMap) -> Result<(), ClientError> {
+/// Who a request authenticated as, for the access log: a configured user
+/// name, or the first 8 hex digits of the key's SHA-256 (as listed in the
+/// configuration), never the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Identity {
+    #[default]
+    Anonymous,
+    User(String),
+    Key(String),
+}
+
+impl Identity {
+    fn of_key(key: &str) -> Identity {
+        Identity::Key(digest_hex(key)[..8].to_string())
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Anonymous => f.write_str("-"),
+            Identity::User(name) => f.write_str(name),
+            Identity::Key(prefix) => write!(f, "key:{prefix}"),
+        }
+    }
+}
+
+/// Checks read credentials; open feeds accept everyone (anonymously).
+pub(crate) fn check_read(config: &Config, headers: &HeaderMap) -> Result<Identity, ClientError> {
     let auth = &config.auth;
     if auth.read == ReadAccess::Open {
-        return Ok(());
+        return Ok(Identity::Anonymous);
     }
     // Keys that may publish may read too.
     let keys = || auth.read_keys.iter().chain(&config.publish.client_keys);
     if let Some(key) = api_key(headers) {
         return if matches_any_digest(key, keys()) {
-            Ok(())
+            Ok(Identity::of_key(key))
         } else {
             Err(ClientError::Unauthorized("the API key is not valid for reading"))
         };
     }
     match basic_credentials(headers) {
-        Some((user, password)) if user_matches(auth, &user, &password) || matches_any_digest(&password, keys()) => {
-            Ok(())
-        }
+        Some((user, password)) if user_matches(auth, &user, &password) => Ok(Identity::User(user)),
+        Some((_, password)) if matches_any_digest(&password, keys()) => Ok(Identity::of_key(&password)),
         Some(_) => Err(ClientError::Unauthorized("invalid credentials")),
         None => Err(ClientError::Unauthorized("credentials required")),
     }
 }
 
-/// Checks a publish call's key and decides which key goes upstream.
-pub(crate) fn check_publish(config: &Config, headers: &HeaderMap) -> Result<UpstreamKey, ClientError> {
+/// Checks a publish call's key and decides which key goes upstream; the
+/// identity is the key's (in passthrough mode too, unchecked).
+pub(crate) fn check_publish(config: &Config, headers: &HeaderMap) -> Result<(UpstreamKey, Identity), ClientError> {
+    let identity = api_key(headers).map(Identity::of_key).unwrap_or_default();
+    check_publish_key(config, headers).map(|key| (key, identity))
+}
+
+fn check_publish_key(config: &Config, headers: &HeaderMap) -> Result<UpstreamKey, ClientError> {
     let publish = &config.publish;
     match publish.mode {
         PublishMode::Passthrough => Ok(UpstreamKey::Client(headers.get(API_KEY_HEADER).cloned())),
@@ -53,9 +86,7 @@ pub(crate) fn check_publish(config: &Config, headers: &HeaderMap) -> Result<Upst
         )),
         PublishMode::Keys => match api_key(headers) {
             None => Err(ClientError::KeyRequired("an API key is required to publish")),
-            Some(key) if matches_any_digest(key, &publish.client_keys) => {
-                Ok(UpstreamKey::Server(publish.api_key.clone()))
-            }
+            Some(key) if matches_any_digest(key, &publish.client_keys) => Ok(UpstreamKey::Server),
             Some(_) => Err(ClientError::Forbidden(
                 "the API key is not valid for publishing through nucache",
             )),
@@ -95,7 +126,7 @@ fn user_matches(auth: &AuthConfig, user: &str, password: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::digest_hex;
+    use crate::config::Secret;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -138,6 +169,27 @@ mod tests {
     }
 
     #[test]
+    fn identities_name_the_user_or_the_key_digest_never_the_key() {
+        let config = config();
+        let who = |pairs: &[(&str, &str)]| check_read(&config, &headers(pairs)).map(|i| i.to_string()).ok();
+        assert_eq!(
+            who(&[("authorization", &basic("alice", "wonderland"))]).as_deref(),
+            Some("alice")
+        );
+        let reader = format!("key:{}", &digest_hex("reader-key")[..8]);
+        assert_eq!(who(&[("authorization", &basic("any", "reader-key"))]), Some(reader));
+        let client = format!("key:{}", &digest_hex("client-key")[..8]);
+        assert_eq!(who(&[("x-nuget-apikey", "client-key")]), Some(client));
+        assert_eq!(
+            check_read(&Config::default(), &headers(&[]))
+                .map(|i| i.to_string())
+                .ok()
+                .as_deref(),
+            Some("-")
+        );
+    }
+
+    #[test]
     fn publishing_needs_a_listed_client_key() {
         let config = config();
         assert!(matches!(
@@ -148,10 +200,10 @@ mod tests {
             check_publish(&config, &headers(&[("x-nuget-apikey", "wrong")])),
             Err(ClientError::Forbidden(_))
         ));
-        match check_publish(&config, &headers(&[("x-nuget-apikey", "client-key")])) {
-            Ok(UpstreamKey::Server(Some(key))) => assert_eq!(key.expose(), "upstream-key"),
-            _ => panic!("a listed key must pass with the server's key"),
-        }
+        assert!(matches!(
+            check_publish(&config, &headers(&[("x-nuget-apikey", "client-key")])),
+            Ok((UpstreamKey::Server, Identity::Key(prefix))) if prefix == digest_hex("client-key")[..8]
+        ));
         let unconfigured = Config::default();
         let refused = check_publish(&unconfigured, &headers(&[("x-nuget-apikey", "client-key")]));
         assert!(matches!(refused, Err(ClientError::Forbidden(reason)) if reason.contains("publish.client_keys")));
@@ -162,7 +214,7 @@ mod tests {
         let mut config = config();
         config.publish.mode = PublishMode::Passthrough;
         match check_publish(&config, &headers(&[("x-nuget-apikey", "their-own")])) {
-            Ok(UpstreamKey::Client(Some(key))) => assert_eq!(key, "their-own"),
+            Ok((UpstreamKey::Client(Some(key)), _)) => assert_eq!(key, "their-own"),
             _ => panic!("passthrough must forward the client's key"),
         }
     }

@@ -94,15 +94,6 @@ impl From<StorageError> for ProxyError {
     }
 }
 
-impl From<crate::stash::StashError> for ProxyError {
-    fn from(error: crate::stash::StashError) -> Self {
-        match error {
-            crate::stash::StashError::Upstream(e) => ProxyError::Upstream(e),
-            other => ProxyError::Internal(other.to_string()),
-        }
-    }
-}
-
 impl UpstreamError {
     /// Worth another attempt for an idempotent request: the request may
     /// never have reached the upstream, or the upstream said so (5xx).

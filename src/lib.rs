@@ -3,11 +3,11 @@
 //! A request travels through the modules in one direction:
 //!
 //! ```text
-//! server      accept HTTP/1.1 connections, access log, graceful shutdown
+//! server      accept HTTP/1.1 connections, graceful shutdown
 //!   -> proxy  the phases: classify -> lookup -> fetch -> respond
 //!      -> route          path -> Route / Target (cache key, upstream URL); hostile input stops here
-//!      -> cache          sled index + blob files + hot documents in moka
-//!      -> stash          single-flight fetch on a miss: documents and streamed blobs
+//!      -> cache          sled index + blob files (verified reads, scrub) + hot documents and blobs in moka
+//!      -> stash          single-flight fetch on a miss: documents, and downloads streamed to disk and clients
 //!         -> upstream    hyper + rustls client: redirects, retries, timeouts
 //!         -> rewrite     upstream URLs -> nucache URLs (service index, JSON documents)
 //! ```
@@ -15,16 +15,28 @@
 //! Publish calls take a side road: proxy -> `auth` (whose key) -> `publish`
 //! (streamed once to the upstream) -> cache invalidation of that package.
 //!
-//! Beside the pipeline: `config` (figment: defaults < TOML < `NUCACHE_*`),
+//! Beside the pipeline: `body` (the response body type every layer builds),
+//! `access_log` (one line per request, written when its body ends),
+//! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
-//! upstream or nucache), `shutdown` (signals).
+//! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
+//! changes), `logging` (the subscriber and its live filter), `preflight`
+//! (what `check-config` checks on the machine), `probe` (is the upstream a
+//! usable service index).
 
+pub(crate) mod access_log;
 pub(crate) mod auth;
+pub(crate) mod body;
 pub mod config;
 pub mod error;
+mod log_writer;
+pub mod logging;
 pub mod nuget;
+pub mod preflight;
+pub mod probe;
 pub(crate) mod proxy;
 pub(crate) mod publish;
+pub mod reload;
 pub mod rewrite;
 pub mod route;
 pub mod shutdown;
@@ -34,6 +46,6 @@ mod server;
 mod stash;
 mod upstream;
 
-pub use cache::{verify_cache, CacheStatus, Repair, Verification};
+pub use cache::{is_cache_dir, verify_cache, CacheStatus, Repair, Verification};
 pub use config::Config;
-pub use server::{Server, StartError};
+pub use server::{Reloader, Server, StartError};

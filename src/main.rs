@@ -1,15 +1,27 @@
 //! The `nucache` command: runs the proxy (default) or checks a configuration.
 
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nucache::{Config, Server};
-use tracing_subscriber::EnvFilter;
+
+/// Shown under `--help`: where the configuration comes from.
+const ENVIRONMENT_HELP: &str = "\
+Configuration: built-in defaults < a TOML file (--config PATH, else $NUCACHE_CONFIG) <
+environment variables NUCACHE_<KEY>, with __ between nesting levels:
+  NUCACHE_LISTEN=0.0.0.0:5000  NUCACHE_UPSTREAM__READ_TIMEOUT=10s  NUCACHE_CACHE__DIR=/srv/nucache
+Every key, its default and its variable: config.example.toml. `nucache check-config` shows
+the result. Logs go to stderr, filtered by RUST_LOG (default info; e.g. RUST_LOG=nucache=debug).";
 
 #[derive(Parser)]
-#[command(name = "nucache", version, about = "A caching pull-through proxy for NuGet V3 feeds")]
+#[command(
+    name = "nucache",
+    version,
+    about = "A caching pull-through proxy for NuGet V3 feeds",
+    after_help = ENVIRONMENT_HELP
+)]
 struct Cli {
     /// TOML configuration file (default: $NUCACHE_CONFIG, else built-in defaults).
     #[arg(long, short, global = true, value_name = "PATH")]
@@ -22,14 +34,26 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Serve,
-    /// Validate the configuration, print it (without secrets) and exit.
-    CheckConfig,
+    /// Validate the configuration, check that the cache directory is usable
+    /// and the listen address free, print the configuration (TOML, without
+    /// secrets) on stdout and exit.
+    CheckConfig {
+        /// Also fetch the upstream's service index and check that nucache
+        /// can serve it (exit 1 if not).
+        #[arg(long)]
+        probe: bool,
+    },
     /// Re-hash every cached object and drop those that no longer match
-    /// (they are fetched again when next asked for). nucache must be stopped.
+    /// (they are fetched again when next asked for). nucache must be
+    /// stopped. Exit 0: all intact; 1: something dropped; 2: cannot verify.
     Verify,
     /// Read a key (or password) on stdin and print its SHA-256, as
     /// publish.client_keys, auth.read_keys and auth.users expect.
     HashKey,
+    /// Print the nuget.config that points NuGet at nucache, alone on stdout
+    /// (`nucache nuget-config > nuget.config`).
+    #[command(visible_alias = "print-config-snippet")]
+    NugetConfig,
 }
 
 fn main() -> ExitCode {
@@ -37,44 +61,113 @@ fn main() -> ExitCode {
     if let Some(Command::HashKey) = cli.command {
         return hash_key();
     }
-    // Flushes what the log thread still holds when main returns.
-    let _log_writer = init_logging();
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(config) => config,
+    // The guard flushes what the log thread still holds when main returns.
+    let nucache::logging::Installed {
+        control: logging,
+        guard: _log_writer,
+        problem,
+    } = nucache::logging::init();
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+    let config = match Config::load_with_warnings(cli.config.as_deref()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            loaded.config
+        }
         Err(error) => {
             eprintln!("nucache: {error}");
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = logging.apply(&config.log_filter) {
+        tracing::warn!(%error, "log filter unchanged");
+    }
     match cli.command.unwrap_or(Command::Serve) {
-        Command::CheckConfig => {
-            println!("{}", config.effective());
-            ExitCode::SUCCESS
-        }
-        Command::Serve => serve(config),
+        Command::CheckConfig { probe } => check_config(&config, probe),
+        Command::Serve => serve(config, cli.config, logging),
         Command::Verify => verify(&config),
         Command::HashKey => hash_key(),
+        Command::NugetConfig => {
+            print!("{}", config.nuget_config_snippet(config.listen));
+            ExitCode::SUCCESS
+        }
     }
 }
 
-fn verify(config: &Config) -> ExitCode {
-    match nucache::verify_cache(&config.cache) {
-        Ok(report) => {
-            for key in &report.dropped {
-                println!("dropped (bytes do not match their record): {key}");
+/// The checks go to stderr, the configuration alone to stdout.
+fn check_config(config: &Config, probe: bool) -> ExitCode {
+    let mut checks = vec![
+        nucache::preflight::check_cache_dir(&config.cache),
+        nucache::preflight::check_listen(config.listen),
+    ];
+    if probe {
+        checks.push(probe_now(config).map(|report| format!("upstream {report}")));
+    }
+    let mut failed = false;
+    for check in checks {
+        match check {
+            Ok(fine) => eprintln!("ok: {fine}"),
+            Err(problem) => {
+                eprintln!("error: {problem}");
+                failed = true;
             }
-            println!(
-                "verified {} objects, {} bytes intact, {} dropped",
-                report.checked,
-                report.bytes,
-                report.dropped.len()
-            );
-            ExitCode::SUCCESS
         }
+    }
+    print!("{}", config.effective_toml());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn probe_now(config: &Config) -> Result<nucache::probe::ProbeReport, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(nucache::probe::probe(config))
+        .map_err(|e| format!("upstream {e}"))
+}
+
+/// Exit 0: every object intact; 1: something was dropped (it is fetched
+/// again when next asked for); 2: nothing could be verified.
+fn verify(config: &Config) -> ExitCode {
+    let dir = config.cache.describe_dir();
+    if !nucache::is_cache_dir(&config.cache.dir) {
+        eprintln!(
+            "nucache verify: {dir}: no cache here (no index directory); \
+             give the cache.dir nucache serves from (--config, NUCACHE_CACHE__DIR)"
+        );
+        return ExitCode::from(2);
+    }
+    let report = match nucache::verify_cache(&config.cache) {
+        Ok(report) => report,
         Err(error) => {
-            eprintln!("nucache verify: {error}");
-            ExitCode::FAILURE
+            eprintln!("nucache verify: {dir}: {error}");
+            return ExitCode::from(2);
         }
+    };
+    for key in &report.dropped {
+        println!(
+            "dropped {}: its bytes no longer match their record",
+            nucache::route::describe_key(key)
+        );
+    }
+    println!(
+        "{dir}: verified {} objects, {} bytes intact, {} dropped",
+        report.checked,
+        report.bytes,
+        report.dropped.len()
+    );
+    if report.dropped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -93,7 +186,8 @@ fn hash_key() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn serve(config: Config) -> ExitCode {
+/// `file`: the `--config` given, for reloading on SIGHUP.
+fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Logging) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -103,8 +197,9 @@ fn serve(config: Config) -> ExitCode {
     };
     runtime.block_on(async move {
         tracing::info!(config = %config.effective(), "effective configuration");
-        warn_about_publishing(&config);
-        let snippet = config.nuget_config_snippet();
+        let hangups = nucache::shutdown::Hangups::listen();
+        let probe_config = config.clone();
+        let shown = config.clone();
         let server = match Server::bind(config).await {
             Ok(server) => server,
             Err(error) => {
@@ -121,43 +216,35 @@ fn serve(config: Config) -> ExitCode {
             "cache checked"
         );
         match server.local_addr() {
-            Ok(addr) => tracing::info!(%addr, "listening"),
+            Ok(addr) => {
+                tracing::info!(%addr, "listening");
+                // The snippet alone on stdout, so that it can be redirected.
+                eprintln!("Point NuGet at nucache with this nuget.config:");
+                print!("{}", shown.nuget_config_snippet(addr));
+            }
             Err(error) => tracing::warn!(%error, "listening on an unknown address"),
         }
-        println!("Point NuGet at nucache with this nuget.config:\n{snippet}");
+        let reload = nucache::reload::Reload {
+            file,
+            running: shown,
+            server: server.reloader(),
+            logging,
+        };
+        let reloading = tokio::spawn(reload.on_hangups(hangups));
+        tokio::spawn(probe_in_background(probe_config));
         server.run(nucache::shutdown::signal()).await;
+        reloading.abort();
         ExitCode::SUCCESS
     })
 }
 
-fn warn_about_publishing(config: &Config) {
-    let publish = &config.publish;
-    if !publish.enabled || publish.mode != nucache::config::PublishMode::Keys {
-        return;
+/// One line at start-up on whether the upstream is usable; serving does
+/// not wait for it.
+async fn probe_in_background(config: Config) {
+    match nucache::probe::probe(&config).await {
+        Ok(report) => tracing::info!("upstream probe: {report}"),
+        Err(error) => {
+            tracing::warn!("upstream probe failed: {error}; until the upstream answers, only what is cached is served")
+        }
     }
-    if publish.client_keys.is_empty() {
-        tracing::warn!("publish.client_keys is empty: pushes through nucache are refused");
-    } else if publish.api_key.is_none() {
-        tracing::warn!("publish.api_key is not set: pushes reach the upstream without a key");
-    }
-}
-
-/// Logs go to stderr (the journal under systemd), filtered by `RUST_LOG`
-/// (default `info`), coloured only on a terminal. A thread of their own
-/// writes them, so that no request waits on stderr; the guard flushes it.
-fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        // Beyond this many lines waiting, the request path waits rather
-        // than losing log lines.
-        .buffered_lines_limit(64 * 1024)
-        .lossy(false)
-        .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer)
-        .init();
-    guard
 }

@@ -232,6 +232,32 @@ fn publish_package(rest: &str) -> Result<Option<String>, RouteError> {
     }
 }
 
+/// A cache key as an operator reads it: `foo 1.0.0 (foo.1.0.0.nupkg)`,
+/// `foo (version list)`, `foo 1.0.0 (registration leaf, HIVE)`, `the
+/// service index`; other keys as they are. For `nucache verify`'s report.
+pub fn describe_key(key: &str) -> String {
+    if key == "index.json" {
+        return "the upstream service index (index.json)".to_string();
+    }
+    let parts: Vec<&str> = key.split('/').collect();
+    let described = match parts.as_slice() {
+        [mount, id, "index.json"] if mount.starts_with("flatcontainer") => format!("{id} (version list)"),
+        [mount, id, version, file] if mount.starts_with("flatcontainer") => format!("{id} {version} ({file})"),
+        [mount, hive, id, "index.json"] if mount.starts_with("registration") => {
+            format!("{id} (registration index, {hive})")
+        }
+        [mount, hive, id, "page", low, high] if mount.starts_with("registration") => {
+            let high = high.trim_end_matches(".json");
+            format!("{id} {low} to {high} (registration page, {hive})")
+        }
+        [mount, hive, id, leaf] if mount.starts_with("registration") => {
+            format!("{id} {} (registration leaf, {hive})", leaf.trim_end_matches(".json"))
+        }
+        _ => return key.to_string(),
+    };
+    format!("{described} [{key}]")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +280,28 @@ mod tests {
             Route::Mounted(rest) => resolve(&rest, query, &mounts()),
             other => panic!("{path} classified as {other:?}"),
         }
+    }
+
+    #[test]
+    fn cache_keys_read_as_packages() {
+        assert_eq!(
+            describe_key("flatcontainer/foo/1.0.0/foo.1.0.0.nupkg"),
+            "foo 1.0.0 (foo.1.0.0.nupkg) [flatcontainer/foo/1.0.0/foo.1.0.0.nupkg]"
+        );
+        assert_eq!(
+            describe_key("flatcontainer/foo/index.json"),
+            "foo (version list) [flatcontainer/foo/index.json]"
+        );
+        assert_eq!(
+            describe_key("registration/gz-semver2/foo/index.json"),
+            "foo (registration index, gz-semver2) [registration/gz-semver2/foo/index.json]"
+        );
+        assert_eq!(
+            describe_key("registration/plain/foo/1.0.0.json"),
+            "foo 1.0.0 (registration leaf, plain) [registration/plain/foo/1.0.0.json]"
+        );
+        assert!(describe_key("index.json").contains("service index"));
+        assert_eq!(describe_key("catalog/index.json"), "catalog/index.json");
     }
 
     #[test]

@@ -99,3 +99,155 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         Ok(())
     });
 }
+
+#[test]
+fn kubernetes_service_links_and_unknown_variables_do_not_stop_start_up() {
+    Jail::expect_with(|jail| {
+        for (name, value) in [
+            ("NUCACHE_PORT", "tcp://10.0.0.7:5000"),
+            ("NUCACHE_PORT_5000_TCP", "tcp://10.0.0.7:5000"),
+            ("NUCACHE_PORT_5000_TCP_PROTO", "tcp"),
+            ("NUCACHE_PORT_5000_TCP_PORT", "5000"),
+            ("NUCACHE_PORT_5000_TCP_ADDR", "10.0.0.7"),
+            ("NUCACHE_SERVICE_HOST", "10.0.0.7"),
+            ("NUCACHE_SERVICE_PORT", "5000"),
+            ("NUCACHE_SERVICE_PORT_HTTP", "5000"),
+            ("NUCACHE_UPSTREAM__READTIMEOUT", "9s"),
+            ("NUCACHE_UPSTREAM__READ_TIMEOUT", "3s"),
+        ] {
+            jail.set_env(name, value);
+        }
+        let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
+        assert_eq!(loaded.config.upstream.read_timeout, Duration::from_secs(3));
+        let about_env: Vec<&String> = loaded.warnings.iter().filter(|w| w.contains("NUCACHE_")).collect();
+        assert_eq!(about_env.len(), 1, "{:?}", loaded.warnings);
+        let warning = about_env[0];
+        assert!(
+            warning.contains("NUCACHE_UPSTREAM__READTIMEOUT (did you mean NUCACHE_UPSTREAM__READ_TIMEOUT?)"),
+            "{warning}"
+        );
+        assert!(!warning.contains("PORT") && !warning.contains("SERVICE"), "{warning}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_in_the_file_stay_errors() {
+    Jail::expect_with(|jail| {
+        jail.create_file("typo.toml", "[upstream]\nread_timout = \"3s\"")?;
+        let error = Config::load(Some(std::path::Path::new("typo.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("read_timout"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn errors_name_the_variable_the_value_and_the_accepted_forms() {
+    let error = |jail_setup: &dyn Fn(&mut Jail) -> figment::error::Result<()>| {
+        let mut message = String::new();
+        Jail::expect_with(|jail| {
+            jail_setup(jail)?;
+            message = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+            Ok(())
+        });
+        message
+    };
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_UPSTREAM__READ_TIMEOUT", "soon");
+        Ok(())
+    });
+    assert_eq!(
+        message,
+        "upstream.read_timeout (from NUCACHE_UPSTREAM__READ_TIMEOUT): \"soon\" is not a duration: \
+         write a number and a unit, e.g. \"500ms\", \"30s\", \"5m\", \"1h\", \"1h 30m\""
+    );
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_LISTEN", "not-an-address");
+        Ok(())
+    });
+    assert!(
+        message.starts_with("listen (from NUCACHE_LISTEN): \"not-an-address\""),
+        "{message}"
+    );
+    assert!(message.contains("\"0.0.0.0:5000\""), "{message}");
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_PUBLISH__API_KEY_FILE", "/nonexistent/key");
+        Ok(())
+    });
+    assert!(
+        message.starts_with("publish.api_key_file: cannot read /nonexistent/key"),
+        "{message}"
+    );
+    let message = error(&|jail| {
+        jail.set_env("NUCACHE_CONFIG", jail.directory().display().to_string());
+        Ok(())
+    });
+    assert!(message.ends_with("is a directory, not a TOML file"), "{message}");
+}
+
+#[test]
+fn listen_accepts_a_host_name() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_LISTEN", "localhost:5055");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.listen.port(), 5055);
+        assert!(config.listen.ip().is_loopback(), "{}", config.listen);
+        Ok(())
+    });
+}
+
+/// Under systemd, `LoadCredential=nuget-org-api-key:/etc/nucache/...` puts
+/// the key in `$CREDENTIALS_DIRECTORY`; a relative `*_file` names it there.
+#[test]
+fn relative_key_files_are_read_from_the_credentials_directory() {
+    Jail::expect_with(|jail| {
+        let credentials = jail.directory().join("credentials");
+        std::fs::create_dir(&credentials).map_err(|e| e.to_string())?;
+        std::fs::write(credentials.join("nuget-org-api-key"), "from-systemd\n").map_err(|e| e.to_string())?;
+        std::fs::write(credentials.join("upstream-token"), "token-from-systemd").map_err(|e| e.to_string())?;
+        jail.create_file(
+            "nucache.toml",
+            "[publish]\napi_key_file = \"nuget-org-api-key\"\n[upstream]\ntoken_file = \"upstream-token\"",
+        )?;
+        jail.set_env("CREDENTIALS_DIRECTORY", credentials.display().to_string());
+        let config = Config::load(Some(std::path::Path::new("nucache.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            config.publish.api_key.as_ref().map(|k| k.expose()),
+            Some("from-systemd")
+        );
+        assert_eq!(
+            config.upstream.token.as_ref().map(|k| k.expose()),
+            Some("token-from-systemd")
+        );
+        jail.set_env("NUCACHE_PUBLISH__API_KEY_FILE", "missing-credential");
+        let error = Config::load(Some(std::path::Path::new("nucache.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.starts_with("publish.api_key_file: cannot read ")
+                && error.contains("credentials/missing-credential (in $CREDENTIALS_DIRECTORY)"),
+            "{error}"
+        );
+        Ok(())
+    });
+}
+
+/// `CacheDirectory=nucache` sets `$CACHE_DIRECTORY`: the default follows it,
+/// and a `cache.dir` in the file still wins over the default.
+#[test]
+fn the_default_cache_directory_follows_systemds_cache_directory() {
+    Jail::expect_with(|jail| {
+        jail.set_env("CACHE_DIRECTORY", "/var/cache/nucache");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.cache.dir, std::path::Path::new("/var/cache/nucache"));
+        assert!(config.cache.describe_dir().contains("$CACHE_DIRECTORY"));
+        jail.create_file("nucache.toml", "[cache]\ndir = \"/srv/nucache\"")?;
+        let config = Config::load(Some(std::path::Path::new("nucache.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(config.cache.dir, std::path::Path::new("/srv/nucache"));
+        Ok(())
+    });
+}

@@ -14,10 +14,10 @@ use common::upstream::FakeUpstream;
 use http::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
-/// Larger than what nucache keeps in memory (1 MiB): read from its file on
+/// Larger than what nucache keeps in memory (4 MiB): read from its file on
 /// every hit.
 const KEY: &str = "flatcontainer/big.one/1.0.0/big.one.1.0.0.nupkg";
-const SIZE: usize = 2 * 1024 * 1024 + 12345;
+const SIZE: usize = 5 * 1024 * 1024 + 12345;
 
 fn path() -> String {
     format!("/v3/{KEY}")

@@ -3,7 +3,11 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::{Command, Output};
+
 use common::nucache::{test_config, Nucache};
+use common::process::BINARY;
 use common::upstream::FakeUpstream;
 use sha2::{Digest, Sha256};
 
@@ -50,4 +54,65 @@ async fn verify_refuses_a_cache_in_use() {
     let config = test_config(&upstream.index_url(), &nucache.dir);
     let error = nucache::verify_cache(&config.cache).err().map(|e| e.to_string());
     assert!(error.is_some_and(|e| e.contains("in use")));
+}
+
+/// `nucache verify` (the command) on `dir`.
+fn verify_command(dir: &Path) -> Output {
+    Command::new(BINARY)
+        .arg("verify")
+        .env("NUCACHE_CACHE__DIR", dir)
+        .env_remove("NUCACHE_CONFIG")
+        .output()
+        .expect("nucache verify runs")
+}
+
+#[test]
+fn verify_refuses_a_directory_that_holds_no_cache_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mistyped = dir.path().join("nucahce");
+    for target in [dir.path(), mistyped.as_path()] {
+        let out = verify_command(target);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("cache.dir {}: no cache here", target.display())),
+            "{stderr}"
+        );
+    }
+    assert!(!mistyped.exists(), "verify created the directory it was given");
+    assert!(common::files_under(dir.path()).is_empty() && !dir.path().join("index").exists());
+}
+
+#[tokio::test]
+async fn verify_names_what_it_dropped_and_exits_1() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nucache = Nucache::start_in(&upstream.index_url(), dir.path(), |_| {}).await;
+    nucache.get(&format!("/v3/{KEY}")).await;
+    nucache.stop().await;
+    let clean = verify_command(dir.path());
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+
+    let prefix = hex::encode(Sha256::digest(KEY.as_bytes()));
+    let file = common::files_under(&dir.path().join("content"))
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .expect("the package's content file");
+    let mut bytes = std::fs::read(&file).expect("read");
+    bytes[10] ^= 0xff;
+    std::fs::write(&file, &bytes).expect("write");
+
+    let out = verify_command(dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("dropped fake.core 1.1.0 (fake.core.1.1.0.nupkg)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 dropped"), "{stdout}");
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::index::{now_ms, Entry};
 
 /// Packages up to this size are kept in memory once read (and verified).
-pub(crate) const SMALL_BLOB: u64 = 1024 * 1024;
+pub(crate) const SMALL_BLOB: u64 = 4 * 1024 * 1024;
 
 /// A committed blob ready to serve.
 #[derive(Debug)]

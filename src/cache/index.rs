@@ -229,8 +229,19 @@ mod tests {
         index.remove("a").expect("remove a");
         index.remove("missing").expect("remove missing");
         assert_eq!(index.len(), 1);
+        index.flush().expect("flush");
         drop(index);
-        let reopened = Index::open(&dir.path().join("index")).expect("reopen");
+        // sled's background flusher lets go of its file lock a moment after
+        // the drop: poll for it.
+        let mut reopened = Index::open(&dir.path().join("index"));
+        for _ in 0..100 {
+            if !matches!(reopened, Err(StorageError::Locked)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            reopened = Index::open(&dir.path().join("index"));
+        }
+        let reopened = reopened.expect("reopen");
         assert_eq!(reopened.len(), 1, "the count starts from what is on disk");
     }
 }

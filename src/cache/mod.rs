@@ -94,6 +94,12 @@ pub struct Verification {
     pub dropped: Vec<String>,
 }
 
+/// Whether `dir` holds a cache (its index): `verify` refuses a mistyped
+/// directory rather than create an empty cache there and report success.
+pub fn is_cache_dir(dir: &std::path::Path) -> bool {
+    dir.join("index").is_dir()
+}
+
 /// Opens the cache under `config.dir` (nucache must not be running on it)
 /// and verifies every object; see [`Cache::verify`].
 pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> {
@@ -135,13 +141,14 @@ impl Cache {
         let index = Index::open(&config.dir.join("index"))?;
         let blobs = Box::new(FsBlobStore::open(&config.dir)?);
         let hot = moka::sync::Cache::builder()
-            .max_capacity(config.memory.bytes())
+            .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, doc: &Arc<HotDoc>| doc.body.weight().try_into().unwrap_or(u32::MAX))
             // Publishing drops a package's documents by key prefix.
             .support_invalidation_closures()
             .build();
+        // `cache.memory` bounds both hot layers together, half each.
         let hot_blobs = moka::sync::Cache::builder()
-            .max_capacity(config.memory.bytes())
+            .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, blob: &Arc<HotBlob>| blob.weight())
             .build();
         let cache = Cache {
@@ -324,8 +331,8 @@ impl Cache {
             self.hot_blobs.insert(key.to_string(), hot.clone());
             return Ok(Some((hot, Some(file))));
         }
-        let mut reader = self.reader(&entry, file, hot::SMALL_BLOB);
-        let body = match reader.next_chunk() {
+        let mut reader = self.reader(&entry, file);
+        let body = match reader.next_chunk(hot::SMALL_BLOB as usize) {
             Ok(body) => body.unwrap_or_default(),
             Err(ReadError::Io(error)) => return Err(StorageError::io("reading a blob")(error)),
             Err(_) => {
@@ -351,9 +358,9 @@ impl Cache {
 
     /// A reader of a committed blob that checks it against its record
     /// (unless `cache.verify_reads` is off).
-    pub fn reader(&self, entry: &Entry, file: File, chunk: u64) -> BlobReader {
+    pub fn reader(&self, entry: &Entry, file: File) -> BlobReader {
         let hashes = (entry.xxh3, entry.sha512.as_str());
-        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads, chunk)
+        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads)
     }
 
     /// A read found `key`'s bytes corrupt: drops it (unless it has been

@@ -41,13 +41,12 @@ pub(crate) struct BlobReader {
     file: Arc<File>,
     size: u64,
     offset: u64,
-    chunk: u64,
     check: Check,
 }
 
 impl BlobReader {
     /// `xxh3` / `sha512` are the record's; with `verify` false nothing is checked.
-    pub fn new(file: Arc<File>, size: u64, (xxh3, sha512): (Option<u128>, &str), verify: bool, chunk: u64) -> Self {
+    pub fn new(file: Arc<File>, size: u64, (xxh3, sha512): (Option<u128>, &str), verify: bool) -> Self {
         let check = match (verify, xxh3) {
             (false, _) => Check::Off,
             (true, Some(expected)) => Check::Fast(Box::new(Xxh3::new()), expected),
@@ -57,18 +56,17 @@ impl BlobReader {
             file,
             size,
             offset: 0,
-            chunk: chunk.max(1),
             check,
         }
     }
 
-    /// The next chunk, `None` after the last; the last one only when the
-    /// whole blob matched its checksum.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, ReadError> {
+    /// The next chunk (at most `max` bytes), `None` after the last; the
+    /// last one only when the whole blob matched its checksum.
+    pub fn next_chunk(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
         if self.offset >= self.size {
             return Ok(None);
         }
-        let len = (self.size - self.offset).min(self.chunk) as usize;
+        let len = (self.size - self.offset).min(max.max(1) as u64) as usize;
         let data = read_at(&self.file, self.offset, len)?;
         if data.len() < len {
             return Err(ReadError::Short);
@@ -101,9 +99,9 @@ impl BlobReader {
 /// Reads a whole blob and tells whether it matches its record (the scrub
 /// and `nucache verify`).
 pub(crate) fn intact(file: File, size: u64, hashes: (Option<u128>, &str)) -> Result<bool, io::Error> {
-    let mut reader = BlobReader::new(Arc::new(file), size, hashes, true, 1024 * 1024);
+    let mut reader = BlobReader::new(Arc::new(file), size, hashes, true);
     loop {
-        match reader.next_chunk() {
+        match reader.next_chunk(1024 * 1024) {
             Ok(Some(_)) => {}
             Ok(None) => return Ok(true),
             Err(ReadError::Io(error)) => return Err(error),
@@ -126,7 +124,7 @@ mod tests {
     fn read_all(mut reader: BlobReader) -> (Vec<u8>, Option<String>) {
         let mut out = Vec::new();
         loop {
-            match reader.next_chunk() {
+            match reader.next_chunk(4096) {
                 Ok(Some(chunk)) => out.extend_from_slice(&chunk),
                 Ok(None) => return (out, None),
                 Err(error) => return (out, Some(error.to_string())),
@@ -143,7 +141,7 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let (fast, sha) = hashes(&data);
         for record in [(Some(fast), sha.as_str()), (None, sha.as_str())] {
-            let reader = BlobReader::new(file_with(&data), data.len() as u64, record, true, 4096);
+            let reader = BlobReader::new(file_with(&data), data.len() as u64, record, true);
             assert_eq!(read_all(reader), (data.clone(), None));
         }
     }
@@ -155,12 +153,12 @@ mod tests {
         let mut rotten = data.clone();
         rotten[5000] ^= 0xff;
         for record in [(Some(fast), sha.as_str()), (None, sha.as_str())] {
-            let reader = BlobReader::new(file_with(&rotten), data.len() as u64, record, true, 4096);
+            let reader = BlobReader::new(file_with(&rotten), data.len() as u64, record, true);
             let (got, error) = read_all(reader);
             assert!(got.len() < data.len(), "the last chunk is withheld");
             assert!(error.is_some_and(|e| e.contains("checksum")));
         }
-        let unchecked = BlobReader::new(file_with(&rotten), data.len() as u64, (Some(fast), &sha), false, 4096);
+        let unchecked = BlobReader::new(file_with(&rotten), data.len() as u64, (Some(fast), &sha), false);
         assert_eq!(read_all(unchecked), (rotten, None), "verify_reads off reads as stored");
     }
 
@@ -168,7 +166,7 @@ mod tests {
     fn a_short_file_is_an_error() {
         let data = vec![7u8; 100];
         let (fast, sha) = hashes(&data);
-        let reader = BlobReader::new(file_with(&data[..50]), 100, (Some(fast), &sha), true, 4096);
+        let reader = BlobReader::new(file_with(&data[..50]), 100, (Some(fast), &sha), true);
         assert!(read_all(reader).1.is_some_and(|e| e.contains("shorter")));
     }
 }

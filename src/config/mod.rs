@@ -4,18 +4,23 @@
 //! Every key is documented in `config.example.toml`.
 
 mod bytesize;
+mod env;
+mod listen;
 mod secret;
+mod wording;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::ByteSize;
+use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
+use wording::suggest;
 
 /// Environment variable that names the configuration file.
 pub const CONFIG_ENV: &str = "NUCACHE_CONFIG";
@@ -25,21 +30,35 @@ const ENV_PREFIX: &str = "NUCACHE_";
 pub enum ConfigError {
     #[error("configuration file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("configuration file {0} is a directory, not a TOML file")]
+    NotAFile(PathBuf),
     #[error("{0}")]
     Parse(String),
-    #[error("invalid configuration: {key}: {reason}")]
+    #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+/// A configuration and what is worth telling the operator about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Logged once at start-up (and printed by `check-config`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address nucache listens on.
+    /// Address nucache listens on (`HOST:PORT` is resolved at load).
+    #[serde(deserialize_with = "listen::deserialize")]
     pub listen: SocketAddr,
     /// Base URL clients use to reach nucache; derived from `Host` when unset.
     pub public_url: Option<String>,
     /// Honour `X-Forwarded-Host` / `X-Forwarded-Proto` (behind a reverse proxy only).
     pub trust_forwarded_headers: bool,
+    /// What is logged (`RUST_LOG` syntax); `RUST_LOG`, when set, wins.
+    /// Re-read on SIGHUP.
+    pub log_filter: String,
     pub upstream: UpstreamConfig,
     pub cache: CacheConfig,
     pub ttl: TtlConfig,
@@ -139,7 +158,7 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     pub dir: PathBuf,
-    /// Memory for hot metadata documents (rewritten and gzipped bodies).
+    /// Memory for hot documents (half) and hot small packages (half).
     pub memory: ByteSize,
     /// After a failed write (disk full, read-only), how long responses pass
     /// through uncached before the disk is tried again.
@@ -197,6 +216,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5000)),
             public_url: None,
             trust_forwarded_headers: false,
+            log_filter: "info".to_string(),
             upstream: UpstreamConfig::default(),
             cache: CacheConfig::default(),
             ttl: TtlConfig::default(),
@@ -256,7 +276,7 @@ impl Default for AuthConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
-            dir: default_cache_dir(),
+            dir: default_cache_dir().0,
             memory: ByteSize::mib(256),
             storage_retry: Duration::from_secs(15),
             verify_reads: true,
@@ -291,37 +311,77 @@ impl Default for ServerConfig {
     }
 }
 
-/// The per-user cache directory (`$XDG_CACHE_HOME/nucache`, `~/.cache/nucache`).
-fn default_cache_dir() -> PathBuf {
-    dirs::cache_dir().unwrap_or_else(|| PathBuf::from(".")).join("nucache")
+/// `$CACHE_DIRECTORY` when systemd set it (`CacheDirectory=`; the first
+/// of a `:`-separated list), else the per-user cache directory
+/// (`$XDG_CACHE_HOME/nucache`, `~/.cache/nucache`); and how it was found
+/// (for error messages).
+fn default_cache_dir() -> (PathBuf, &'static str) {
+    if let Some(first) = std::env::var_os("CACHE_DIRECTORY")
+        .and_then(|dirs| dirs.to_str().and_then(|d| d.split(':').next()).map(PathBuf::from))
+        .filter(|dir| dir.is_absolute())
+    {
+        return (first, "$CACHE_DIRECTORY, set by systemd's CacheDirectory=");
+    }
+    let xdg = std::env::var_os("XDG_CACHE_HOME").is_some_and(|d| Path::new(&d).is_absolute());
+    match dirs::cache_dir() {
+        Some(dir) if xdg => (dir.join("nucache"), "$XDG_CACHE_HOME/nucache"),
+        Some(dir) => (dir.join("nucache"), "~/.cache/nucache of the user running nucache"),
+        None => (PathBuf::from("nucache"), "./nucache: no home directory was found"),
+    }
+}
+
+impl CacheConfig {
+    /// `cache.dir PATH`, saying where the path came from when it is the
+    /// default (an operator may not know which user's home it is).
+    pub fn describe_dir(&self) -> String {
+        let (default, origin) = default_cache_dir();
+        if self.dir == default {
+            format!(
+                "cache.dir {} (the default, {origin}; set cache.dir or NUCACHE_CACHE__DIR)",
+                self.dir.display()
+            )
+        } else {
+            format!("cache.dir {}", self.dir.display())
+        }
+    }
 }
 
 impl Config {
     /// Loads defaults, then the file (`path`, else `$NUCACHE_CONFIG`), then
     /// the environment, and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_warnings(path).map(|loaded| loaded.config)
+    }
+
+    /// [`Config::load`], with the warnings start-up should log.
+    pub fn load_with_warnings(path: Option<&Path>) -> Result<Loaded, ConfigError> {
         let from_env = std::env::var_os(CONFIG_ENV).map(PathBuf::from);
         let file = path.map(Path::to_path_buf).or(from_env);
-        Self::from_figment(Self::figment(file.as_deref())?)
+        let config = Self::from_figment(Self::figment(file.as_deref())?)?;
+        let mut warnings: Vec<String> = env::unknown_variables_warning().into_iter().collect();
+        warnings.extend(config.warnings());
+        Ok(Loaded { config, warnings })
     }
 
     /// The layered sources, for tools and tests that add their own.
     pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
         let mut figment = Figment::new();
         if let Some(file) = file {
+            if file.is_dir() {
+                return Err(ConfigError::NotAFile(file.to_path_buf()));
+            }
             if !file.is_file() {
                 return Err(ConfigError::MissingFile(file.to_path_buf()));
             }
             figment = figment.merge(Toml::file(file));
         }
-        Ok(figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__")))
+        Ok(figment.merge(env::provider()))
     }
 
     pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| {
-            let all: Vec<String> = e.into_iter().map(|one| one.to_string()).collect();
-            ConfigError::Parse(all.join("; "))
-        })?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(wording::describe(e)))?;
         let config = config.with_secret_files()?;
         config.validate()?;
         Ok(config.normalized())
@@ -331,17 +391,17 @@ impl Config {
     /// and may not be combined with the value itself).
     fn with_secret_files(mut self) -> Result<Config, ConfigError> {
         self.publish.api_key = read_secret(
-            "publish.api_key",
+            ("publish.api_key", "publish.api_key_file"),
             self.publish.api_key.take(),
             self.publish.api_key_file.as_deref(),
         )?;
         self.upstream.password = read_secret(
-            "upstream.password",
+            ("upstream.password", "upstream.password_file"),
             self.upstream.password.take(),
             self.upstream.password_file.as_deref(),
         )?;
         self.upstream.token = read_secret(
-            "upstream.token",
+            ("upstream.token", "upstream.token_file"),
             self.upstream.token.take(),
             self.upstream.token_file.as_deref(),
         )?;
@@ -377,6 +437,13 @@ impl Config {
         }
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
+            let reason = format!(
+                "{:?} is not a filter ({error}); e.g. \"info\", \"warn,nucache=debug\"",
+                self.log_filter
+            );
+            return invalid("log_filter", &reason);
         }
         self.validate_credentials()
     }
@@ -430,25 +497,62 @@ impl Config {
         self
     }
 
-    /// The configuration as one line of JSON, secrets left out.
+    /// The configuration as one line of JSON, secrets left out (for the log).
     pub fn effective(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The base URL to print for users: `public_url`, or the listen address.
-    pub fn advertised_base(&self) -> String {
+    /// The configuration as a TOML file, secrets left out (`check-config`).
+    pub fn effective_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+
+    /// What is legal but probably not meant; logged at start-up.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(fix) = service_index_fix(&self.upstream.service_index) {
+            warnings.push(format!(
+                "upstream.service_index {} does not end in index.json, as a NuGet V3 service index does: \
+                 did you mean {fix}?",
+                self.upstream.service_index
+            ));
+        }
+        let publish = &self.publish;
+        if publish.enabled && publish.mode == PublishMode::Keys {
+            if publish.client_keys.is_empty() {
+                warnings.push("publish.client_keys is empty: pushes through nucache are refused".to_string());
+            } else if publish.api_key.is_none() {
+                warnings.push("publish.api_key is not set: pushes reach the upstream without a key".to_string());
+            }
+        }
+        warnings
+    }
+
+    /// The path of `public_url` (`/nuget` for `https://host/nuget`), or
+    /// `""`: requests under it are served as if it were not there.
+    pub fn public_path_prefix(&self) -> &str {
+        let Some(url) = &self.public_url else {
+            return "";
+        };
+        let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        after_scheme.find('/').map_or("", |slash| &after_scheme[slash..])
+    }
+
+    /// The base URL to print for users: `public_url`, or the address
+    /// nucache listens on (`listening`: the bound one, when the port was 0).
+    pub fn advertised_base(&self, listening: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
-            None if self.listen.ip().is_unspecified() => {
-                format!("http://{}:{}", hostname(), self.listen.port())
+            None if listening.ip().is_unspecified() => {
+                format!("http://{}:{}", hostname(), listening.port())
             }
-            None => format!("http://{}", self.listen),
+            None => format!("http://{listening}"),
         }
     }
 
     /// The `nuget.config` a user pastes to restore through nucache.
-    pub fn nuget_config_snippet(&self) -> String {
-        let base = self.advertised_base();
+    pub fn nuget_config_snippet(&self, listening: SocketAddr) -> String {
+        let base = self.advertised_base(listening);
         let insecure = if base.starts_with("http://") {
             " allowInsecureConnections=\"true\""
         } else {
@@ -480,22 +584,20 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-fn read_secret(key: &'static str, value: Option<Secret>, file: Option<&Path>) -> Result<Option<Secret>, ConfigError> {
-    match (value, file) {
-        (Some(_), Some(_)) => Err(ConfigError::Invalid {
-            key,
-            reason: format!("set either {key} or {key}_file, not both"),
-        }),
-        (value, None) => Ok(value.filter(|v| !v.is_empty())),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
-                key,
-                reason: format!("cannot read {}: {e}", path.display()),
-            })?;
-            let trimmed = text.trim_end_matches(['\r', '\n']);
-            Ok((!trimmed.is_empty()).then(|| Secret::new(trimmed)))
-        }
+/// The likely service index URL when `url` is not one (`.../v3/` ->
+/// `.../v3/index.json`, `https://api.nuget.org` -> `.../v3/index.json`).
+fn service_index_fix(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    if path.ends_with("index.json") {
+        return None;
     }
+    let base = path.trim_end_matches('/');
+    let has_path = base.splitn(4, '/').nth(3).is_some_and(|p| !p.is_empty());
+    Some(if has_path {
+        format!("{base}/index.json")
+    } else {
+        format!("{base}/v3/index.json")
+    })
 }
 
 fn is_sha256_hex(text: &str) -> bool {
@@ -586,10 +688,27 @@ mod tests {
     }
 
     #[test]
+    fn a_service_index_without_index_json_gets_a_fix() {
+        assert_eq!(service_index_fix("https://api.nuget.org/v3/index.json"), None);
+        assert_eq!(
+            service_index_fix("https://api.nuget.org/v3/").as_deref(),
+            Some("https://api.nuget.org/v3/index.json")
+        );
+        assert_eq!(
+            service_index_fix("https://api.nuget.org").as_deref(),
+            Some("https://api.nuget.org/v3/index.json")
+        );
+        assert_eq!(
+            service_index_fix("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3").as_deref(),
+            Some("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3/index.json")
+        );
+    }
+
+    #[test]
     fn snippet_points_at_the_service_index() {
         let c = Config::default();
         assert!(c
-            .nuget_config_snippet()
+            .nuget_config_snippet(c.listen)
             .contains("value=\"http://127.0.0.1:5000/v3/index.json\""));
     }
 }

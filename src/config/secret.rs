@@ -2,11 +2,17 @@
 //! never serialized, compared only through their SHA-256 digests.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use super::ConfigError;
+
+/// Where systemd puts the credentials of `LoadCredential=`.
+const CREDENTIALS_ENV: &str = "CREDENTIALS_DIRECTORY";
 
 /// A secret value; `Debug` and `Serialize` show `***`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -86,6 +92,46 @@ pub fn matches_any_digest<'a>(presented: &str, digests: impl IntoIterator<Item =
 /// differ at once (a length is not secret).
 pub fn same(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// A `*_file` key's path: a relative one names a systemd credential
+/// (`LoadCredential=NAME:/etc/...` -> `api_key_file = "NAME"`) when
+/// `$CREDENTIALS_DIRECTORY` is set, so that a service user who cannot read
+/// the root-owned original still gets the key; otherwise it is taken
+/// relative to the working directory, as any path.
+pub(crate) fn secret_path(file: &Path) -> PathBuf {
+    match std::env::var_os(CREDENTIALS_ENV) {
+        Some(dir) if file.is_relative() && !dir.is_empty() => Path::new(&dir).join(file),
+        _ => file.to_path_buf(),
+    }
+}
+
+/// A secret given as a value or as a file (`keys`: the value's key and its
+/// `_file` key); never both. Trailing newlines of a file are dropped.
+pub(crate) fn read_secret(
+    (key, file_key): (&'static str, &'static str),
+    value: Option<Secret>,
+    file: Option<&Path>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid {
+            key,
+            reason: format!("set either {key} or {file_key}, not both"),
+        }),
+        (value, None) => Ok(value.filter(|v| !v.is_empty())),
+        (None, Some(file)) => {
+            let path = secret_path(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                key: file_key,
+                reason: match path.as_path() == file {
+                    true => format!("cannot read {}: {e}", path.display()),
+                    false => format!("cannot read {} (in ${CREDENTIALS_ENV}): {e}", path.display()),
+                },
+            })?;
+            let trimmed = text.trim_end_matches(['\r', '\n']);
+            Ok((!trimmed.is_empty()).then(|| Secret::new(trimmed)))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,33 @@ pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<Base, Clie
     })
 }
 
+/// The request path below `public_url`'s path prefix, the one place it is
+/// stripped: with `public_url = "https://host/nuget"`, `/nuget/v3/...` is
+/// served as `/v3/...` (a reverse proxy that passes the prefix on), and
+/// `/v3/...` still is (direct access).
+pub(crate) fn local_path<'p>(config: &Config, path: &'p str) -> &'p str {
+    let prefix = config.public_path_prefix();
+    if prefix.is_empty() {
+        return path;
+    }
+    match path.strip_prefix(prefix) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
+}
+
+/// The client's address as the trusted reverse proxy saw it (the
+/// right-most `X-Forwarded-For` value), for the access log; only when
+/// `trust_forwarded_headers` is on.
+pub(crate) fn forwarded_for(config: &Config, headers: &HeaderMap) -> Option<String> {
+    let value = config
+        .trust_forwarded_headers
+        .then(|| last_value(headers, "x-forwarded-for"))
+        .flatten()?;
+    Some(value.chars().take(64).collect())
+}
+
 /// The right-most non-empty value over every line of header `name`: a
 /// trusted proxy appends what it saw, the values before it are the
 /// client's own claims.
@@ -167,6 +194,38 @@ mod tests {
             public_base(&trusted, &request).ok().map(|b| b.url),
             Some("https://inner:5000".into()),
             "no forwarded value: the Host header"
+        );
+    }
+
+    #[test]
+    fn the_forwarded_client_is_the_one_the_trusted_proxy_appended() {
+        let headers = parts(&[("x-forwarded-for", "6.6.6.6, 10.0.0.9")]).headers;
+        assert_eq!(forwarded_for(&Config::default(), &headers), None);
+        let trusted = Config {
+            trust_forwarded_headers: true,
+            ..Config::default()
+        };
+        assert_eq!(forwarded_for(&trusted, &headers).as_deref(), Some("10.0.0.9"));
+    }
+
+    #[test]
+    fn the_public_url_path_prefix_is_stripped_once() {
+        let config = Config {
+            public_url: Some("https://host/nuget".into()),
+            ..Config::default()
+        };
+        assert_eq!(local_path(&config, "/nuget/v3/index.json"), "/v3/index.json");
+        assert_eq!(local_path(&config, "/nuget"), "/");
+        assert_eq!(local_path(&config, "/nuget/"), "/");
+        assert_eq!(local_path(&config, "/v3/index.json"), "/v3/index.json");
+        assert_eq!(local_path(&config, "/nugetx/v3/index.json"), "/nugetx/v3/index.json");
+        assert_eq!(
+            local_path(&config, "/nuget/nuget/v3/index.json"),
+            "/nuget/v3/index.json"
+        );
+        assert_eq!(
+            local_path(&Config::default(), "/nuget/v3/index.json"),
+            "/nuget/v3/index.json"
         );
     }
 

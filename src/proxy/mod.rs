@@ -13,32 +13,42 @@ mod base;
 mod metadata;
 mod packages;
 mod publishing;
+mod reload;
 mod respond;
 mod service;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::HeaderValue;
+use http::header::{HeaderValue, USER_AGENT};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
+use crate::access_log::{AccessRecord, Logged};
 use crate::auth;
+use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
 use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
-use crate::server::access_log::{AccessRecord, Logged};
-use crate::server::body::Body;
 use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
+
+/// What dispatching learns of a request, for its access line.
+#[derive(Default)]
+struct Noted {
+    /// `id/version` (or `id`) of what was asked for, pushed or deleted.
+    package: Option<String>,
+    identity: auth::Identity,
+}
 
 /// What `authorize` allowed a request to do.
 enum Access {
@@ -50,6 +60,8 @@ use service::ServiceState;
 
 /// Longest request path written to the access log.
 const LOGGED_PATH: usize = 300;
+/// Longest user agent written to the access log.
+const LOGGED_AGENT: usize = 200;
 
 pub(crate) struct Proxy {
     config: Arc<Config>,
@@ -61,6 +73,8 @@ pub(crate) struct Proxy {
     service: ServiceState,
     request_ids: AtomicU64,
     started: Instant,
+    /// `publish.api_key` as last read (SIGHUP re-reads its file).
+    publish_key: std::sync::RwLock<Option<crate::config::Secret>>,
 }
 
 impl Proxy {
@@ -76,7 +90,7 @@ impl Proxy {
             .support_invalidation_closures()
             .build();
         Proxy {
-            config,
+            config: config.clone(),
             stash,
             documents: Flights::default(),
             blobs: Flights::default(),
@@ -84,11 +98,13 @@ impl Proxy {
             service: ServiceState::default(),
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
+            publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
         }
     }
 
     /// Handles one request; never fails: errors become responses.
-    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+    /// Handles one request from `peer`; never fails: errors become responses.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let request_id = format!(
             "{:x}-{:x}",
@@ -97,9 +113,16 @@ impl Proxy {
         );
         let method = request.method().clone();
         let path: String = request.uri().to_string().chars().take(LOGGED_PATH).collect();
+        let agent = request.headers().get(USER_AGENT).map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .chars()
+                .take(LOGGED_AGENT)
+                .collect()
+        });
+        let forwarded_for = base::forwarded_for(&self.config, request.headers());
         let span = tracing::info_span!("request", id = %request_id, package = tracing::field::Empty);
-        let mut package = None;
-        let outcome = self.dispatch(request, &mut package).instrument(span).await;
+        let mut noted = Noted::default();
+        let outcome = self.dispatch(request, &mut noted).instrument(span).await;
         let (reply, error) = match outcome {
             Ok(reply) => (reply, None),
             Err(e) => (Reply::plain(respond::error(&e)), Some((e.party(), e.to_string()))),
@@ -114,7 +137,11 @@ impl Proxy {
             path,
             status: response.status().as_u16(),
             cache,
-            package,
+            package: noted.package,
+            client: peer,
+            forwarded_for,
+            agent,
+            identity: noted.identity.to_string(),
             error,
             started,
             bytes: 0,
@@ -125,18 +152,16 @@ impl Proxy {
     /// Phase 1: classify and authorize, then hand over to the phase that
     /// serves it. Access is decided from the method and the path alone,
     /// before any lookup or upstream request: a refused call costs nothing.
-    async fn dispatch(
-        self: &Arc<Self>,
-        request: Request<Incoming>,
-        package: &mut Option<String>,
-    ) -> Result<Reply, ProxyError> {
-        let route = route::classify(request.uri().path()).map_err(ClientError::from)?;
+    async fn dispatch(self: &Arc<Self>, request: Request<Incoming>, noted: &mut Noted) -> Result<Reply, ProxyError> {
+        let path = base::local_path(&self.config, request.uri().path());
+        let route = route::classify(path).map_err(ClientError::from)?;
         let (parts, body) = request.into_parts();
         if route == Route::Health {
             read_only(&parts)?;
             return Ok(Reply::plain(self.health(&parts.headers)));
         }
-        let access = self.authorize(&route, &parts)?;
+        let (access, identity) = self.authorize(&route, &parts)?;
+        noted.identity = identity;
         let Route::Mounted(path) = route else {
             read_only(&parts)?;
             return match route {
@@ -150,7 +175,7 @@ impl Proxy {
         if let Some(name) = &target.package {
             tracing::Span::current().record("package", name.as_str());
         }
-        package.clone_from(&target.package);
+        noted.package.clone_from(&target.package);
         let mount = mounts
             .get(target.mount)
             .ok_or(ClientError::Route(route::RouteError::NotFound))?;
@@ -165,7 +190,11 @@ impl Proxy {
                 }
                 .into());
             };
-            return self.publish(call, key, &url, parts, body, &snapshot.map).await;
+            let (reply, pushed) = self.publish(call, key, &url, parts, body, &snapshot.map).await?;
+            if pushed.is_some() {
+                noted.package = pushed;
+            }
+            return Ok(reply);
         }
         read_only(&parts)?;
         self.read(&parts, &target, url, Transform::Rewrite(snapshot.map.clone()))
@@ -174,12 +203,12 @@ impl Proxy {
 
     /// Publish calls (PUT, DELETE, POST under `/v3/`) authenticate with
     /// their API key (`publish.mode`); everything else is a read.
-    fn authorize(&self, route: &Route, parts: &Parts) -> Result<Access, ClientError> {
+    fn authorize(&self, route: &Route, parts: &Parts) -> Result<(Access, auth::Identity), ClientError> {
         let publish_method = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST);
         if publish_method && self.publish_enabled() && matches!(route, Route::Mounted(_)) {
-            return auth::check_publish(&self.config, &parts.headers).map(Access::Publish);
+            return auth::check_publish(&self.config, &parts.headers).map(|(key, who)| (Access::Publish(key), who));
         }
-        auth::check_read(&self.config, &parts.headers).map(|()| Access::Read)
+        auth::check_read(&self.config, &parts.headers).map(|who| (Access::Read, who))
     }
 
     /// Phases 2–4 for a read under a mount.

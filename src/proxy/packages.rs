@@ -10,17 +10,17 @@ use http::header::HeaderMap;
 
 use super::respond::{self, Reply};
 use super::Proxy;
+use crate::body::{blocking_stream, empty, full, Body};
 use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
 use crate::error::StorageError;
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
-use crate::server::body::{blocking_stream, empty, full, Body};
 use crate::stash::{fetch_blob, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 
 /// Size of one read from a cached blob.
-const READ_CHUNK: u64 = 256 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 /// Attempts to join (or start) the download of a package.
 const JOIN_TRIES: usize = 20;
 
@@ -114,19 +114,21 @@ impl Proxy {
     /// a corrupt file breaks the response off before its last chunk and is
     /// dropped, so the next request fetches good bytes.
     fn verified_body(&self, key: &str, entry: &Entry, file: File) -> Body {
-        let reader = self.stash.cache.reader(entry, file, READ_CHUNK);
+        let reader = self.stash.cache.reader(entry, file);
         let (cache, key, entry) = (self.stash.cache.clone(), key.to_string(), entry.clone());
-        blocking_stream(reader, move |reader: &mut BlobReader| match reader.next_chunk() {
-            Ok(chunk) => Ok(chunk),
-            Err(error) => {
-                if matches!(error, ReadError::Corrupt) {
-                    if let Err(drop_error) = cache.drop_corrupt(&key, &entry) {
-                        tracing::warn!(key, %drop_error, "could not drop a corrupt cache entry");
+        blocking_stream(reader, READ_CHUNK, move |reader: &mut BlobReader, max| {
+            match reader.next_chunk(max) {
+                Ok(chunk) => Ok(chunk),
+                Err(error) => {
+                    if matches!(error, ReadError::Corrupt) {
+                        if let Err(drop_error) = cache.drop_corrupt(&key, &entry) {
+                            tracing::warn!(key, %drop_error, "could not drop a corrupt cache entry");
+                        }
+                    } else {
+                        cache.health.failed(&error.to_string());
                     }
-                } else {
-                    cache.health.failed(&error.to_string());
+                    Err(std::io::Error::other(error))
                 }
-                Err(std::io::Error::other(error))
             }
         })
     }

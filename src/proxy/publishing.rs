@@ -23,17 +23,18 @@ impl Proxy {
         parts: Parts,
         body: Incoming,
         map: &ServiceMap,
-    ) -> Result<Reply, ProxyError> {
+    ) -> Result<(Reply, Option<String>), ProxyError> {
         let publisher = Publisher {
             config: &self.config,
             upstream: &self.stash.upstream,
             temp_dir: self.config.cache.dir.join("tmp"),
+            server_key: self.publish_key.read().ok().and_then(|k| k.clone()),
         };
         let forwarded = publisher.forward(call, key, url, parts, body).await?;
         if let Some(id) = &forwarded.changed {
             self.forget_package_metadata(id, map);
         }
-        Ok(Reply::plain(forwarded.response))
+        Ok((Reply::plain(forwarded.response), forwarded.pushed))
     }
 
     /// Drops the version list, every hive's registration documents and all

@@ -10,10 +10,10 @@ use http::header::{
 };
 use http::{Response, StatusCode};
 
+use crate::body::{empty, full, stream_body, Body};
 use crate::cache::{blob_etag, CacheStatus, HotBlob};
 use crate::error::{ClientError, ProxyError};
 use crate::rewrite::Rendered;
-use crate::server::body::{empty, full, stream_body, Body};
 use crate::stash::{Download, DownloadReader};
 
 pub(crate) const X_CACHE: &str = "x-cache";

@@ -21,11 +21,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::auth::{UpstreamKey, API_KEY_HEADER};
-use crate::config::Config;
+use crate::body::{full, Body};
+use crate::config::{Config, Secret};
 use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::nuget::lower_invariant;
 use crate::rewrite::MountKind;
-use crate::server::body::{full, Body};
 use crate::upstream::{content_length, BoxError, Upstream};
 
 /// Headers of the client's request that go upstream with it.
@@ -55,10 +55,12 @@ pub(crate) enum Call {
     },
 }
 
-/// The upstream's answer, and the id whose metadata changed.
+/// The upstream's answer, the id whose metadata changed, and the pushed
+/// package's `id/version` (for the access log).
 pub(crate) struct Forwarded {
     pub response: Response<Body>,
     pub changed: Option<String>,
+    pub pushed: Option<String>,
 }
 
 /// What forwarding needs from the proxy.
@@ -67,6 +69,8 @@ pub(crate) struct Publisher<'a> {
     pub upstream: &'a Upstream,
     /// Where pushes are kept while they stream (the cache's `tmp`).
     pub temp_dir: PathBuf,
+    /// The key sent upstream in mode `keys` (`publish.api_key`, as last read).
+    pub server_key: Option<Secret>,
 }
 
 /// Classifies a publish request by mount kind, path rest and method.
@@ -110,6 +114,13 @@ impl Publisher<'_> {
         let (frames, upstream_body) = mpsc::channel(IN_FLIGHT_FRAMES);
         let idle = self.config.upstream.read_timeout;
         let feeder = tokio::spawn(feed(body, frames, max, tee, idle));
+        let key = match key {
+            UpstreamKey::Server => self
+                .server_key
+                .as_ref()
+                .and_then(|s| HeaderValue::from_str(s.expose()).ok()),
+            UpstreamKey::Client(value) => value,
+        };
         let request = upstream_request(&parts, url, key, upstream_body)?;
         let answer = self.upstream.publish(request, self.config.publish.timeout).await;
         let fed = tokio::time::timeout(self.config.publish.timeout, feeder).await;
@@ -123,14 +134,21 @@ impl Publisher<'_> {
         let mut answer = answer?;
         let status = answer.status;
         let text = self.upstream.read_to_end(&mut answer, MAX_ANSWER).await?;
+        // Read whatever the upstream answered: the access log names the
+        // package of a refused push too.
+        let pushed = match call {
+            Call::Push => read_pushed_package(fed.copy, &parts.headers).await,
+            _ => None,
+        };
         let changed = match (status.is_success(), call) {
             (true, Call::Change { id }) => Some(id),
-            (true, Call::Push) => pushed_id(fed.copy, &parts.headers).await,
+            (true, Call::Push) => pushed.as_ref().map(|(id, _)| lower_invariant(id)),
             _ => None,
         };
         Ok(Forwarded {
             response: returned(status, &answer.headers, text),
             changed,
+            pushed: pushed.map(|(id, version)| format!("{id}/{version}")),
         })
     }
 
@@ -150,7 +168,7 @@ impl Publisher<'_> {
 fn upstream_request(
     parts: &Parts,
     url: &str,
-    key: UpstreamKey,
+    key: Option<HeaderValue>,
     frames: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
 ) -> Result<Request<crate::upstream::RequestBody>, UpstreamError> {
     let stream = futures_util::stream::unfold(frames, |mut frames| async move {
@@ -167,10 +185,6 @@ fn upstream_request(
             headers.insert(HeaderName::from_static(name), value.clone());
         }
     }
-    let key = match key {
-        UpstreamKey::Server(secret) => secret.and_then(|s| HeaderValue::from_str(s.expose()).ok()),
-        UpstreamKey::Client(value) => value,
-    };
     if let Some(mut key) = key {
         key.set_sensitive(true);
         headers.insert(HeaderName::from_static(API_KEY_HEADER), key);
@@ -235,8 +249,8 @@ async fn feed(
     Fed { too_large: false, copy }
 }
 
-/// The lower-case id of the package in a completed push.
-async fn pushed_id(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option<String> {
+/// The id and version of the package in a completed push.
+async fn read_pushed_package(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option<(String, String)> {
     let file = copy?.into_std().await;
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -250,7 +264,7 @@ async fn pushed_id(copy: Option<tokio::fs::File>, headers: &HeaderMap) -> Option
     if found.is_none() {
         tracing::warn!("could not read the id of a pushed package; cached metadata will refresh by TTL");
     }
-    found.map(|(id, _version)| lower_invariant(&id))
+    found
 }
 
 /// The upstream's answer, as the client gets it.

@@ -2,9 +2,6 @@
 //! `server.max_connections` at once; more wait in the listen backlog),
 //! hands each request to the proxy, and shuts down gracefully.
 
-pub(crate) mod access_log;
-pub(crate) mod body;
-
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,8 +27,13 @@ const FLUSH_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the cache: {0}")]
-    Cache(#[from] StorageError),
+    /// `dir` says which directory, and where a default one came from.
+    #[error("{dir}: cannot open the cache: {source}")]
+    Cache {
+        dir: String,
+        #[source]
+        source: StorageError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -40,6 +42,19 @@ pub enum StartError {
     },
     #[error("start-up task failed: {0}")]
     Task(String),
+}
+
+/// Applies reloadable settings to a running server.
+#[derive(Clone)]
+pub struct Reloader {
+    proxy: Arc<Proxy>,
+}
+
+impl Reloader {
+    /// Takes the key-file secrets of `fresh`; what was reloaded, for the log.
+    pub fn reload_secrets(&self, fresh: &Config) -> Vec<&'static str> {
+        self.proxy.reload_secrets(fresh)
+    }
 }
 
 /// A bound, ready nucache.
@@ -58,7 +73,11 @@ impl Server {
         let cache_config = config.cache.clone();
         let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config))
             .await
-            .map_err(|e| StartError::Task(e.to_string()))??;
+            .map_err(|e| StartError::Task(e.to_string()))?
+            .map_err(|source| StartError::Cache {
+                dir: config.cache.describe_dir(),
+                source,
+            })?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -74,6 +93,13 @@ impl Server {
             config,
             repair,
         })
+    }
+
+    /// What SIGHUP may change while this server runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            proxy: self.proxy.clone(),
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -134,7 +160,7 @@ impl Server {
             let handler = proxy.clone();
             let service = service_fn(move |request| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(request).await) }
+                async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
             });
             let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {

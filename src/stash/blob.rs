@@ -275,8 +275,14 @@ impl Pump {
         let written = written + data.len() as u64;
         self.download.push(data);
         if !self.download.make_room(self.stash.upstream.read_timeout()).await {
-            // The start of the body is gone: later requests start anew.
+            // The start of the body is gone: later requests start anew, and
+            // once no client reads it, nobody ever will (nothing is cached).
             drop(self.ticket.take());
+            if self.download.readers() == 0 {
+                return Err(StashError::Internal(
+                    "every client left a download that cannot be cached".into(),
+                ));
+            }
         }
         Ok(Sink::Memory { sha512, written })
     }

@@ -16,12 +16,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
+use crate::body::allowance;
 use crate::cache::{read_at, Origin};
 
 /// Bytes kept in memory per download while its bytes cannot go to disk.
 pub(crate) const WINDOW: usize = 2 * 1024 * 1024;
-/// Largest chunk one read of the file hands out.
-const READ_CHUNK: u64 = 256 * 1024;
+/// Largest chunk one read of the file hands out (within the read budget).
+const READ_CHUNK: usize = 256 * 1024;
 
 /// How a download ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +122,11 @@ impl Download {
             offset: 0,
             changes: self.changed.subscribe(),
         })
+    }
+
+    /// How many clients are reading it.
+    pub fn readers(&self) -> usize {
+        self.state().readers.len()
     }
 
     /// Why the download failed, once it has.
@@ -254,12 +260,13 @@ impl DownloadReader {
     pub async fn next(&mut self) -> Option<io::Result<Bytes>> {
         loop {
             self.changes.borrow_and_update();
-            let chunk = match self.step() {
+            let allowance = allowance(READ_CHUNK);
+            let chunk = match self.step(allowance.len) {
                 Step::Done => return None,
                 Step::Fail(reason) => return Some(Err(io::Error::other(reason))),
                 Step::Memory(chunk) => chunk,
                 Step::Disk(file, offset, len) => match read_file(file, offset, len).await {
-                    Ok(chunk) => chunk,
+                    Ok(chunk) => allowance.hold(chunk),
                     Err(error) => return Some(Err(error)),
                 },
                 Step::Wait => {
@@ -274,7 +281,8 @@ impl DownloadReader {
         }
     }
 
-    fn step(&self) -> Step {
+    /// What to do next; a file read takes at most `max` bytes.
+    fn step(&self, max: usize) -> Step {
         let state = self.download.state();
         if let End::Failed(reason) = &state.end {
             return Step::Fail(format!("upstream download failed: {reason}"));
@@ -293,7 +301,7 @@ impl DownloadReader {
             let Some(file) = state.file.clone() else {
                 return Step::Fail("download file missing".into());
             };
-            let len = (state.on_disk.min(state.announced) - self.offset).min(READ_CHUNK) as usize;
+            let len = (state.on_disk.min(state.announced) - self.offset).min(max as u64) as usize;
             return Step::Disk(file, self.offset, len);
         }
         match memory_slice(&state, self.offset) {

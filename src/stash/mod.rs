@@ -16,7 +16,7 @@ use std::sync::Arc;
 use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
 use crate::cache::{Cache, Origin};
-use crate::error::{StorageError, UpstreamError};
+use crate::error::{ProxyError, StorageError, UpstreamError};
 use crate::upstream::Upstream;
 
 pub(crate) use blob::{fetch_blob, BlobOutcome, BlobRequest};
@@ -32,6 +32,15 @@ pub(crate) enum StashError {
     Storage(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StashError> for ProxyError {
+    fn from(error: StashError) -> Self {
+        match error {
+            StashError::Upstream(e) => ProxyError::Upstream(e),
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
 }
 
 impl From<StorageError> for StashError {

@@ -9,7 +9,7 @@ mod breaker;
 use breaker::{Breaker, Breakers, Transition};
 pub use breaker::{BreakerState, UpstreamStatus};
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -59,7 +59,8 @@ impl Fetched {
 pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     config: UpstreamConfig,
-    credentials: Option<Credentials>,
+    /// Replaced when SIGHUP re-reads the password or token file.
+    credentials: RwLock<Option<Arc<Credentials>>>,
     breakers: Breakers,
 }
 
@@ -128,9 +129,20 @@ impl Upstream {
         Upstream {
             client,
             config: config.clone(),
-            credentials: Credentials::from_config(config),
+            credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
             breakers,
         }
+    }
+
+    /// Takes the credentials of `config` (re-read key files, on SIGHUP);
+    /// whether there are any.
+    pub fn set_credentials(&self, config: &UpstreamConfig) -> bool {
+        let fresh = Credentials::from_config(config).map(Arc::new);
+        let any = fresh.is_some();
+        if let Ok(mut credentials) = self.credentials.write() {
+            *credentials = fresh;
+        }
+        any
     }
 
     /// GET with redirects and retries; `extra` carries conditional headers.
@@ -336,7 +348,8 @@ impl Upstream {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let url = request.uri().to_string();
         let origin = origin_of(&url).to_string();
-        if let Some(authorization) = self.credentials.as_ref().and_then(|c| c.for_url(&url)) {
+        let credentials = self.credentials.read().ok().and_then(|c| c.clone());
+        if let Some(authorization) = credentials.as_ref().and_then(|c| c.for_url(&url)) {
             request.headers_mut().insert(AUTHORIZATION, authorization.clone());
         }
         match tokio::time::timeout(bound, self.client.request(request)).await {

@@ -138,6 +138,33 @@ impl Process {
         None
     }
 
+    /// Sends SIGHUP (a reload request).
+    pub fn hangup(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits until the log holds `count` lines containing `text`.
+    pub async fn wait_for_log(&self, text: &str, count: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let log = self.log_text();
+            if log.lines().filter(|l| l.contains(text)).count() >= count {
+                return log;
+            }
+            if Instant::now() > deadline {
+                panic!("no {count} log lines with {text:?} within 20 s: {log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::Method;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::body::Body;
+use crate::body::Body;
 use crate::cache::CacheStatus;
 
 /// What the access log says of one request.
@@ -20,20 +20,34 @@ pub(crate) struct AccessRecord {
     pub status: u16,
     pub cache: Option<CacheStatus>,
     pub package: Option<String>,
+    /// The connection's peer (the reverse proxy, when there is one).
+    pub client: std::net::SocketAddr,
+    /// The client as a trusted reverse proxy saw it (`X-Forwarded-For`).
+    pub forwarded_for: Option<String>,
+    pub agent: Option<String>,
+    /// `-`, a user name, or `key:` and 8 hex digits of the key's SHA-256.
+    pub identity: String,
     /// Who failed and why, when something did.
     pub error: Option<(&'static str, String)>,
     pub started: Instant,
     pub bytes: u64,
 }
 
-/// One access line at the given level (the fields are the same at every level).
+/// One access line at the given level (the fields are the same at every
+/// level). Free text (agent, package, error) is recorded as a string, which
+/// the formatter quotes and escapes, so logfmt parsers read every field.
 macro_rules! access_line {
     ($level:ident, $record:expr, $ms:expr, $cache:expr, $package:expr, $failed:expr, $reason:expr) => {
         tracing::$level!(
             target: "nucache::access",
             id = %$record.request_id, method = %$record.method, path = %$record.path,
             status = $record.status, bytes = $record.bytes, ms = format_args!("{:.1}", $ms),
-            cache = $cache, package = $package, failed = $failed, error = %$reason,
+            cache = $cache, package = $package,
+            client = %$record.client,
+            forwarded_for = $record.forwarded_for.as_deref().unwrap_or("-"),
+            user = $record.identity.as_str(),
+            agent = $record.agent.as_deref().unwrap_or("-"),
+            failed = $failed, error = $reason,
         )
     };
 }

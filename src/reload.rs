@@ -1,0 +1,129 @@
+//! SIGHUP: re-load the configuration and apply what can change while
+//! nucache serves (secrets read from files, the log filter); say what was
+//! reloaded and which changed settings need a restart. A configuration
+//! that no longer loads is reported and the running one kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::logging::Logging;
+use crate::server::Reloader;
+use crate::shutdown::Hangups;
+
+/// Keys applied live; every other change waits for a restart.
+const LIVE: [&str; 7] = [
+    "log_filter",
+    "publish.api_key",
+    "publish.api_key_file",
+    "upstream.password",
+    "upstream.password_file",
+    "upstream.token",
+    "upstream.token_file",
+];
+
+/// What reloading needs: where the configuration came from, the one in use.
+pub struct Reload {
+    pub file: Option<PathBuf>,
+    pub running: Config,
+    pub server: Reloader,
+    pub logging: Logging,
+}
+
+impl Reload {
+    /// Reloads on every SIGHUP, for ever (the task is dropped at shutdown).
+    pub async fn on_hangups(self, mut hangups: Hangups) {
+        loop {
+            hangups.next().await;
+            self.once();
+        }
+    }
+
+    pub fn once(&self) {
+        let fresh = match Config::load(self.file.as_deref()) {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: the configuration does not load; nothing changed");
+                return;
+            }
+        };
+        let mut reloaded: Vec<String> = self
+            .server
+            .reload_secrets(&fresh)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        reloaded.push(format!("log filter {}", self.logging.describe(&fresh.log_filter)));
+        let restart = changed_keys(&self.running, &fresh);
+        let restart = match restart.is_empty() {
+            true => "-".to_string(),
+            false => restart.join(", "),
+        };
+        // At warn, so that an operator sees the reload whatever the filter.
+        tracing::warn!(
+            reloaded = %reloaded.join(", "),
+            need_restart = %restart,
+            "SIGHUP: configuration reloaded"
+        );
+        // Last, so that the line above passes the filter it replaces.
+        if let Err(error) = self.logging.apply(&fresh.log_filter) {
+            tracing::error!(%error, "SIGHUP: log filter unchanged");
+        }
+    }
+}
+
+/// Keys whose values differ (secrets compare as `***`, so only their
+/// `_file` keys can show), except those applied live.
+fn changed_keys(running: &Config, fresh: &Config) -> Vec<String> {
+    let (old, new) = (flatten(running), flatten(fresh));
+    let keys: BTreeSet<&String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|key| old.get(*key) != new.get(*key) && !LIVE.contains(&key.as_str()))
+        .collect();
+    keys.into_iter().cloned().collect()
+}
+
+fn flatten(config: &Config) -> BTreeMap<String, serde_json::Value> {
+    fn walk(prefix: String, value: serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, inner) in fields {
+                    let key = if prefix.is_empty() {
+                        name
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    walk(key, inner, out);
+                }
+            }
+            leaf => {
+                out.insert(prefix, leaf);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Ok(value) = serde_json::to_value(config) {
+        walk(String::new(), value, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_changes_that_are_not_applied_live_need_a_restart() {
+        let running = Config::default();
+        let mut fresh = Config {
+            log_filter: "warn".into(),
+            ..Config::default()
+        };
+        fresh.publish.api_key_file = Some("key".into());
+        assert!(changed_keys(&running, &fresh).is_empty());
+        fresh.listen = "127.0.0.1:6000".parse().expect("address");
+        fresh.ttl.versions = std::time::Duration::from_secs(1);
+        assert_eq!(changed_keys(&running, &fresh), ["listen", "ttl.versions"]);
+    }
+}
