@@ -5,13 +5,13 @@
 //! tree-based functions below serve the service index, which is edited, not
 //! only rewritten.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 use bytes::Bytes;
-use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use serde_json::Value;
 
 use super::hashes::HashCollector;
+use super::placeholder::PlaceholderFormatter;
 use super::scan::scan;
 use super::splice::Splicer;
 use super::{Mounts, RewriteError, PLACEHOLDER};
@@ -85,30 +85,6 @@ pub fn to_template(doc: &Value) -> Result<Bytes, RewriteError> {
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, PlaceholderFormatter::default());
     serde::Serialize::serialize(doc, &mut serializer).map_err(|e| RewriteError::Json(e.to_string()))?;
     Ok(Bytes::from(out))
-}
-
-#[derive(Default)]
-pub(super) struct PlaceholderFormatter {
-    in_key: bool,
-}
-
-impl Formatter for PlaceholderFormatter {
-    fn write_char_escape<W: ?Sized + io::Write>(&mut self, writer: &mut W, escape: CharEscape) -> io::Result<()> {
-        match escape {
-            CharEscape::AsciiControl(0) if !self.in_key => writer.write_all(&[0]),
-            other => CompactFormatter.write_char_escape(writer, other),
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
-        self.in_key = true;
-        CompactFormatter.begin_object_key(writer, first)
-    }
-
-    fn end_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        self.in_key = false;
-        CompactFormatter.end_object_key(writer)
-    }
 }
 
 #[cfg(test)]

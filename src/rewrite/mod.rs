@@ -15,6 +15,7 @@ mod hashes;
 mod json;
 mod matcher;
 mod mounts;
+mod placeholder;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 mod scan;

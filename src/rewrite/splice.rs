@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use memchr::memmem;
 use serde::Serializer as _;
 
-use super::json::PlaceholderFormatter;
 use super::matcher::Hit;
+use super::placeholder::PlaceholderFormatter;
 use super::scan::{Events, Str};
 use super::{Mounts, PLACEHOLDER};
 
