@@ -321,9 +321,7 @@ impl Cache {
         let Some(entry) = self.index.get(key)? else {
             return Ok(None);
         };
-        let Some(file) = self.blobs.open(key, &info(&entry))? else {
-            tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
-            self.remove(key)?;
+        let Some(file) = self.open_or_drop(key, &entry)? else {
             return Ok(None);
         };
         if entry.size > hot::SMALL_BLOB {
@@ -348,7 +346,13 @@ impl Cache {
     /// Opens the file of a hot blob kept without its bytes (blocking I/O);
     /// `None` when it is gone (the record is dropped).
     pub fn open_blob(&self, key: &str, hot: &HotBlob) -> Result<Option<File>, StorageError> {
-        let file = self.blobs.open(key, &info(&hot.entry))?;
+        self.open_or_drop(key, &hot.entry)
+    }
+
+    /// `entry`'s file, or `None` (and the record dropped) when it is gone
+    /// or of the wrong size.
+    fn open_or_drop(&self, key: &str, entry: &Entry) -> Result<Option<File>, StorageError> {
+        let file = self.blobs.open(key, &info(entry))?;
         if file.is_none() {
             tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
             self.remove(key)?;

@@ -12,11 +12,10 @@ use super::respond::{self, Reply};
 use super::Proxy;
 use crate::body::{blocking_stream, empty, full, Body};
 use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
-use crate::error::StorageError;
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
-use crate::stash::{fetch_blob, BlobOutcome, BlobRequest};
+use crate::stash::{blocking, fetch_blob, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 
 /// Size of one read from a cached blob.
@@ -85,11 +84,11 @@ impl Proxy {
             Some(hot) if hot.body.is_some() => Ok(Some((hot, None))),
             Some(hot) => {
                 let (cache, owned) = (self.stash.cache.clone(), key.to_string());
-                off_the_workers(move || Ok(cache.open_blob(&owned, &hot)?.map(|file| (hot, Some(file))))).await
+                blocking(move || Ok(cache.open_blob(&owned, &hot)?.map(|file| (hot, Some(file))))).await
             }
             None => {
                 let (cache, owned) = (self.stash.cache.clone(), key.to_string());
-                off_the_workers(move || cache.load_blob(&owned)).await
+                blocking(move || cache.load_blob(&owned)).await
             }
         };
         let (hot, file) = match found {
@@ -141,16 +140,4 @@ impl Proxy {
         }
         self.stash.cache.package_hash(package).ok().flatten()
     }
-}
-
-/// Runs blocking cache I/O on the blocking pool.
-async fn off_the_workers<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|error| {
-        Err(StorageError::Io {
-            context: "a cache read task",
-            source: std::io::Error::other(error),
-        })
-    })
 }
