@@ -19,24 +19,6 @@ fn rendered(template: Result<bytes::Bytes, super::RewriteError>) -> Result<Value
     serde_json::from_slice(&body).map_err(|e| format!("rendered body is not JSON: {e}"))
 }
 
-/// The same JSON, floats within a few ulps: the reference re-serializes
-/// numbers, and serde_json's parse of its shortest form can land an ulp
-/// away (a 48-digit integer came back as 1e48 instead of
-/// 9.999999999999999e47), while the streaming rewriter copies the digits.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
-            x == y || (x - y).abs() <= 1e-14 * x.abs().max(y.abs())
-        }
-        (Value::Array(xs), Value::Array(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same(x, y)),
-        (Value::Object(xs), Value::Object(ys)) => {
-            xs.len() == ys.len() && xs.iter().zip(ys).all(|((kx, x), (ky, y))| kx == ky && same(x, y))
-        }
-        _ => a == b,
-    }
-}
-
 /// Both rewriters agree on `body`: both refuse it, or both render the same
 /// JSON; and both read the same package hashes. Returns the rendering.
 fn agree(body: &[u8], mounts: &Mounts) -> Option<String> {
@@ -46,7 +28,10 @@ fn agree(body: &[u8], mounts: &Mounts) -> Option<String> {
     let old = rendered(reference::rewrite_document(body, mounts));
     let shown = String::from_utf8_lossy(body);
     match (&new, &old) {
-        (Ok(new), Ok(old)) => assert!(same(new, old), "renderings differ for {shown}:\n{new}\n{old}"),
+        (Ok(new), Ok(old)) => assert!(
+            reference::same_json(new, old),
+            "renderings differ for {shown}:\n{new}\n{old}"
+        ),
         (Err(_), Err(_)) => {}
         _ => panic!("one rewriter refused {shown}: new {new:?}, old {old:?}"),
     }

@@ -80,3 +80,21 @@ fn next_match<'m>(mounts: &'m Mounts, text: &str) -> Option<(usize, &'m Mount)> 
     }
     best
 }
+
+/// The same JSON, floats within a few ulps: the reference re-serializes
+/// numbers, and serde_json's parse of its shortest form can land an ulp
+/// away (a 48-digit integer came back as 1e48 instead of
+/// 9.999999999999999e47), while the streaming rewriter copies the digits.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
+            let (x, y) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+            x == y || (x - y).abs() <= 1e-14 * x.abs().max(y.abs())
+        }
+        (Value::Array(xs), Value::Array(ys)) => xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| same_json(x, y)),
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|((kx, x), (ky, y))| kx == ky && same_json(x, y))
+        }
+        _ => a == b,
+    }
+}
