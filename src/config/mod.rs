@@ -65,6 +65,23 @@ pub struct Config {
     pub server: ServerConfig,
     pub publish: PublishConfig,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
+}
+
+/// HTTPS serving: both files set, or neither (plain http).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first. Re-read on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +240,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             publish: PublishConfig::default(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -438,6 +456,9 @@ impl Config {
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid("tls.cert", "tls.cert and tls.key go together");
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             let reason = format!(
                 "{:?} is not a filter ({error}); e.g. \"info\", \"warn,nucache=debug\"",
@@ -541,12 +562,22 @@ impl Config {
     /// The base URL to print for users: `public_url`, or the address
     /// nucache listens on (`listening`: the bound one, when the port was 0).
     pub fn advertised_base(&self, listening: SocketAddr) -> String {
+        let scheme = self.served_scheme();
         match &self.public_url {
             Some(url) => url.clone(),
             None if listening.ip().is_unspecified() => {
-                format!("http://{}:{}", hostname(), listening.port())
+                format!("{scheme}://{}:{}", hostname(), listening.port())
             }
-            None => format!("http://{listening}"),
+            None => format!("{scheme}://{listening}"),
+        }
+    }
+
+    /// The scheme nucache itself serves: `https` with `tls.cert`.
+    pub fn served_scheme(&self) -> &'static str {
+        if self.tls.enabled() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -702,6 +733,28 @@ mod tests {
             service_index_fix("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3").as_deref(),
             Some("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3/index.json")
         );
+    }
+
+    #[test]
+    fn with_tls_the_snippet_is_https_without_insecure_connections() {
+        let mut c = Config::default();
+        c.tls.cert = Some("cert.pem".into());
+        c.tls.key = Some("key.pem".into());
+        let snippet = c.nuget_config_snippet(c.listen);
+        assert!(
+            snippet.contains("value=\"https://127.0.0.1:5000/v3/index.json\""),
+            "{snippet}"
+        );
+        assert!(!snippet.contains("allowInsecureConnections"), "{snippet}");
+    }
+
+    #[test]
+    fn tls_cert_and_key_go_together() {
+        let message = with(&[("tls.cert", "/etc/nucache/cert.pem")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.starts_with("tls.cert: "), "{message}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod nucache;
 pub mod process;
+pub mod tls;
 pub mod upstream;
 
 /// Every file below `root` (recursively).
