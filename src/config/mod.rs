@@ -6,6 +6,7 @@
 mod bytesize;
 mod env;
 mod listen;
+mod proxy_url;
 mod secret;
 mod wording;
 
@@ -18,6 +19,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::ByteSize;
+pub use proxy_url::ProxyUrl;
 use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
 use wording::suggest;
@@ -119,6 +121,16 @@ pub struct UpstreamConfig {
     /// While an origin is down, how often it is probed in the background.
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
+    /// The HTTP proxy for this upstream (`http://[user:pass@]host:port`;
+    /// CONNECT for https). Unset: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`.
+    /// `NO_PROXY` applies either way.
+    pub proxy: Option<ProxyUrl>,
+    /// PEM certificates of a private CA trusted for this upstream, beside
+    /// the webpki and system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file`, read at load.
+    #[serde(skip)]
+    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// Who decides whether a publish call may go upstream.
@@ -263,6 +275,9 @@ impl Default for UpstreamConfig {
             auth_origins: Vec::new(),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
+            proxy: None,
+            ca_file: None,
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -400,7 +415,7 @@ impl Config {
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(wording::describe(e)))?;
-        let config = config.with_secret_files()?;
+        let config = config.with_secret_files()?.with_ca_files()?;
         config.validate()?;
         Ok(config.normalized())
     }
@@ -423,6 +438,14 @@ impl Config {
             self.upstream.token.take(),
             self.upstream.token_file.as_deref(),
         )?;
+        Ok(self)
+    }
+
+    /// Reads each `ca_file` into its certificates.
+    fn with_ca_files(mut self) -> Result<Config, ConfigError> {
+        if let Some(file) = &self.upstream.ca_file {
+            self.upstream.ca_certs = read_ca_file("upstream.ca_file", file)?;
+        }
         Ok(self)
     }
 
@@ -500,6 +523,9 @@ impl Config {
         }
         for origin in &upstream.auth_origins {
             check_url("upstream.auth_origins", origin)?;
+        }
+        if let Some(problem) = upstream.proxy.as_ref().and_then(ProxyUrl::problem) {
+            return invalid("upstream.proxy", &problem);
         }
         Ok(())
     }
@@ -631,6 +657,23 @@ fn service_index_fix(url: &str) -> Option<String> {
     })
 }
 
+/// The PEM certificates of a CA file; at least one.
+fn read_ca_file(key: &'static str, file: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    let fail = |reason: String| ConfigError::Invalid {
+        key,
+        reason: format!("{}: {reason}", file.display()),
+    };
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(file)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail("holds no PEM CERTIFICATE block".to_string()));
+    }
+    Ok(certs)
+}
+
 fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -746,6 +789,24 @@ mod tests {
             "{snippet}"
         );
         assert!(!snippet.contains("allowInsecureConnections"), "{snippet}");
+    }
+
+    #[test]
+    fn a_bad_proxy_or_ca_file_is_refused_naming_the_key() {
+        let message = |pairs: &[(&str, &str)]| with(pairs).err().map(|e| e.to_string()).unwrap_or_default();
+        let proxy = message(&[("upstream.proxy", "https://user:hidden@proxy:3128")]);
+        assert!(proxy.starts_with("upstream.proxy: "), "{proxy}");
+        assert!(!proxy.contains("hidden"), "{proxy}");
+        let missing = message(&[("upstream.ca_file", "/nonexistent/ca.pem")]);
+        assert!(
+            missing.starts_with("upstream.ca_file: /nonexistent/ca.pem"),
+            "{missing}"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").expect("write");
+        let empty = message(&[("upstream.ca_file", &not_pem.display().to_string())]);
+        assert!(empty.contains("no PEM CERTIFICATE"), "{empty}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod nucache;
 pub mod process;
+pub mod tinyproxy;
 pub mod tls;
 pub mod upstream;
 

@@ -41,6 +41,11 @@ impl Ca {
         Ca { key, cert }
     }
 
+    /// The CA certificate, as `upstream.ca_certs` holds it.
+    pub fn der(&self) -> CertificateDer<'static> {
+        self.cert.der().clone()
+    }
+
     pub fn pem(&self) -> String {
         self.cert.pem()
     }
@@ -71,6 +76,26 @@ impl Ca {
             key_pem,
             der: cert.der().to_vec(),
         }
+    }
+
+    /// A server configuration (HTTP/1.1) with a certificate of this CA for
+    /// 127.0.0.1 and localhost, for a fake upstream behind a private CA.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+        let key = KeyPair::generate().expect("server key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("server certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
     }
 
     fn roots(&self) -> rustls::RootCertStore {
