@@ -76,6 +76,11 @@ impl SourceMapping {
         Ok(SourceMapping { sources })
     }
 
+    /// A mapping under which no id comes from anywhere.
+    pub fn empty() -> Self {
+        SourceMapping { sources: Vec::new() }
+    }
+
     /// The upstreams `id` may come from, in priority order; empty when no
     /// pattern matches it (then it comes from nowhere: 404).
     pub fn sources_for(&self, id: &str) -> Vec<&str> {
