@@ -512,16 +512,6 @@ impl Config {
                 return invalid("publish.upstream", &reason);
             }
         }
-        if self.upstreams.len() > 1 {
-            let names: Vec<&str> = self.upstream_set().iter().map(|(name, _)| *name).collect();
-            let reason = format!(
-                "{} upstreams are configured ({}); this build serves one at a time: \
-                 the merged serving of several (issue 14) is not wired in yet",
-                names.len(),
-                names.join(", ")
-            );
-            return invalid("upstreams", &reason);
-        }
         Ok(())
     }
 
@@ -997,14 +987,22 @@ mod tests {
     }
 
     #[test]
-    fn several_upstreams_are_refused_until_merged_serving_is_wired() {
+    fn several_upstreams_load_in_priority_order() {
         let toml = "[upstreams.nugetorg]\npriority = 10\n\
                     [upstreams.acme]\nservice_index = \"https://acme.corp/v3/index.json\"\npriority = 1\n\
                     packages = [\"Acme.*\"]";
-        let error = from_toml(toml).err().unwrap_or_default();
-        assert!(
-            error.starts_with("upstreams: 2 upstreams are configured (acme, nugetorg)"),
-            "{error}"
+        let names = from_toml(toml).map(|c| {
+            c.upstream_set()
+                .iter()
+                .map(|(name, u)| (name.to_string(), u.packages.clone()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            names,
+            Ok(vec![
+                ("acme".to_string(), vec!["Acme.*".to_string()]),
+                ("nugetorg".to_string(), Vec::new())
+            ])
         );
     }
 

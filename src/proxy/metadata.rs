@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::feeds::Feed;
 use super::Proxy;
 use crate::cache::{now_ms, CacheStatus, HotDoc};
 use crate::error::ProxyError;
@@ -23,15 +24,20 @@ pub(super) enum Lookup {
 }
 
 impl Proxy {
-    pub(super) async fn document(self: &Arc<Self>, spec: DocSpec) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
+    /// `spec` (its key in `feed`'s namespace) through the cache, from `feed`.
+    pub(super) async fn document(
+        self: &Arc<Self>,
+        feed: &Arc<Feed>,
+        spec: DocSpec,
+    ) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
         match self.lookup(&spec.key, spec.ttl)? {
             Lookup::Fresh(doc) => Ok((doc, CacheStatus::Hit)),
             Lookup::Stale(doc) => {
-                self.refresh_in_background(spec, doc.clone());
+                self.refresh_in_background(feed, spec, doc.clone());
                 Ok((doc, CacheStatus::Updating))
             }
-            Lookup::TooOld(doc) => self.fetch_now(spec, Some(doc)).await,
-            Lookup::Missing => self.fetch_now(spec, None).await,
+            Lookup::TooOld(doc) => self.fetch_now(feed, spec, Some(doc)).await,
+            Lookup::Missing => self.fetch_now(feed, spec, None).await,
         }
     }
 
@@ -67,11 +73,12 @@ impl Proxy {
     /// Asks the upstream now (one shared fetch per key) and waits for it.
     pub(super) async fn fetch_now(
         self: &Arc<Self>,
+        feed: &Feed,
         spec: DocSpec,
         cached: Option<Arc<HotDoc>>,
     ) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
         let key = spec.key.clone();
-        match (self.stash.document(spec, cached.clone()).await, cached) {
+        match (feed.stash.document(spec, cached.clone()).await, cached) {
             (Ok(DocOutcome::Fetched(doc)), _) => Ok((doc, CacheStatus::Miss)),
             (Ok(DocOutcome::Confirmed(doc)), _) => Ok((doc, CacheStatus::Revalidated)),
             (Ok(DocOutcome::NotFound), _) => {
@@ -88,11 +95,11 @@ impl Proxy {
 
     /// Refreshes `spec` behind the answer already given; joins a refresh in
     /// flight rather than starting a second one.
-    fn refresh_in_background(self: &Arc<Self>, spec: DocSpec, cached: Arc<HotDoc>) {
-        let proxy = self.clone();
+    fn refresh_in_background(self: &Arc<Self>, feed: &Arc<Feed>, spec: DocSpec, cached: Arc<HotDoc>) {
+        let (proxy, feed) = (self.clone(), feed.clone());
         tokio::spawn(async move {
             let key = spec.key.clone();
-            match proxy.stash.document(spec, Some(cached)).await {
+            match feed.stash.document(spec, Some(cached)).await {
                 Ok(DocOutcome::NotFound) => proxy.cache.mark_missing(&key),
                 Ok(_) => {}
                 Err(error) => tracing::debug!(key, %error, "background refresh failed; the cached copy stays"),

@@ -10,6 +10,8 @@
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
 mod base;
+mod feeds;
+mod merged;
 mod metadata;
 mod packages;
 mod publishing;
@@ -37,8 +39,9 @@ use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
 use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
-use crate::stash::{DocSpec, Stash, Transform};
-use crate::upstream::{BreakerState, Upstream, Upstreams};
+use crate::stash::{DocSpec, Transform};
+use crate::upstream::BreakerState;
+use feeds::{Feed, Feeds, ServiceSnapshot};
 
 pub(crate) use respond::Reply;
 
@@ -56,7 +59,6 @@ enum Access {
     /// A publish call, with the key that goes upstream.
     Publish(auth::UpstreamKey),
 }
-use service::ServiceState;
 
 /// Longest request path written to the access log.
 const LOGGED_PATH: usize = 300;
@@ -68,13 +70,9 @@ pub(crate) struct Proxy {
     config: Arc<Config>,
     /// lookup: records, files, hot copies, remembered 404s.
     cache: Arc<Cache>,
-    /// fetch: single-flight fetches from the upstream into the cache.
-    stash: Arc<Stash>,
-    /// The upstream client itself, for publish calls and health.
-    upstream: Arc<Upstream>,
-    /// Every upstream by name, and which package ids each may serve.
-    upstreams: Upstreams,
-    service: ServiceState,
+    /// Every upstream with its service index, fetch stage and client, and
+    /// which package ids each may serve.
+    feeds: Feeds,
     request_ids: AtomicU64,
     started: Instant,
     /// `publish.api_key` as last read (SIGHUP re-reads its file).
@@ -83,17 +81,11 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>) -> Proxy {
-        let upstreams = Upstreams::from_config(&config);
-        let upstream = upstreams.primary().client.clone();
-        let max_document = config.upstream.max_document_size.bytes();
-        let stash = Arc::new(Stash::new(cache.clone(), upstream.clone(), max_document));
+        let feeds = Feeds::new(&config, &cache);
         Proxy {
             config: config.clone(),
             cache,
-            stash,
-            upstream,
-            upstreams,
-            service: ServiceState::default(),
+            feeds,
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
             publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
@@ -167,25 +159,19 @@ impl Proxy {
                 _ => Ok(Reply::plain(self.home())),
             };
         };
-        let (snapshot, _) = self.service_map(false).await?;
+        let primary = self.feeds.primary().clone();
+        let (snapshot, _) = self.service_map(&primary, false).await?;
         let mounts = &snapshot.map.mounts;
         let target = route::resolve(&path, parts.uri.query(), mounts).map_err(ClientError::from)?;
         if let Some(name) = &target.package {
             tracing::Span::current().record("package", name.as_str());
         }
         noted.package.clone_from(&target.package);
-        // packageSourceMapping: an id the patterns give to no upstream of
-        // ours is never asked for (a private id never reaches a public feed).
-        if let Some(id) = target.read_id() {
-            if !self.upstreams.may_ask(self.upstreams.primary(), id) {
-                return Err(ProxyError::NotFound);
-            }
-        }
-        let mount = mounts
-            .get(target.mount)
-            .ok_or(ClientError::Route(route::RouteError::NotFound))?;
-        let url = mount.upstream_url(&target.rest);
         if target.kind == TargetKind::Publish {
+            let mount = mounts
+                .get(target.mount)
+                .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+            let url = mount.upstream_url(&target.rest);
             let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
             let Access::Publish(key) = access else {
                 // call_of accepts only the methods `authorize` treats as publish calls.
@@ -202,8 +188,17 @@ impl Proxy {
             return Ok(reply);
         }
         read_only(&parts)?;
-        self.read(&parts, &target, url, Transform::Rewrite(snapshot.map.clone()))
-            .await
+        if self.feeds.several() {
+            return self.read_merged(&parts, &path, &target).await;
+        }
+        // packageSourceMapping: an id the patterns give to no upstream of
+        // ours is never asked for (a private id never reaches a public feed).
+        if let Some(id) = target.read_id() {
+            if !self.feeds.may_ask(&primary, id) {
+                return Err(ProxyError::NotFound);
+            }
+        }
+        self.read(&primary, &snapshot, &parts, &target).await
     }
 
     /// Publish calls (PUT, DELETE, POST under `/v3/`) authenticate with
@@ -216,32 +211,24 @@ impl Proxy {
         auth::check_read(&self.config, &parts.headers).map(|who| (Access::Read, who))
     }
 
-    /// Phases 2–4 for a read under a mount.
+    /// Phases 2–4 for a read under a mount of `feed` (`target` resolved
+    /// against `service`'s mounts, its key not yet in the feed's namespace).
     async fn read(
         self: &Arc<Self>,
+        feed: &Arc<Feed>,
+        service: &ServiceSnapshot,
         parts: &Parts,
         target: &Target,
-        url: String,
-        rewrite: Transform,
     ) -> Result<Reply, ProxyError> {
-        let ttl = &self.config.ttl;
-        let (max_age, persist) = match target.kind {
-            TargetKind::PackageFile(_) => return self.package_file(&parts.headers, target, url).await,
-            TargetKind::Publish => return Err(ClientError::from(route::RouteError::NotFound).into()),
-            TargetKind::VersionList => (ttl.versions, true),
-            TargetKind::Registration => (ttl.registration, true),
-            TargetKind::Document => (ttl.documents, true),
-            TargetKind::Search => (ttl.search, false),
+        let (doc, status, max_age) = match self.read_document(feed, service, target).await? {
+            Read::Document(doc, status, max_age) => (doc, status, max_age),
+            Read::Package(url) => {
+                let mut target = target.clone();
+                target.key = feed.key(&target.key);
+                return self.package_file(feed, &parts.headers, &target, url).await;
+            }
         };
         let base = base::public_base(&self.config, parts)?;
-        let spec = DocSpec {
-            key: target.key.clone(),
-            url,
-            ttl: max_age,
-            transform: rewrite,
-            persist,
-        };
-        let (doc, status) = self.document(spec).await?;
         let rendered = doc.body.render(&base.url);
         Ok(respond::document(
             &parts.headers,
@@ -253,9 +240,43 @@ impl Proxy {
         ))
     }
 
+    /// The document `target` names, through the cache, from `feed`; a
+    /// package file is left to the caller (with its upstream URL).
+    async fn read_document(
+        self: &Arc<Self>,
+        feed: &Arc<Feed>,
+        service: &ServiceSnapshot,
+        target: &Target,
+    ) -> Result<Read, ProxyError> {
+        let mount = service
+            .map
+            .mounts
+            .get(target.mount)
+            .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+        let url = mount.upstream_url(&target.rest);
+        let ttl = &self.config.ttl;
+        let (max_age, persist) = match target.kind {
+            TargetKind::PackageFile(_) => return Ok(Read::Package(url)),
+            TargetKind::Publish => return Err(ClientError::from(route::RouteError::NotFound).into()),
+            TargetKind::VersionList => (ttl.versions, true),
+            TargetKind::Registration => (ttl.registration, true),
+            TargetKind::Document => (ttl.documents, true),
+            TargetKind::Search => (ttl.search, false),
+        };
+        let spec = DocSpec {
+            key: feed.key(&target.key),
+            url,
+            ttl: max_age,
+            transform: Transform::Rewrite(service.map.clone()),
+            persist,
+        };
+        let (doc, status) = self.document(feed, spec).await?;
+        Ok(Read::Document(doc, status, max_age))
+    }
+
     async fn service_index(self: &Arc<Self>, parts: &Parts) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, parts)?;
-        let (snapshot, status) = self.service_map(true).await?;
+        let (snapshot, status) = self.service_map(self.feeds.primary(), true).await?;
         let rendered = snapshot
             .map
             .template(base.url.starts_with("https://"))
@@ -283,12 +304,12 @@ impl Proxy {
     /// Open to everyone (load balancers poll it); when reads need
     /// credentials, anonymous callers see no upstream address or error text.
     fn health(&self, headers: &http::HeaderMap) -> Response<Body> {
-        let service_index = match self.service.current() {
+        let service_index = match self.feeds.primary().service.current() {
             None => "not loaded",
             Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
             Some(_) => "stale",
         };
-        let mut upstream = self.upstream.breaker_status();
+        let mut upstream = self.feeds.primary().client.breaker_status();
         let storage_error = self.cache.health.problem();
         let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
         let totals = self.cache.totals();
@@ -305,11 +326,11 @@ impl Proxy {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "service_index": service_index,
             "upstream": upstream,
-            "upstreams": self.upstreams.names(),
+            "upstreams": self.feeds.names(),
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
             "cache_entries": totals.entries,
             "cache_bytes": totals.bytes,
-            "downloads_in_flight": self.stash.downloads_in_flight(),
+            "downloads_in_flight": self.feeds.all().iter().map(|f| f.stash.downloads_in_flight()).sum::<usize>(),
         });
         respond::json(StatusCode::OK, body.to_string())
     }
@@ -320,6 +341,17 @@ impl Proxy {
             tracing::warn!(%error, "flushing the cache index failed");
         }
     }
+}
+
+/// What a read under a mount found.
+enum Read {
+    Document(
+        Arc<crate::cache::HotDoc>,
+        crate::cache::CacheStatus,
+        std::time::Duration,
+    ),
+    /// A package file, at this upstream URL.
+    Package(String),
 }
 
 /// Reads accept GET and HEAD only.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use http::header::HeaderMap;
 
+use super::feeds::Feed;
 use super::respond::{self, Reply};
 use super::Proxy;
 use crate::body::{blocking_stream, empty, full, Body};
@@ -24,8 +25,11 @@ const READ_CHUNK: usize = 256 * 1024;
 const JOIN_TRIES: usize = 20;
 
 impl Proxy {
+    /// A package file from `feed` (`target` resolved against its mounts,
+    /// its key in the feed's namespace).
     pub(super) async fn package_file(
         self: &Arc<Self>,
+        feed: &Feed,
         request: &HeaderMap,
         target: &Target,
         url: String,
@@ -40,12 +44,12 @@ impl Proxy {
         let blob = BlobRequest {
             key: key.to_string(),
             url,
-            expected_sha512: self.expected_sha512(target),
+            expected_sha512: self.expected_sha512(feed, target),
         };
         // A download whose start has left memory (the disk failed) takes no
         // new readers; its flight ends then, and the next try starts anew.
         for _ in 0..JOIN_TRIES {
-            match self.stash.blob(blob.clone()).await? {
+            match feed.stash.blob(blob.clone()).await? {
                 BlobOutcome::Streaming(download) => {
                     if let Some(reason) = download.failure() {
                         let origin = origin_of(&download.origin.url).to_string();
@@ -77,7 +81,11 @@ impl Proxy {
     /// package straight from memory, else from its file. A read error (not
     /// a missing file) makes it a miss served from the upstream, and tells
     /// the storage health that the disk is failing.
-    async fn cached_package_file(&self, request: &HeaderMap, key: &str) -> Result<Option<Reply>, ProxyError> {
+    pub(super) async fn cached_package_file(
+        &self,
+        request: &HeaderMap,
+        key: &str,
+    ) -> Result<Option<Reply>, ProxyError> {
         let found = match self.cache.hot_blob(key) {
             Some(hot) if hot.body.is_some() => Ok(Some((hot, None))),
             Some(hot) => {
@@ -131,11 +139,11 @@ impl Proxy {
     }
 
     /// The SHA-512 earlier metadata stated for this `.nupkg`, if any.
-    fn expected_sha512(&self, target: &Target) -> Option<String> {
+    fn expected_sha512(&self, feed: &Feed, target: &Target) -> Option<String> {
         let package = target.package.as_deref()?;
         if target.kind != TargetKind::PackageFile(PackageFile::Nupkg) {
             return None;
         }
-        self.cache.package_hash(package).ok().flatten()
+        self.cache.package_hash(&feed.key(package)).ok().flatten()
     }
 }

@@ -26,7 +26,7 @@ impl Proxy {
     ) -> Result<(Reply, Option<String>), ProxyError> {
         let publisher = Publisher {
             config: &self.config,
-            upstream: &self.upstream,
+            upstream: &self.feeds.primary().client,
             temp_dir: self.config.cache.dir.join("tmp"),
             server_key: self.publish_key.read().ok().and_then(|k| k.clone()),
         };

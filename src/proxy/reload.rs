@@ -16,7 +16,14 @@ impl Proxy {
         } else {
             "publish.api_key (now unset)"
         }];
-        let credentials = self.upstream.set_credentials(&fresh.upstream);
+        let mut credentials = false;
+        let settings = fresh.upstream_set();
+        for feed in self.feeds.all() {
+            // Upstreams are set at start; a SIGHUP re-reads their secrets only.
+            if let Some((_, upstream)) = settings.iter().find(|(name, _)| *name == feed.name) {
+                credentials |= feed.client.set_credentials(upstream);
+            }
+        }
         reloaded.push(if credentials {
             "upstream credentials"
         } else {

@@ -118,6 +118,58 @@ impl Mounts {
             .unwrap_or_else(|| stem.to_string())
     }
 
+    /// These mounts under `primary`'s local names: among several
+    /// upstreams clients see the primary's service index, so another
+    /// upstream's documents must point at the paths that index names. A
+    /// mount takes the primary's mount of the same kind and local name,
+    /// else one of the same kind not yet taken (a SemVer 2 hive preferring
+    /// a SemVer 2 hive), else keeps a name of its own.
+    pub fn aligned_to(&self, primary: &Mounts) -> Mounts {
+        let mut locals: Vec<Option<String>> = self
+            .mounts
+            .iter()
+            .map(|m| {
+                primary
+                    .mounts
+                    .iter()
+                    .find(|p| p.kind == m.kind && p.local == m.local)
+                    .map(|p| p.local.clone())
+            })
+            .collect();
+        let semver2 = |local: &str| local.contains("semver2");
+        // Hives of the same SemVer level first, then whatever is left.
+        for same_level in [true, false] {
+            for (i, mount) in self.mounts.iter().enumerate() {
+                if locals[i].is_some() {
+                    continue;
+                }
+                let chosen = primary
+                    .mounts
+                    .iter()
+                    .filter(|p| p.kind == mount.kind && !locals.iter().flatten().any(|l| l == &p.local))
+                    .find(|p| !same_level || semver2(&p.local) == semver2(&mount.local))
+                    .map(|p| p.local.clone());
+                locals[i] = chosen;
+            }
+        }
+        let mut aligned = Mounts::default();
+        for (mount, local) in self.mounts.iter().zip(locals) {
+            let local = match local {
+                Some(local) => local,
+                None => {
+                    let own = primary.unique_local(&mount.local);
+                    aligned.unique_local(&own)
+                }
+            };
+            aligned.mounts.push(Mount {
+                kind: mount.kind,
+                local,
+                upstream: mount.upstream.clone(),
+            });
+        }
+        aligned
+    }
+
     pub fn get(&self, index: usize) -> Option<&Mount> {
         self.mounts.get(index)
     }
@@ -260,6 +312,47 @@ mod tests {
         assert_eq!(m.rewrite("https://api.example/packages/foo"), None);
         assert_eq!(m.rewrite("https://search.example/queryable"), None);
         assert_eq!(m.rewrite("https://github.com/x"), None);
+    }
+
+    #[test]
+    fn another_upstreams_mounts_take_the_primary_names() {
+        let primary = sample();
+        let mut private = Mounts::default();
+        private.add(MountKind::PackageBase, "https://feed/v3/flatcontainer/", "");
+        private.add(
+            MountKind::Registrations,
+            "https://feed/v3/registrations2/",
+            "registrations2",
+        );
+        private.add(
+            MountKind::Registrations,
+            "https://feed/v3/registrations2-semver2/",
+            "registrations2-semver2",
+        );
+        private.add(MountKind::Search, "https://feed/v3/query2/", "");
+        private.add(MountKind::Catalog, "https://feed/v3/catalog/", "");
+        let aligned = private.aligned_to(&primary);
+        let locals: Vec<&str> = aligned.iter().map(|m| m.local.as_str()).collect();
+        assert_eq!(
+            locals,
+            [
+                "flatcontainer/",
+                "registration/registration5-semver1/",
+                "registration/registration5-gz-semver2/",
+                "query",
+                "catalog/"
+            ]
+        );
+        assert_eq!(
+            aligned
+                .find_local("registration/registration5-gz-semver2/a/index.json")
+                .map(|(i, _)| i),
+            Some(2)
+        );
+        assert_eq!(
+            aligned.get(2).map(|m| m.upstream.as_str()),
+            Some("https://feed/v3/registrations2-semver2/")
+        );
     }
 
     #[test]

@@ -31,6 +31,12 @@ impl ServiceMap {
     /// The rewritten index for clients on `https` or plain http. Over http the
     /// RepositorySignatures resource is left out: the client rejects a whole
     /// source whose signatures resource is not https (§8).
+    /// Another upstream's map under the primary's local names (see
+    /// `Mounts::aligned_to`); its own rendered index is then not served.
+    pub fn align(&mut self, primary: &Mounts) {
+        self.mounts = self.mounts.aligned_to(primary);
+    }
+
     pub fn template(&self, https: bool) -> &Template {
         if https {
             &self.https

@@ -75,6 +75,13 @@ pub(super) async fn fetch_document(
             let doc = store(&stash, &spec, kind, meta, body).await?;
             if !hashes.is_empty() {
                 let cache = stash.cache.clone();
+                let hashes: Vec<PackageHash> = hashes
+                    .into_iter()
+                    .map(|h| PackageHash {
+                        lower_id: format!("{}{}", stash.hash_prefix, h.lower_id),
+                        ..h
+                    })
+                    .collect();
                 // Without them downloads are still checked by length (and Content-MD5).
                 if let Err(error) = blocking(move || cache.record_package_hashes(&hashes)).await {
                     tracing::debug!(%error, "package hashes not recorded");

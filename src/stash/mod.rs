@@ -58,16 +58,21 @@ pub(crate) struct Stash {
     upstream: Arc<Upstream>,
     /// Largest metadata document, after decoding.
     max_document: u64,
+    /// Put before the package hashes this upstream's documents state (its
+    /// cache-key namespace among several upstreams): another upstream may
+    /// have a different package under the same id and version.
+    hash_prefix: String,
     documents: Flights<DocOutcome>,
     blobs: Flights<BlobOutcome>,
 }
 
 impl Stash {
-    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64) -> Stash {
+    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64, hash_prefix: &str) -> Stash {
         Stash {
             cache,
             upstream,
             max_document,
+            hash_prefix: hash_prefix.to_string(),
             documents: Flights::default(),
             blobs: Flights::default(),
         }

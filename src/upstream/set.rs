@@ -4,9 +4,8 @@
 //! upstream's patterns give to an upstream is never asked of it: a public
 //! upstream never sees a request for a private id.
 //!
-//! Serving merges several upstreams only once the proxy is wired for it;
-//! the configuration refuses more than one until then, so this set has
-//! one member today and its patterns already guard it.
+//! The proxy gives each member its own service map and fetch stage
+//! (`proxy::feeds`) and merges their answers (`merge`).
 
 use std::sync::Arc;
 
@@ -52,23 +51,18 @@ impl Upstreams {
         Upstreams { first, rest, mapping }
     }
 
-    /// The highest-priority upstream: the one that serves the service
-    /// index (and everything, while the set has one member).
-    pub fn primary(&self) -> &Member {
-        &self.first
+    /// Every upstream, in priority order.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+
+    /// The upstreams (by name, priority order) package `id` may come from.
+    pub fn sources_for(&self, id: &str) -> Vec<&str> {
+        self.mapping.sources_for(id)
     }
 
     /// Every upstream's name, in priority order (for `/health`).
     pub fn names(&self) -> Vec<&str> {
-        std::iter::once(&self.first)
-            .chain(&self.rest)
-            .map(|m| m.name.as_str())
-            .collect()
-    }
-
-    /// Whether `member` may be asked for package `id` (its patterns, or
-    /// another upstream's more specific ones, decide).
-    pub fn may_ask(&self, member: &Member, id: &str) -> bool {
-        self.mapping.sources_for(id).contains(&member.name.as_str())
+        self.members().map(|m| m.name.as_str()).collect()
     }
 }
