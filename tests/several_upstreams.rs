@@ -282,3 +282,52 @@ async fn one_upstream_down_leaves_the_others_answer_and_its_cached_copy() {
     assert_eq!(cached.header("x-nucache-missing-upstreams"), Some("acme,nugetorg"));
     assert_eq!(versions(&cached), both);
 }
+
+#[tokio::test]
+async fn search_and_autocomplete_merge_without_a_squatter_of_a_private_id() {
+    let feeds = feeds().await;
+    let nucache = nucache_for(&feeds, |_| {}).await;
+    let reply = nucache.get("/v3/query?q=core&prerelease=true&semVerLevel=2.0.0").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let answer = reply.json();
+    let ids: Vec<&str> = answer["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    eprintln!("search q=core: totalHits {}, ids {ids:?}", answer["totalHits"]);
+    assert_eq!(ids, ["Acme.Core", "Fake.Core"], "acme's answer first, each id once");
+    assert_eq!(
+        answer["totalHits"], 2,
+        "the squatted Acme.Core and the second Fake.Core counted out"
+    );
+    let versions_of = |i: usize| -> Vec<String> {
+        answer["data"][i]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["version"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(versions_of(0), ["1.0.0", "2.0.0"], "no public Acme.Core version");
+    let fake_core = versions_of(1);
+    assert!(fake_core.contains(&"9.0.0-acme".to_string()) && fake_core.contains(&"1.1.0".to_string()));
+    assert_eq!(answer["data"][1]["version"], "9.0.0-acme");
+    assert!(!reply.text().contains(&feeds.public.search()), "search URLs rewritten");
+
+    let ids = nucache.get("/v3/autocomplete?q=core&prerelease=true").await;
+    assert_eq!(ids.status, StatusCode::OK, "{}", ids.text());
+    assert_eq!(ids.json()["data"], serde_json::json!(["Acme.Core", "Fake.Core"]));
+    let acme_versions = nucache.get("/v3/autocomplete?id=acme.core&prerelease=true").await;
+    assert_eq!(acme_versions.json()["data"], serde_json::json!(["1.0.0", "2.0.0"]));
+    let public_asked = feeds.public.count("acme.core");
+    eprintln!("autocomplete id=acme.core: public asked {public_asked} times");
+    assert_eq!(public_asked, 0);
+
+    feeds.acme.set_fault(Fault::Refuse);
+    let degraded = nucache.get("/v3/query?q=dep&prerelease=true").await;
+    assert_eq!(degraded.status, StatusCode::OK, "{}", degraded.text());
+    assert_eq!(degraded.header("x-nucache-missing-upstreams"), Some("acme"));
+    assert_eq!(degraded.json()["data"][0]["id"], "Fake.Dep");
+}

@@ -19,8 +19,8 @@ use super::respond::{self, Reply};
 use super::{base, Proxy, Read};
 use crate::cache::{CacheStatus, HotDoc};
 use crate::error::{ClientError, ProxyError};
-use crate::merge::{registration, versions};
-use crate::rewrite::Template;
+use crate::merge::{registration, search, versions};
+use crate::rewrite::{MountKind, Template};
 use crate::route::{self, RouteError, Target, TargetKind};
 
 /// The header naming the upstreams an answer lacks.
@@ -65,7 +65,11 @@ impl Proxy {
         parts: &Parts,
         path: &str,
         target: &Target,
+        kind: Option<MountKind>,
     ) -> Result<Reply, ProxyError> {
+        if let Some(kind @ (MountKind::Search | MountKind::Autocomplete)) = kind {
+            return self.merged_search(parts, path, kind).await;
+        }
         let sources = self.feeds.sources(target.read_id());
         if sources.len() < 2 {
             return self.first_answer(&sources, parts, path).await;
@@ -298,6 +302,67 @@ impl Proxy {
         };
         let body = Bytes::from(body.to_string());
         self.merged_reply(parts, body, &gathered, self.config.ttl.registration)
+    }
+
+    /// Search and autocomplete: every upstream's answer (for an
+    /// autocomplete of one id's versions, the upstreams the id may come
+    /// from), less the packages an upstream may not serve, merged.
+    async fn merged_search(self: &Arc<Self>, parts: &Parts, path: &str, kind: MountKind) -> Result<Reply, ProxyError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let param = |name: &str| {
+            query.split('&').find_map(|pair| {
+                pair.split_once('=')
+                    .filter(|(key, _)| *key == name)
+                    .map(|(_, value)| value)
+            })
+        };
+        let take = param("take").and_then(|t| t.parse::<usize>().ok());
+        let versions_of = param("id").filter(|_| kind == MountKind::Autocomplete);
+        let sources = match versions_of {
+            Some(id) => self.feeds.sources(Some(id)),
+            None => self.feeds.all().to_vec(),
+        };
+        let mut gathered = self.gather(&sources, parts, path).await;
+        if gathered.docs.is_empty() && gathered.failure.is_some() {
+            return Err(gathered.nothing());
+        }
+        let base = base::public_base(&self.config, parts)?;
+        let mut answers = Vec::new();
+        for (feed, doc, _) in gathered.docs.clone() {
+            match serde_json::from_slice::<Value>(doc.body.render(&base.url).identity()) {
+                Ok(mut answer) => {
+                    if versions_of.is_none() {
+                        self.drop_foreign_packages(&feed, &mut answer);
+                    }
+                    answers.push(answer);
+                }
+                Err(_) => gathered.missing.push(feed.name.clone()),
+            }
+        }
+        let merged = match kind {
+            MountKind::Search => search::merge_search(&answers, take),
+            _ => search::merge_autocomplete(&answers, versions_of.is_some(), take),
+        };
+        let body = Bytes::from(merged.to_string());
+        self.merged_reply(parts, body, &gathered, self.config.ttl.search)
+    }
+
+    /// Removes from `feed`'s search answer the packages the patterns give
+    /// to other upstreams (a public squatter of a private id), and counts
+    /// them out of its `totalHits`.
+    fn drop_foreign_packages(&self, feed: &Feed, answer: &mut Value) {
+        let Some(Value::Array(data)) = answer.get_mut("data") else {
+            return;
+        };
+        let before = data.len();
+        data.retain(|entry| {
+            let id = entry.as_str().or_else(|| entry.get("id").and_then(Value::as_str));
+            id.is_none_or(|id| self.feeds.may_ask(feed, id))
+        });
+        let dropped = (before - data.len()) as u64;
+        if let Some(total) = answer.get("totalHits").and_then(Value::as_u64) {
+            answer["totalHits"] = Value::from(total.saturating_sub(dropped));
+        }
     }
 
     /// A merged document as an answer, naming the upstreams it lacks.

@@ -189,7 +189,8 @@ impl Proxy {
         }
         read_only(&parts)?;
         if self.feeds.several() {
-            return self.read_merged(&parts, &path, &target).await;
+            let kind = mounts.get(target.mount).map(|m| m.kind);
+            return self.read_merged(&parts, &path, &target, kind).await;
         }
         // packageSourceMapping: an id the patterns give to no upstream of
         // ours is never asked for (a private id never reaches a public feed).
