@@ -10,10 +10,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::nucache::{get, Nucache};
+use std::io::Write;
+
+use bytes::Bytes;
+use common::nucache::{get, send, Nucache};
 use common::upstream::{fake_nupkg, Corpus, FakeOptions, FakeUpstream, Fault};
-use http::StatusCode;
-use nucache::config::UpstreamConfig;
+use http::{Method, StatusCode};
+use nucache::config::{digest_hex, Secret, UpstreamConfig};
 use nucache::Config;
 use serde_json::Value;
 
@@ -330,4 +333,136 @@ async fn search_and_autocomplete_merge_without_a_squatter_of_a_private_id() {
     assert_eq!(degraded.status, StatusCode::OK, "{}", degraded.text());
     assert_eq!(degraded.header("x-nucache-missing-upstreams"), Some("acme"));
     assert_eq!(degraded.json()["data"][0]["id"], "Fake.Dep");
+}
+
+const CLIENT_KEY: &str = "client-key-2718";
+const SERVER_KEY: &str = "server-key-3141";
+const BOUNDARY: &str = "several-upstreams-boundary";
+
+/// `nuget push`'s body for a real (tiny) .nupkg: a zip with a nuspec.
+fn push_body(id: &str, version: &str) -> Bytes {
+    let mut zipped = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut zipped);
+        zip.start_file(format!("{id}.nuspec"), zip::write::SimpleFileOptions::default())
+            .expect("zip entry");
+        let nuspec = format!(
+            "<?xml version=\"1.0\"?><package><metadata><id>{id}</id><version>{version}</version></metadata></package>"
+        );
+        zip.write_all(nuspec.as_bytes()).expect("zip write");
+        zip.finish().expect("zip finish");
+    }
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\nContent-Disposition: form-data; name=package; filename=package.nupkg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&zipped.into_inner());
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    Bytes::from(body)
+}
+
+async fn push(nucache: &Nucache, id: &str) -> common::nucache::Reply {
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let headers = [("content-type", content_type.as_str()), ("x-nuget-apikey", CLIENT_KEY)];
+    send(
+        Method::PUT,
+        &nucache.url("/v3/package/"),
+        &headers,
+        push_body(id, "1.0.0"),
+    )
+    .await
+}
+
+fn puts(upstream: &FakeUpstream) -> usize {
+    upstream.requests().iter().filter(|r| r.method == "PUT").count()
+}
+
+#[tokio::test]
+async fn pushes_go_to_the_publish_upstream_with_the_server_key() {
+    let feeds = feeds().await;
+    feeds.acme.set_api_key(Some(SERVER_KEY));
+    feeds.public.set_api_key(Some(SERVER_KEY));
+    let keys = |c: &mut Config| {
+        c.publish.api_key = Some(Secret::new(SERVER_KEY));
+        c.publish.client_keys = vec![digest_hex(CLIENT_KEY)];
+    };
+    // By default: the highest-priority upstream with PackagePublish (acme).
+    let nucache = nucache_for(&feeds, keys).await;
+    let list = "/v3/flatcontainer/acme.pushed/index.json";
+    assert_eq!(nucache.get(list).await.status, StatusCode::NOT_FOUND);
+    // The fake learns of a package by being told; the push through nucache
+    // makes nucache forget the 404 it remembered in acme's namespace.
+    feeds
+        .acme
+        .add_package("Acme.Pushed", "1.0.0", acme_bytes("Acme.Pushed", "1.0.0"));
+    let pushed = push(&nucache, "Acme.Pushed").await;
+    assert_eq!(pushed.status, StatusCode::CREATED, "{}", pushed.text());
+    assert_eq!((puts(&feeds.acme), puts(&feeds.public)), (1, 0));
+    let listed = versions(&nucache.get(list).await);
+    assert_eq!(listed, ["1.0.0"]);
+    drop(nucache);
+    // publish.upstream names another.
+    let nucache = nucache_for(&feeds, |c| {
+        keys(c);
+        c.publish.upstream = Some("nugetorg".to_string());
+    })
+    .await;
+    let pushed = push(&nucache, "Public.Pushed").await;
+    assert_eq!(pushed.status, StatusCode::CREATED, "{}", pushed.text());
+    eprintln!("PUTs: acme {}, public {}", puts(&feeds.acme), puts(&feeds.public));
+    assert_eq!((puts(&feeds.acme), puts(&feeds.public)), (1, 1));
+    let key = feeds
+        .public
+        .requests()
+        .iter()
+        .find(|r| r.method == "PUT")
+        .and_then(|r| r.headers.get("x-nuget-apikey").map(|v| v.as_bytes().to_vec()));
+    assert_eq!(key.as_deref(), Some(SERVER_KEY.as_bytes()));
+}
+
+#[tokio::test]
+async fn health_shows_each_upstreams_breaker() {
+    let feeds = feeds().await;
+    let nucache = nucache_for(&feeds, |c| {
+        for upstream in c.upstreams.values_mut() {
+            upstream.retries = 0;
+            upstream.breaker_threshold = 2;
+            upstream.breaker_cooldown = Duration::from_secs(30);
+        }
+    })
+    .await;
+    let health = nucache.get("/health").await.json();
+    assert_eq!(health["status"], "ok", "{health}");
+    let states = |health: &Value| -> Vec<(String, String)> {
+        health["upstreams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| {
+                (
+                    u["name"].as_str().unwrap_or("").to_string(),
+                    u["state"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    let closed = vec![
+        ("acme".to_string(), "closed".to_string()),
+        ("nugetorg".to_string(), "closed".to_string()),
+    ];
+    assert_eq!(states(&health), closed);
+    feeds.public.set_fault(Fault::Status(503));
+    for id in ["fake.dep", "fake.many", "fake.mixedcase"] {
+        nucache.get(&format!("/v3/flatcontainer/{id}/index.json")).await;
+    }
+    let health = nucache.get("/health").await.json();
+    eprintln!("health with the public upstream failing: {}", health["upstreams"]);
+    assert_eq!(
+        states(&health),
+        [
+            ("acme".to_string(), "closed".to_string()),
+            ("nugetorg".to_string(), "open".to_string())
+        ]
+    );
+    assert_eq!(health["status"], "degraded");
 }

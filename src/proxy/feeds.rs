@@ -103,10 +103,6 @@ impl Feeds {
     pub fn may_ask(&self, feed: &Feed, id: &str) -> bool {
         self.upstreams.sources_for(id).contains(&feed.name.as_str())
     }
-
-    pub fn names(&self) -> Vec<&str> {
-        self.upstreams.names()
-    }
 }
 
 /// A service index and what was derived from it.

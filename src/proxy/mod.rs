@@ -168,20 +168,25 @@ impl Proxy {
         }
         noted.package.clone_from(&target.package);
         if target.kind == TargetKind::Publish {
-            let mount = mounts
-                .get(target.mount)
-                .ok_or(ClientError::Route(route::RouteError::NotFound))?;
-            let url = mount.upstream_url(&target.rest);
-            let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
             let Access::Publish(key) = access else {
-                // call_of accepts only the methods `authorize` treats as publish calls.
+                // Publish paths take only the methods `authorize` treats as publish calls.
                 return Err(ClientError::MethodNotAllowed {
                     method: parts.method.to_string(),
                     allow: "PUT, DELETE, POST",
                 }
                 .into());
             };
-            let (reply, pushed) = self.publish(call, key, &url, parts, body, &snapshot.map).await?;
+            let (feed, service) = self.publish_feed(&snapshot).await?;
+            let target = route::resolve(&path, parts.uri.query(), &service.map.mounts).map_err(ClientError::from)?;
+            let mount = service
+                .map
+                .mounts
+                .get(target.mount)
+                .filter(|_| target.kind == TargetKind::Publish)
+                .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+            let url = mount.upstream_url(&target.rest);
+            let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
+            let (reply, pushed) = self.publish(&feed, call, key, &url, parts, body, &service.map).await?;
             if pushed.is_some() {
                 noted.package = pushed;
             }
@@ -310,24 +315,40 @@ impl Proxy {
             Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
             Some(_) => "stale",
         };
-        let mut upstream = self.feeds.primary().client.breaker_status();
-        let storage_error = self.cache.health.problem();
-        let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
-        let totals = self.cache.totals();
+        let anonymous = auth::check_read(&self.config, headers).is_err();
         // Anonymous callers of a closed feed learn the state, not the
         // addresses or error texts (they may name hosts and local paths).
-        let mut last_error = storage_error.clone();
-        if auth::check_read(&self.config, headers).is_err() {
-            upstream = upstream.without_addresses();
-            last_error = None;
-        }
+        let status_of = |feed: &Feed| match anonymous {
+            true => feed.client.breaker_status().without_addresses(),
+            false => feed.client.breaker_status(),
+        };
+        let upstreams: Vec<serde_json::Value> = self
+            .feeds
+            .all()
+            .iter()
+            .map(|feed| {
+                let status = status_of(feed);
+                serde_json::json!({ "name": feed.name, "state": status.state, "origins": status.origins })
+            })
+            .collect();
+        let any_open = self
+            .feeds
+            .all()
+            .iter()
+            .any(|feed| feed.client.breaker_status().state == BreakerState::Open);
+        let storage_error = self.cache.health.problem();
+        let degraded = any_open || storage_error.is_some();
+        let totals = self.cache.totals();
+        let last_error = storage_error.clone().filter(|_| !anonymous);
         let body = serde_json::json!({
             "status": if degraded { "degraded" } else { "ok" },
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "service_index": service_index,
-            "upstream": upstream,
-            "upstreams": self.feeds.names(),
+            // The highest-priority upstream (the only one, usually); every
+            // upstream's breakers are under "upstreams".
+            "upstream": status_of(self.feeds.primary()),
+            "upstreams": upstreams,
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
             "cache_entries": totals.entries,
             "cache_bytes": totals.bytes,

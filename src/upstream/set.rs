@@ -60,9 +60,4 @@ impl Upstreams {
     pub fn sources_for(&self, id: &str) -> Vec<&str> {
         self.mapping.sources_for(id)
     }
-
-    /// Every upstream's name, in priority order (for `/health`).
-    pub fn names(&self) -> Vec<&str> {
-        self.members().map(|m| m.name.as_str()).collect()
-    }
 }
