@@ -172,7 +172,7 @@ pub struct PublishConfig {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Among several upstreams, the one pushes go to (default: the
-    /// highest-priority one).
+    /// highest-priority one whose index lists PackagePublish).
     pub upstream: Option<String>,
 }
 
