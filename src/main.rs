@@ -105,7 +105,9 @@ fn check_config(config: &Config, probe: bool) -> ExitCode {
         nucache::preflight::check_listen(config.listen),
     ];
     if probe {
-        checks.push(probe_now(config).map(|report| format!("upstream {report}")));
+        for (_, upstream) in config.upstream_set() {
+            checks.push(probe_now(config, upstream).map(|report| format!("upstream {report}")));
+        }
     }
     let mut failed = false;
     for check in checks {
@@ -125,13 +127,16 @@ fn check_config(config: &Config, probe: bool) -> ExitCode {
     }
 }
 
-fn probe_now(config: &Config) -> Result<nucache::probe::ProbeReport, String> {
+fn probe_now(
+    config: &Config,
+    upstream: &nucache::config::UpstreamConfig,
+) -> Result<nucache::probe::ProbeReport, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime
-        .block_on(nucache::probe::probe(config))
+        .block_on(nucache::probe::probe(config, upstream))
         .map_err(|e| format!("upstream {e}"))
 }
 
@@ -259,10 +264,13 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
 /// One line at start-up on whether the upstream is usable; serving does
 /// not wait for it.
 async fn probe_in_background(config: Config) {
-    match nucache::probe::probe(&config).await {
-        Ok(report) => tracing::info!("upstream probe: {report}"),
-        Err(error) => {
-            tracing::warn!("upstream probe failed: {error}; until the upstream answers, only what is cached is served")
+    for (name, upstream) in config.upstream_set() {
+        match nucache::probe::probe(&config, upstream).await {
+            Ok(report) => tracing::info!(upstream = name, "upstream probe: {report}"),
+            Err(error) => tracing::warn!(
+                upstream = name,
+                "upstream probe failed: {error}; until the upstream answers, only what is cached of it is served"
+            ),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
 
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::rewrite::{build_service_map, decode_body, MountKind, ServiceMap};
 use crate::upstream::{Upstream, Wanted};
 
@@ -35,12 +35,13 @@ impl std::fmt::Display for ProbeReport {
     }
 }
 
-/// Fetches and reads `upstream.service_index`; the error says why it is
-/// not usable (unreachable, status, not a service index).
-pub async fn probe(config: &Config) -> Result<ProbeReport, String> {
-    let url = config.upstream.service_index.clone();
+/// Fetches and reads `settings.service_index` (one of `config`'s upstreams,
+/// see `Config::upstream_set`); the error says why it is not usable
+/// (unreachable, status, not a service index).
+pub async fn probe(config: &Config, settings: &UpstreamConfig) -> Result<ProbeReport, String> {
+    let url = settings.service_index.clone();
     let fail = |why: String| format!("{url}: {why}");
-    let upstream = Arc::new(Upstream::new(&config.upstream));
+    let upstream = Arc::new(Upstream::new(settings));
     let mut fetched = match upstream.get(&url, Wanted::Document, &HeaderMap::new()).await {
         Ok(fetched) => fetched,
         Err(error) => return Err(fail(error.to_string())),
@@ -48,7 +49,7 @@ pub async fn probe(config: &Config) -> Result<ProbeReport, String> {
     if fetched.status != StatusCode::OK {
         return Err(fail(format!("answered {}", fetched.status)));
     }
-    let cap = config.upstream.max_document_size.bytes();
+    let cap = settings.max_document_size.bytes();
     let raw = match upstream.read_to_end(&mut fetched, cap).await {
         Ok(raw) => raw,
         Err(error) => return Err(fail(error.to_string())),

@@ -299,10 +299,11 @@ impl Proxy {
     }
 
     fn home(&self) -> Response<Body> {
+        let feeds: Vec<&str> = self.feeds.all().iter().map(|f| f.service_index.as_str()).collect();
         let text = format!(
             "nucache {}: a caching proxy for the NuGet V3 feed {}\nPoint NuGet clients at /v3/index.json on this host.",
             env!("CARGO_PKG_VERSION"),
-            self.config.upstream.service_index
+            feeds.join(" and ")
         );
         respond::text(StatusCode::OK, &text)
     }
