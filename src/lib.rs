@@ -25,6 +25,7 @@
 //! usable service index).
 
 pub(crate) mod access_log;
+pub mod airgap;
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod config;

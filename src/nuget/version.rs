@@ -96,6 +96,44 @@ impl NuGetVersion {
     }
 }
 
+impl NuGetVersion {
+    /// SemVer 2.0.0 precedence extended with the 4th (revision) part, as
+    /// `NuGet.Versioning`'s `VersionComparer.Default`: numeric identifiers
+    /// numerically, others case-insensitively, a release above its
+    /// prereleases; metadata ignored.
+    pub fn precedence(&self, other: &NuGetVersion) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let by_numbers = self.parts.cmp(&other.parts);
+        if by_numbers != Ordering::Equal {
+            return by_numbers;
+        }
+        match (self.release.is_empty(), other.release.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) => {}
+        }
+        for (mine, theirs) in self.release.iter().zip(&other.release) {
+            let order = compare_label(mine, theirs);
+            if order != Ordering::Equal {
+                return order;
+            }
+        }
+        self.release.len().cmp(&other.release.len())
+    }
+}
+
+/// One release label against another: numbers below words.
+fn compare_label(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
+    }
+}
+
 impl fmt::Display for NuGetVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.normalized())
@@ -193,6 +231,32 @@ mod tests {
         assert_eq!(v.as_ref().map(|v| v.lower_normalized()), Ok("1.0.0-rc.1".to_string()));
         assert_eq!(v.as_ref().map(|v| v.full()), Ok("1.0.0-RC.1+Build.5".to_string()));
         assert_eq!(v.map(|v| (v.is_prerelease(), v.is_semver2())), Ok((true, true)));
+    }
+
+    #[test]
+    fn orders_by_semver_precedence_with_revision() {
+        let ordered = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-BETA",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.0.1",
+            "1.0.1",
+            "1.10.0",
+            "2.0.0",
+        ];
+        let parse = |t: &str| NuGetVersion::parse(t).map_err(|e| e.to_string());
+        for pair in ordered.windows(2) {
+            let (a, b) = (parse(pair[0]), parse(pair[1]));
+            let order = a.and_then(|a| b.map(|b| a.precedence(&b)));
+            assert_eq!(order, Ok(std::cmp::Ordering::Less), "{} < {}", pair[0], pair[1]);
+        }
+        let same = parse("1.0.0-Beta+x").and_then(|a| parse("1.0.0.0-beta").map(|b| a.precedence(&b)));
+        assert_eq!(same, Ok(std::cmp::Ordering::Equal));
     }
 
     #[test]
