@@ -54,6 +54,26 @@ enum Command {
     /// (`nucache nuget-config > nuget.config`).
     #[command(visible_alias = "print-config-snippet")]
     NugetConfig,
+    /// Prefetch into a running nucache, through its feed, what a restore of
+    /// FILE... needs (packages.lock.json, *.csproj/*.fsproj/*.vbproj,
+    /// Directory.Packages.props, packages.config, or `Id Version` lines).
+    /// Exit 1 if any package failed.
+    Warm {
+        /// The feed's service index (default: http://<listen>/v3/index.json).
+        #[arg(long, value_name = "URL")]
+        feed: Option<String>,
+        /// Also warm the dependencies, walked from the nuspecs.
+        #[arg(long)]
+        with_dependencies: bool,
+        /// Walk only the dependency groups of this target framework.
+        #[arg(long, value_name = "TFM")]
+        framework: Option<String>,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        jobs: usize,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,9 +110,58 @@ fn main() -> ExitCode {
         Command::Serve => serve(config, cli.config, logging),
         Command::Verify => verify(&config),
         Command::HashKey => hash_key(),
+        Command::Warm {
+            feed,
+            with_dependencies,
+            framework,
+            jobs,
+            files,
+        } => {
+            let options = nucache::airgap::WarmOptions {
+                feed: feed.unwrap_or_else(|| default_feed(&config)),
+                with_dependencies,
+                framework,
+                jobs,
+                files,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            warm(options, &config)
+        }
         Command::NugetConfig => {
             print!("{}", config.nuget_config_snippet(config.listen));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The feed of the configured nucache.
+fn default_feed(config: &Config) -> String {
+    format!("{}/v3/index.json", config.advertised_base(config.listen))
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Exit 0: every package warmed; 1: some failed; 2: nothing could be done.
+fn warm(options: nucache::airgap::WarmOptions, config: &Config) -> ExitCode {
+    let outcome = client_runtime().and_then(|runtime| runtime.block_on(nucache::airgap::warm(options, config)));
+    match outcome {
+        Ok(summary) => {
+            print!("{summary}");
+            if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("nucache warm: {error}");
+            ExitCode::from(2)
         }
     }
 }

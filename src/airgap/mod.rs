@@ -3,10 +3,15 @@
 //! (`import`), so that restores work with no upstream at all.
 //!
 //! - `inputs`: lock files, project files, packages.config, plain lists;
-//! - `ranges`: version ranges and floating versions, resolved as restore does.
+//! - `ranges`: version ranges and floating versions, resolved as restore does;
+//! - `nuspec`: a package's dependencies per target framework;
+//! - `client`: the HTTP client of a running nucache's feed;
+//! - `warm`: prefetch through the feed.
 
-// Used by `warm`, which comes next.
-#[allow(dead_code)]
+mod client;
 pub(crate) mod inputs;
-#[allow(dead_code)]
+mod nuspec;
 pub(crate) mod ranges;
+mod warm;
+
+pub use warm::{warm, WarmOptions, WarmSummary};
