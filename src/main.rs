@@ -74,6 +74,34 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Write a bundle of what a restore of the cached packages needs, from
+    /// a running nucache: packages/ (a NuGet folder feed), metadata/ (the
+    /// upstream's documents) and manifest.json (every file's size and SHA-512).
+    Export {
+        /// The bundle directory to write.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The feed's service index (default: http://<listen>/v3/index.json).
+        #[arg(long, value_name = "URL")]
+        feed: Option<String>,
+        /// Only the packages these files name (the inputs of `warm`).
+        #[arg(long, num_args = 1.., value_name = "FILE")]
+        only: Vec<PathBuf>,
+        /// Leave out what this earlier bundle already holds.
+        #[arg(long, value_name = "BUNDLE")]
+        since: Option<PathBuf>,
+    },
+    /// Verify a bundle against its manifest (a bad file: nothing imported)
+    /// and store it in a stopped nucache's cache directory, served from
+    /// then on as if fetched, with the upstream unreachable.
+    Import {
+        /// The bundle directory (with manifest.json).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The cache directory of a stopped nucache.
+        #[arg(long, value_name = "DIR")]
+        cache_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +155,20 @@ fn main() -> ExitCode {
             };
             warm(options, &config)
         }
+        Command::Export { dir, feed, only, since } => {
+            let options = nucache::airgap::ExportOptions {
+                dir,
+                feed: feed.unwrap_or_else(|| default_feed(&config)),
+                only,
+                since,
+            };
+            let outcome =
+                client_runtime().and_then(|runtime| runtime.block_on(nucache::airgap::export(options, &config)));
+            finish("export", outcome)
+        }
+        Command::Import { dir, cache_dir } => {
+            finish("import", nucache::airgap::import_into_cache(&dir, &cache_dir, &config))
+        }
         Command::NugetConfig => {
             print!("{}", config.nuget_config_snippet(config.listen));
             ExitCode::SUCCESS
@@ -161,6 +203,20 @@ fn warm(options: nucache::airgap::WarmOptions, config: &Config) -> ExitCode {
         }
         Err(error) => {
             eprintln!("nucache warm: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints a summary (exit 0) or the error (exit 2).
+fn finish<T: std::fmt::Display>(command: &str, outcome: Result<T, String>) -> ExitCode {
+    match outcome {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nucache {command}: {error}");
             ExitCode::from(2)
         }
     }

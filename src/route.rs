@@ -29,6 +29,8 @@ pub enum Route {
     Home,
     Health,
     ServiceIndex,
+    /// `GET /admin/packages`: the cached packages and the mounts (export).
+    AdminPackages,
     /// A decoded path below `/v3/`, to be resolved against the mounts.
     Mounted(String),
 }
@@ -66,6 +68,7 @@ pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
         [""] => Ok(Route::Home),
         ["health"] => Ok(Route::Health),
         ["v3", "index.json"] => Ok(Route::ServiceIndex),
+        ["admin", "packages"] => Ok(Route::AdminPackages),
         ["v3", rest @ ..] if !rest.is_empty() && rest != [""] => Ok(Route::Mounted(rest.join("/"))),
         _ => Err(RouteError::NotFound),
     }
@@ -309,6 +312,7 @@ mod tests {
         assert_eq!(classify("/"), Ok(Route::Home));
         assert_eq!(classify("/health"), Ok(Route::Health));
         assert_eq!(classify("/v3/index.json"), Ok(Route::ServiceIndex));
+        assert_eq!(classify("/admin/packages"), Ok(Route::AdminPackages));
         assert_eq!(classify("/v3/"), Err(RouteError::NotFound));
         assert_eq!(classify("/other"), Err(RouteError::NotFound));
     }

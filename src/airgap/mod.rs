@@ -6,12 +6,20 @@
 //! - `ranges`: version ranges and floating versions, resolved as restore does;
 //! - `nuspec`: a package's dependencies per target framework;
 //! - `client`: the HTTP client of a running nucache's feed;
-//! - `warm`: prefetch through the feed.
+//! - `warm`: prefetch through the feed;
+//! - `bundle`: the bundle's layout and manifest, written and verified;
+//! - `export`: a running nucache's cache into a bundle;
+//! - `import`: a verified bundle into a stopped cache directory.
 
+mod bundle;
 mod client;
+mod export;
+mod import;
 pub(crate) mod inputs;
 mod nuspec;
 pub(crate) mod ranges;
 mod warm;
 
+pub use export::{export, ExportOptions, ExportSummary};
+pub use import::{import_into_cache, ImportSummary};
 pub use warm::{warm, WarmOptions, WarmSummary};

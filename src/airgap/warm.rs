@@ -189,7 +189,7 @@ fn progress_bar(shown: bool, length: usize) -> indicatif::ProgressBar {
     bar
 }
 
-async fn read_index(client: &FeedClient, feed: &str) -> Result<FeedIndex, String> {
+pub(super) async fn read_index(client: &FeedClient, feed: &str) -> Result<FeedIndex, String> {
     match client.json(feed).await {
         Ok(Some(answer)) => FeedIndex::read(&answer.body).map_err(|e| format!("{feed}: {e}")),
         Ok(None) => Err(format!("{feed}: no service index there (404)")),
@@ -239,9 +239,9 @@ pub(crate) fn vulnerability_pages(index: &Value) -> Vec<String> {
 }
 
 /// The versions of `lower_id` on the feed (its flat-container list).
-async fn versions(context: &Context, lower_id: &str) -> Result<Vec<NuGetVersion>, String> {
-    let url = format!("{}{lower_id}/index.json", context.index.flat_container);
-    let list = match context.client.json(&url).await {
+async fn versions(client: &FeedClient, index: &FeedIndex, lower_id: &str) -> Result<Vec<NuGetVersion>, String> {
+    let url = format!("{}{lower_id}/index.json", index.flat_container);
+    let list = match client.json(&url).await {
         Ok(Some(answer)) => answer.body,
         Ok(None) => return Err("no such package on the feed (404)".into()),
         Err(error) => return Err(error.to_string()),
@@ -259,8 +259,22 @@ async fn versions(context: &Context, lower_id: &str) -> Result<Vec<NuGetVersion>
 }
 
 async fn resolve(context: &Context, wanted: &Wanted) -> Result<Resolved, String> {
+    let (lower_id, version) = resolve_with(&context.client, &context.index, wanted).await?;
+    Ok(Resolved {
+        lower_id,
+        version,
+        id: wanted.id.clone(),
+    })
+}
+
+/// `(lower id, lower version)` restore would pick for `wanted` on the feed.
+pub(super) async fn resolve_with(
+    client: &FeedClient,
+    index: &FeedIndex,
+    wanted: &Wanted,
+) -> Result<(String, String), String> {
     let lower_id = wanted.lower_id();
-    let available = versions(context, &lower_id).await?;
+    let available = versions(client, index, &lower_id).await?;
     let version = wanted.range.pick(&available).ok_or_else(|| {
         format!(
             "no version in {} among the {} versions on the feed",
@@ -268,11 +282,7 @@ async fn resolve(context: &Context, wanted: &Wanted) -> Result<Resolved, String>
             available.len()
         )
     })?;
-    Ok(Resolved {
-        lower_id,
-        version: version.lower_normalized(),
-        id: wanted.id.clone(),
-    })
+    Ok((lower_id, version.lower_normalized()))
 }
 
 /// Warms one package: nupkg (drained, not kept), nuspec, registration

@@ -472,6 +472,29 @@ impl Cache {
         self.index.flush()
     }
 
+    /// Every cached package, `(lower id, lower version)` sorted: the
+    /// `.nupkg` files (`{mount}{id}/{version}/{id}.{version}.nupkg`) in the
+    /// index. For the air gap's export.
+    pub fn packages(&self) -> Vec<(String, String)> {
+        let mut packages: Vec<(String, String)> = self
+            .index
+            .iter()
+            .filter(|(_, entry)| entry.as_ref().is_ok_and(|e| e.kind == EntryKind::Blob))
+            .filter_map(|(key, _)| {
+                let parts: Vec<&str> = key.split('/').collect();
+                match parts.as_slice() {
+                    [.., id, version, file] if *file == format!("{id}.{version}.nupkg") => {
+                        Some((id.to_string(), version.to_string()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        packages.sort();
+        packages.dedup();
+        packages
+    }
+
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         self.index.get(key)
     }

@@ -9,6 +9,7 @@
 //! 4. **respond** — render for the request's public base URL, negotiate
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
+mod admin;
 mod base;
 mod metadata;
 mod packages;
@@ -41,6 +42,7 @@ use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
+pub(crate) use service::SERVICE_INDEX_KEY;
 
 /// What dispatching learns of a request, for its access line.
 #[derive(Default)]
@@ -166,6 +168,7 @@ impl Proxy {
             read_only(&parts)?;
             return match route {
                 Route::ServiceIndex => self.service_index(&parts).await,
+                Route::AdminPackages => self.admin_packages(&parts).await,
                 _ => Ok(Reply::plain(self.home())),
             };
         };
