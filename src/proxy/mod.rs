@@ -12,6 +12,7 @@
 mod admin;
 mod base;
 mod metadata;
+mod offline_search;
 mod packages;
 mod publishing;
 mod reload;
@@ -239,7 +240,12 @@ impl Proxy {
             transform: rewrite,
             persist,
         };
-        let (doc, status) = self.document(spec).await?;
+        let (doc, status) = match self.document(spec).await {
+            Err(ProxyError::Upstream(error)) if target.kind == TargetKind::Search => {
+                return self.offline_search(parts, target, &base, error).await;
+            }
+            outcome => outcome?,
+        };
         let rendered = doc.body.render(&base.url);
         Ok(respond::document(
             &parts.headers,
