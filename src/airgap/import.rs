@@ -67,7 +67,8 @@ pub fn import_into_cache(bundle_dir: &Path, cache_dir: &Path, config: &Config) -
         dir: cache_dir.to_path_buf(),
         ..config.cache.clone()
     };
-    let (cache, _repair) = Cache::open(&cache_config).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
+    let (cache, _repair) =
+        Cache::open(&cache_config, config.ttl.not_found).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
     let service_index = service_index(bundle_dir, &manifest, &cache)?;
     let map = build_service_map(&service_index, config.publish.enabled)
         .map_err(|e| format!("{SERVICE_INDEX}: not a usable service index: {e}"))?;

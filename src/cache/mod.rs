@@ -1,40 +1,46 @@
-//! The cache: an index (sled) over blob files, with hot documents in memory
-//! (moka). Keys are canonical local paths below `/v3/` (see `route.rs`).
+//! The cache: an index over blob files, with hot documents and blobs in
+//! memory (moka), and the upstream's recent 404s. Keys are canonical local
+//! paths below `/v3/` (see `route.rs`). This file holds the whole-cache
+//! work: open and repair, verify, remove, remembered 404s, access times.
 //!
-//! - `index`: the sled records;
-//! - `blobs`: the file store (temporary file, hash, fsync, rename);
-//! - `status`: HIT / MISS / STALE / REVALIDATED;
-//! - `compliance` (tests): what every blob store must do.
+//! - `index`: the records, behind [`IndexStore`] (`sled_index` on disk;
+//!   `index_compliance`: what every index store must do);
+//! - `blobs`: the file store (temporary file, hash, fsync, rename;
+//!   `compliance`: what every blob store must do);
+//! - `documents` / `packages`: reading and storing each kind;
+//! - `hot`: package files in memory; `reader`: verified reads;
+//! - `scrub`: the online re-hash; `health`: does the disk take writes;
+//! - `status`: HIT / MISS / STALE / REVALIDATED / UPDATING.
 
 mod blobs;
 #[cfg(test)]
 mod compliance;
+mod documents;
 mod health;
 mod hot;
 mod index;
+#[cfg(test)]
+mod index_compliance;
+mod packages;
 mod reader;
 pub(crate) mod scrub;
+mod sled_index;
 mod status;
 
 use std::fs::File;
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use sha2::{Digest, Sha512};
-
 use crate::config::CacheConfig;
 use crate::error::StorageError;
-use crate::nuget::PackageHash;
 use crate::rewrite::Template;
 
 pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 pub(crate) use health::StorageHealth;
 pub(crate) use hot::{blob_etag, HotBlob};
-pub(crate) use index::Index;
-pub use index::{now_ms, Entry, EntryKind};
+pub(crate) use index::IndexStore;
+pub use index::{now_ms, Entry, EntryKind, Totals};
 pub(crate) use reader::{BlobReader, ReadError};
 pub use status::CacheStatus;
 
@@ -103,7 +109,7 @@ pub fn is_cache_dir(dir: &std::path::Path) -> bool {
 /// Opens the cache under `config.dir` (nucache must not be running on it)
 /// and verifies every object; see [`Cache::verify`].
 pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> {
-    let (cache, _repair) = Cache::open(config)?;
+    let (cache, _repair) = Cache::open(config, Duration::ZERO)?;
     let report = cache.verify()?;
     cache.flush()?;
     Ok(report)
@@ -119,11 +125,13 @@ pub struct Repair {
 }
 
 pub(crate) struct Cache {
-    index: Index,
+    index: Box<dyn IndexStore>,
     blobs: Box<dyn BlobStore>,
     hot: moka::sync::Cache<String, Arc<HotDoc>>,
     /// Committed blobs as they are served (small ones with their bytes).
     hot_blobs: moka::sync::Cache<String, Arc<HotBlob>>,
+    /// Keys the upstream recently answered 404 for (`ttl.not_found`).
+    missing: moka::sync::Cache<String, ()>,
     /// Access times up to this moment (ms) are in the index.
     access_flushed: AtomicU64,
     /// Whether the disk takes writes.
@@ -135,10 +143,11 @@ pub(crate) struct Cache {
 impl Cache {
     /// Opens (creating) the cache under `config.dir` and repairs what a
     /// crash may have left: temporary files, records without their file,
-    /// files without their record.
-    pub fn open(config: &CacheConfig) -> Result<(Cache, Repair), StorageError> {
+    /// files without their record. Upstream 404s are remembered for
+    /// `not_found_ttl`.
+    pub fn open(config: &CacheConfig, not_found_ttl: Duration) -> Result<(Cache, Repair), StorageError> {
         std::fs::create_dir_all(&config.dir).map_err(StorageError::io("creating the cache directory"))?;
-        let index = Index::open(&config.dir.join("index"))?;
+        let index = Box::new(sled_index::SledIndex::open(&config.dir.join("index"))?);
         let blobs = Box::new(FsBlobStore::open(&config.dir)?);
         let hot = moka::sync::Cache::builder()
             .max_capacity(config.memory.bytes() / 2)
@@ -151,11 +160,18 @@ impl Cache {
             .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, blob: &Arc<HotBlob>| blob.weight())
             .build();
+        let missing = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(not_found_ttl.max(Duration::from_millis(1)))
+            // Publishing forgets a package's 404s by key prefix.
+            .support_invalidation_closures()
+            .build();
         let cache = Cache {
             index,
             blobs,
             hot,
             hot_blobs,
+            missing,
             access_flushed: AtomicU64::new(0),
             health: StorageHealth::new(config.storage_retry),
             verify_reads: config.verify_reads,
@@ -168,7 +184,7 @@ impl Cache {
     /// match their record: they are fetched again on the next request.
     pub fn verify(&self) -> Result<Verification, StorageError> {
         let mut report = Verification::default();
-        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
+        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.records().collect();
         for (key, record) in records {
             let intact = match &record {
                 Ok(entry) => self.hashes_to(&key, entry)?,
@@ -198,7 +214,7 @@ impl Cache {
             ..Repair::default()
         };
         let mut live = Vec::new();
-        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
+        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.records().collect();
         for (key, record) in records {
             let usable = match record {
                 Ok(entry) => self.blobs.open(&key, &info(&entry))?.is_some().then_some(entry),
@@ -217,79 +233,6 @@ impl Cache {
         Ok(report)
     }
 
-    /// A cached document: from memory, else from disk (verified against its
-    /// SHA-512; a mismatch drops the entry).
-    pub fn document(&self, key: &str) -> Result<Option<Arc<HotDoc>>, StorageError> {
-        if let Some(doc) = self.hot.get(key) {
-            return Ok(Some(doc));
-        }
-        let Some(entry) = self.index.get(key)? else {
-            return Ok(None);
-        };
-        let Some(body) = self.read_verified(key, &entry)? else {
-            tracing::warn!(key, "cached document missing or corrupt; dropped");
-            self.remove(key)?;
-            return Ok(None);
-        };
-        Ok(Some(self.remember(key, entry, body)))
-    }
-
-    fn read_verified(&self, key: &str, entry: &Entry) -> Result<Option<Bytes>, StorageError> {
-        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
-            return Ok(None);
-        };
-        let mut body = Vec::with_capacity(entry.size as usize);
-        file.read_to_end(&mut body)
-            .map_err(StorageError::io("reading a document"))?;
-        let matches = hex::encode(Sha512::digest(&body)) == entry.sha512;
-        Ok(matches.then(|| Bytes::from(body)))
-    }
-
-    fn remember(&self, key: &str, entry: Entry, body: Bytes) -> Arc<HotDoc> {
-        let content_id = entry.sha512.clone();
-        let doc = Arc::new(HotDoc {
-            entry,
-            body: Template::new(body, &content_id),
-            accessed: AtomicU64::new(0),
-        });
-        self.hot.insert(key.to_string(), doc.clone());
-        doc
-    }
-
-    /// Stores a document (blocking I/O). `persist: false` keeps it in
-    /// memory only (search answers).
-    pub fn store_document(
-        &self,
-        key: &str,
-        kind: EntryKind,
-        origin: Origin,
-        body: Bytes,
-        persist: bool,
-    ) -> Result<Arc<HotDoc>, StorageError> {
-        let in_memory = BlobInfo {
-            size: body.len() as u64,
-            sha512: hex::encode(Sha512::digest(&body)),
-            xxh3: None,
-        };
-        let mut entry = entry_of(kind, origin.clone(), in_memory);
-        if persist && !self.health.bypass() {
-            let previous = self.index.get(key).ok().flatten();
-            if let Ok(stored) = self.watch(self.write_document(key, kind, origin, &body)) {
-                self.discard_replaced(key, previous, &stored);
-                entry = stored;
-            }
-        }
-        Ok(self.remember(key, entry, body))
-    }
-
-    fn write_document(&self, key: &str, kind: EntryKind, origin: Origin, body: &[u8]) -> Result<Entry, StorageError> {
-        let mut writer = self.blobs.create()?;
-        writer.write(body).map_err(StorageError::io("writing a document"))?;
-        let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
-        self.index.put(key, &entry)?;
-        Ok(entry)
-    }
-
     /// Tells the storage health what a write came to.
     fn watch<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
         match &result {
@@ -297,103 +240,6 @@ impl Cache {
             Err(error) => self.health.failed(&error.to_string()),
         }
         result
-    }
-
-    /// Records that the upstream confirmed a document unchanged (304).
-    pub fn confirm_document(&self, key: &str, doc: &HotDoc, persist: bool) -> Result<Arc<HotDoc>, StorageError> {
-        let mut entry = doc.entry.clone();
-        entry.fetched_at = now_ms();
-        if persist {
-            self.index.put(key, &entry)?;
-        }
-        Ok(self.remember(key, entry, doc.body.text().clone()))
-    }
-
-    /// A committed blob from memory, when it is hot (no I/O).
-    pub fn hot_blob(&self, key: &str) -> Option<Arc<HotBlob>> {
-        self.hot_blobs.get(key)
-    }
-
-    /// A committed blob from the index (blocking I/O), made hot: small ones
-    /// are read and verified into memory, larger ones come with their file
-    /// opened. `None` when absent, gone or corrupt (the record is dropped).
-    pub fn load_blob(&self, key: &str) -> Result<Option<LoadedBlob>, StorageError> {
-        let Some(entry) = self.index.get(key)? else {
-            return Ok(None);
-        };
-        let Some(file) = self.open_or_drop(key, &entry)? else {
-            return Ok(None);
-        };
-        if entry.size > hot::SMALL_BLOB {
-            let hot = Arc::new(HotBlob::new(key, entry, None));
-            self.hot_blobs.insert(key.to_string(), hot.clone());
-            return Ok(Some((hot, Some(file))));
-        }
-        let mut reader = self.reader(&entry, file);
-        let body = match reader.next_chunk(hot::SMALL_BLOB as usize) {
-            Ok(body) => body.unwrap_or_default(),
-            Err(ReadError::Io(error)) => return Err(StorageError::io("reading a blob")(error)),
-            Err(_) => {
-                self.drop_corrupt(key, &entry)?;
-                return Ok(None);
-            }
-        };
-        let hot = Arc::new(HotBlob::new(key, entry, Some(body)));
-        self.hot_blobs.insert(key.to_string(), hot.clone());
-        Ok(Some((hot, None)))
-    }
-
-    /// Opens the file of a hot blob kept without its bytes (blocking I/O);
-    /// `None` when it is gone (the record is dropped).
-    pub fn open_blob(&self, key: &str, hot: &HotBlob) -> Result<Option<File>, StorageError> {
-        self.open_or_drop(key, &hot.entry)
-    }
-
-    /// `entry`'s file, or `None` (and the record dropped) when it is gone
-    /// or of the wrong size.
-    fn open_or_drop(&self, key: &str, entry: &Entry) -> Result<Option<File>, StorageError> {
-        let file = self.blobs.open(key, &info(entry))?;
-        if file.is_none() {
-            tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
-            self.remove(key)?;
-        }
-        Ok(file)
-    }
-
-    /// A reader of a committed blob that checks it against its record
-    /// (unless `cache.verify_reads` is off).
-    pub fn reader(&self, entry: &Entry, file: File) -> BlobReader {
-        let hashes = (entry.xxh3, entry.sha512.as_str());
-        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads)
-    }
-
-    /// A read found `key`'s bytes corrupt: drops it (unless it has been
-    /// replaced meanwhile), so the next request fetches good bytes.
-    pub fn drop_corrupt(&self, key: &str, seen: &Entry) -> Result<(), StorageError> {
-        if self.index.get(key)?.is_some_and(|now| now.sha512 == seen.sha512) {
-            tracing::error!(
-                key,
-                size = seen.size,
-                "cached file corrupted on disk; dropped, will be fetched again"
-            );
-            self.remove(key)?;
-        }
-        Ok(())
-    }
-
-    pub fn start_blob(&self) -> Result<BlobWriter, StorageError> {
-        self.watch(self.blobs.create())
-    }
-
-    /// Commits a complete blob and records it (blocking I/O).
-    pub fn commit_blob(&self, key: &str, writer: BlobWriter, origin: Origin) -> Result<Entry, StorageError> {
-        let previous = self.index.get(key).ok().flatten();
-        let entry = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
-            let entry = entry_of(EntryKind::Blob, origin, stored);
-            self.index.put(key, &entry).map(|_| entry)
-        }))?;
-        self.discard_replaced(key, previous, &entry);
-        Ok(entry)
     }
 
     /// Files are named by content, so a replaced entry leaves its old file.
@@ -413,38 +259,26 @@ impl Cache {
         Ok(())
     }
 
-    /// Forgets the documents `keys` covers, in memory and on disk; returns
-    /// how many were on disk.
-    pub fn remove_documents(&self, keys: &KeySet) -> Result<usize, StorageError> {
-        let covered = keys.clone();
-        if let Err(error) = self.hot.invalidate_entries_if(move |key, _| covered.contains(key)) {
-            tracing::warn!(%error, "could not drop documents from memory");
-        }
-        let mut on_disk = keys.exact.clone();
-        for prefix in &keys.prefixes {
-            on_disk.extend(self.index.keys_with_prefix(prefix)?);
-        }
-        let mut removed = 0;
-        for key in on_disk {
-            if self.index.get(&key)?.is_some_and(|e| e.kind != EntryKind::Blob) {
-                self.remove(&key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+    /// Whether the upstream recently answered 404 for `key`.
+    pub fn is_missing(&self, key: &str) -> bool {
+        self.missing.contains_key(key)
     }
 
-    /// Remembers the package hashes a document stated (blocking I/O).
-    pub fn record_package_hashes(&self, hashes: &[PackageHash]) -> Result<(), StorageError> {
-        for hash in hashes {
-            self.index.put_hash(&hash.key(), &hash.sha512)?;
+    /// The upstream answered 404 for `key`: drops what is cached under it
+    /// and remembers the answer for `ttl.not_found`.
+    pub fn mark_missing(&self, key: &str) {
+        if let Err(error) = self.remove(key) {
+            tracing::warn!(key, %error, "could not drop a cache entry the upstream no longer has");
         }
-        Ok(())
+        self.missing.insert(key.to_string(), ());
     }
 
-    /// The SHA-512 (hex) the metadata states for `{lower_id}/{lower_version}`.
-    pub fn package_hash(&self, package: &str) -> Result<Option<String>, StorageError> {
-        self.index.hash(package)
+    /// Forgets the remembered 404s of the keys `keys` covers (a push made
+    /// them exist).
+    pub fn forget_missing(&self, keys: KeySet) {
+        if let Err(error) = self.missing.invalidate_entries_if(move |key, _| keys.contains(key)) {
+            tracing::warn!(%error, "could not drop remembered 404s");
+        }
     }
 
     /// Writes the access times of the hot objects hit since the last
@@ -478,7 +312,7 @@ impl Cache {
     pub fn packages(&self) -> Vec<(String, String)> {
         let mut packages: Vec<(String, String)> = self
             .index
-            .iter()
+            .records()
             .filter(|(_, entry)| entry.as_ref().is_ok_and(|e| e.kind == EntryKind::Blob))
             .filter_map(|(key, _)| {
                 let parts: Vec<&str> = key.split('/').collect();
@@ -499,8 +333,9 @@ impl Cache {
         self.index.get(key)
     }
 
-    pub fn len(&self) -> usize {
-        self.index.len()
+    /// Records and the bytes of their files, as running totals (O(1)).
+    pub fn totals(&self) -> Totals {
+        self.index.totals()
     }
 }
 

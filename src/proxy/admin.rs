@@ -18,7 +18,7 @@ impl Proxy {
     pub(super) async fn admin_packages(self: &Arc<Self>, parts: &Parts) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, parts)?;
         let (snapshot, _) = self.service_map(false).await?;
-        let cache = self.stash.cache.clone();
+        let cache = self.cache.clone();
         let packages = blocking(move || Ok(cache.packages())).await?;
         let mounts: Vec<serde_json::Value> = snapshot
             .map

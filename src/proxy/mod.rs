@@ -22,7 +22,7 @@ mod service;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{HeaderValue, USER_AGENT};
 use http::request::Parts;
@@ -39,7 +39,7 @@ use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
 use crate::publish;
 use crate::route::{self, Route, Target, TargetKind};
-use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
+use crate::stash::{DocSpec, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
@@ -66,13 +66,15 @@ const LOGGED_PATH: usize = 300;
 /// Longest user agent written to the access log.
 const LOGGED_AGENT: usize = 200;
 
+/// The stages a request passes through, each owning its own state.
 pub(crate) struct Proxy {
     config: Arc<Config>,
+    /// lookup: records, files, hot copies, remembered 404s.
+    cache: Arc<Cache>,
+    /// fetch: single-flight fetches from the upstream into the cache.
     stash: Arc<Stash>,
-    documents: Flights<DocOutcome>,
-    blobs: Flights<BlobOutcome>,
-    /// Keys the upstream recently answered 404 for.
-    not_found: moka::sync::Cache<String, ()>,
+    /// The upstream client itself, for publish calls and health.
+    upstream: Arc<Upstream>,
     service: ServiceState,
     request_ids: AtomicU64,
     started: Instant,
@@ -82,22 +84,14 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>) -> Proxy {
-        let stash = Arc::new(Stash {
-            cache,
-            upstream: Arc::new(Upstream::new(&config.upstream)),
-            max_document: config.upstream.max_document_size.bytes(),
-        });
-        let not_found = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(config.ttl.not_found.max(Duration::from_millis(1)))
-            .support_invalidation_closures()
-            .build();
+        let upstream = Arc::new(Upstream::new(&config.upstream));
+        let max_document = config.upstream.max_document_size.bytes();
+        let stash = Arc::new(Stash::new(cache.clone(), upstream.clone(), max_document));
         Proxy {
             config: config.clone(),
+            cache,
             stash,
-            documents: Flights::default(),
-            blobs: Flights::default(),
-            not_found,
+            upstream,
             service: ServiceState::default(),
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
@@ -292,9 +286,10 @@ impl Proxy {
             Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
             Some(_) => "stale",
         };
-        let mut upstream = self.stash.upstream.breaker_status();
-        let storage_error = self.stash.cache.health.problem();
+        let mut upstream = self.upstream.breaker_status();
+        let storage_error = self.cache.health.problem();
         let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
+        let totals = self.cache.totals();
         // Anonymous callers of a closed feed learn the state, not the
         // addresses or error texts (they may name hosts and local paths).
         let mut last_error = storage_error.clone();
@@ -309,23 +304,16 @@ impl Proxy {
             "service_index": service_index,
             "upstream": upstream,
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
-            "cache_entries": self.stash.cache.len(),
-            "downloads_in_flight": self.blobs.len(),
+            "cache_entries": totals.entries,
+            "cache_bytes": totals.bytes,
+            "downloads_in_flight": self.stash.downloads_in_flight(),
         });
         respond::json(StatusCode::OK, body.to_string())
     }
 
-    /// Drops `key` from the cache and remembers the upstream's 404.
-    fn forget(&self, key: &str) {
-        if let Err(error) = self.stash.cache.remove(key) {
-            tracing::warn!(key, %error, "could not drop a cache entry the upstream no longer has");
-        }
-        self.not_found.insert(key.to_string(), ());
-    }
-
     /// Writes batched last-access times; called periodically and at shutdown.
     pub fn flush(&self) {
-        if let Err(error) = self.stash.cache.flush() {
+        if let Err(error) = self.cache.flush() {
             tracing::warn!(%error, "flushing the cache index failed");
         }
     }

@@ -38,7 +38,7 @@ impl Proxy {
             .get(target.mount)
             .is_some_and(|m| m.kind == MountKind::Autocomplete);
         let query = Query::parse(parts.uri.query());
-        let (cache, map, url) = (self.stash.cache.clone(), snapshot.map.clone(), base.url.clone());
+        let (cache, map, url) = (self.cache.clone(), snapshot.map.clone(), base.url.clone());
         let packages = blocking(move || Ok(gather(&cache, &map.mounts, &url))).await?;
         let answer = match autocomplete {
             true => self::autocomplete(&query, &packages),
