@@ -41,8 +41,12 @@ pub enum TargetKind {
     VersionList,
     PackageFile(PackageFile),
     Registration,
-    /// Catalog, vulnerability and repository-signature documents.
+    /// Catalog, vulnerability index and repository-signature documents.
     Document,
+    /// A page of `VulnerabilityInfo`: upstreams publish new data under new
+    /// page URLs (and a new `@updated` in the index), so a page is
+    /// immutable per URL; only the index changes.
+    VulnerabilityPage,
     /// Search and autocomplete (the query string is part of the key).
     Search,
     Publish,
@@ -157,7 +161,12 @@ pub fn resolve(path: &str, query: Option<&str>, mounts: &Mounts) -> Result<Targe
         }
         MountKind::Catalog | MountKind::Vulnerabilities | MountKind::RepositorySignatures => {
             let rel = document_path(rest)?.to_string();
-            Ok(target(TargetKind::Document, format!("{local}{rel}"), rel, None))
+            // The mount is the index's directory; the index is `index.json`.
+            let kind = match mount.kind {
+                MountKind::Vulnerabilities if rel != "index.json" => TargetKind::VulnerabilityPage,
+                _ => TargetKind::Document,
+            };
+            Ok(target(kind, format!("{local}{rel}"), rel, None))
         }
         MountKind::Search | MountKind::Autocomplete => {
             if !rest.is_empty() {

@@ -141,7 +141,10 @@ fn plan(manifest: &Manifest, map: &ServiceMap) -> Result<Vec<Planned>, String> {
                 .map_err(|e| unknown(&format!("no resource of the service index serves it ({e})")))?;
             if !matches!(
                 target.kind,
-                TargetKind::VersionList | TargetKind::Registration | TargetKind::Document
+                TargetKind::VersionList
+                    | TargetKind::Registration
+                    | TargetKind::Document
+                    | TargetKind::VulnerabilityPage
             ) {
                 return Err(unknown("not a metadata document"));
             }

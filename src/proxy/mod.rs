@@ -61,6 +61,9 @@ enum Access {
 }
 use service::ServiceState;
 
+/// How long an immutable document (a vulnerability page) counts as fresh.
+const IMMUTABLE_DOCUMENT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
 /// Longest request path written to the access log.
 const LOGGED_PATH: usize = 300;
 /// Longest user agent written to the access log.
@@ -224,6 +227,7 @@ impl Proxy {
             TargetKind::VersionList => (ttl.versions, true),
             TargetKind::Registration => (ttl.registration, true),
             TargetKind::Document => (ttl.documents, true),
+            TargetKind::VulnerabilityPage => (IMMUTABLE_DOCUMENT, true),
             TargetKind::Search => (ttl.search, false),
         };
         let base = base::public_base(&self.config, parts)?;
