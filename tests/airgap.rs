@@ -1,0 +1,181 @@
+//! The air gap through the library: `warm` fills a running nucache from an
+//! input file (dependencies included), `export` writes a bundle of its
+//! cache (deterministic, incremental with `--since`), `import` loads it into
+//! an empty cache directory, and a nucache there serves the packages with
+//! the same bytes and the metadata past its TTL with no upstream at all.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::nucache::{test_config, Nucache};
+use common::upstream::{FakeUpstream, Fault};
+use http::StatusCode;
+use nucache::airgap::{export, import_into_cache, warm, ExportOptions, WarmOptions};
+
+fn warm_options(feed: &str, files: Vec<PathBuf>) -> WarmOptions {
+    WarmOptions {
+        feed: feed.to_string(),
+        with_dependencies: true,
+        framework: None,
+        jobs: 4,
+        files,
+        progress: false,
+    }
+}
+
+fn export_options(dir: &Path, feed: &str, since: Option<PathBuf>) -> ExportOptions {
+    ExportOptions {
+        dir: dir.to_path_buf(),
+        feed: feed.to_string(),
+        only: Vec::new(),
+        since,
+    }
+}
+
+fn manifest_without_created(bundle: &Path) -> String {
+    let text = std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest");
+    text.lines()
+        .filter(|l| !l.contains("\"created\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn import(bundle: &Path, cache: &Path) -> Result<nucache::airgap::ImportSummary, String> {
+    let (bundle, cache) = (bundle.to_path_buf(), cache.to_path_buf());
+    tokio::task::spawn_blocking(move || import_into_cache(&bundle, &cache, &nucache::Config::default()))
+        .await
+        .expect("import task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_export_import_then_serve_with_no_upstream() {
+    let upstream = FakeUpstream::start().await;
+    let a = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let feed = a.url("/v3/index.json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("wanted.txt");
+    std::fs::write(
+        &list,
+        "# CI tools\nFake.Core [1.1.0]\nFake.Many@1.5.*\nNope.Nothing 1.0\n",
+    )
+    .expect("list");
+    let config = nucache::Config::default();
+
+    let summary = warm(warm_options(&feed, vec![list.clone()]), &config)
+        .await
+        .expect("warm");
+    assert_eq!((summary.wanted, summary.dependencies), (3, 1), "{summary}");
+    assert_eq!((summary.fetched, summary.cached), (3, 0), "{summary}");
+    assert_eq!(summary.failed.len(), 1, "{summary}");
+    assert!(summary.failed[0].starts_with("Nope.Nothing [1.0.0, ) ("), "{summary}");
+    let again = warm(warm_options(&feed, vec![list]), &config)
+        .await
+        .expect("warm again");
+    assert_eq!((again.fetched, again.cached), (0, 3), "{again}");
+
+    let bundle = work.path().join("bundle");
+    let exported = export(export_options(&bundle, &feed, None), &config)
+        .await
+        .expect("export");
+    assert_eq!(exported.packages, 3, "{exported}");
+    for file in [
+        "packages/fake.core/1.1.0/fake.core.1.1.0.nupkg",
+        "packages/fake.core/1.1.0/fake.core.1.1.0.nupkg.sha512",
+        "packages/fake.core/1.1.0/fake.core.nuspec",
+        "packages/fake.many/1.5.0/fake.many.1.5.0.nupkg",
+        "packages/fake.dep/1.0.0/fake.dep.1.0.0.nupkg",
+        "metadata/index.json",
+        "metadata/flatcontainer/fake.core/index.json",
+        "metadata/vulnerabilities/index.json",
+        "metadata/sources.json",
+    ] {
+        assert!(bundle.join(file).is_file(), "{file} is missing from the bundle");
+    }
+    let nupkg = std::fs::read(bundle.join("packages/fake.core/1.1.0/fake.core.1.1.0.nupkg")).expect("read");
+    assert_eq!(Some(nupkg), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    let versions = std::fs::read_to_string(bundle.join("metadata/flatcontainer/fake.core/index.json")).expect("read");
+    assert!(
+        !versions.contains(&a.base()),
+        "the bundle names the upstream, not nucache A"
+    );
+
+    let second = work.path().join("bundle-again");
+    export(export_options(&second, &feed, None), &config)
+        .await
+        .expect("export again");
+    assert_eq!(
+        manifest_without_created(&bundle),
+        manifest_without_created(&second),
+        "deterministic"
+    );
+    let increment = work.path().join("increment");
+    let since = export(export_options(&increment, &feed, Some(bundle.clone())), &config)
+        .await
+        .expect("since");
+    assert_eq!((since.packages, since.skipped, since.documents), (0, 3, 0), "{since}");
+
+    upstream.set_fault(Fault::Refuse);
+    drop(a.stop().await);
+    let cache_b = work.path().join("cache-b");
+    let imported = import(&bundle, &cache_b).await.expect("import");
+    assert_eq!(imported.packages, 3, "{imported}");
+    // Its own upstream a dead port, every document long past its TTL.
+    let mut config_b = test_config("http://127.0.0.1:9/v3/index.json", &cache_b);
+    config_b.ttl.versions = Duration::ZERO;
+    config_b.ttl.registration = Duration::ZERO;
+    config_b.ttl.max_stale = Duration::ZERO;
+    let b = Nucache::start_with(config_b).await;
+    let package = b.get("/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg").await;
+    assert_eq!((package.status, package.x_cache()), (StatusCode::OK, Some("HIT")));
+    assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    let list = b.get("/v3/flatcontainer/fake.core/index.json").await;
+    assert_eq!(
+        (list.status, list.x_cache()),
+        (StatusCode::OK, Some("STALE")),
+        "{}",
+        list.text()
+    );
+    assert!(list.text().contains("1.1.0"));
+    let registration = b
+        .get("/v3/registration/registration5-gz-semver2/fake.core/index.json")
+        .await;
+    assert_eq!(registration.status, StatusCode::OK, "{}", registration.text());
+    assert!(registration.text().contains(&b.base()), "rewritten to nucache B");
+    assert_eq!(
+        b.get("/v3/flatcontainer/fake.core/1.0.0/fake.core.1.0.0.nupkg")
+            .await
+            .status,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_with_a_corrupt_file_imports_nothing() {
+    let upstream = FakeUpstream::start().await;
+    let a = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let feed = a.url("/v3/index.json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("wanted.txt");
+    std::fs::write(&list, "Fake.Dep 1.0.1\n").expect("list");
+    let config = nucache::Config::default();
+    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
+    let bundle = work.path().join("bundle");
+    export(export_options(&bundle, &feed, None), &config)
+        .await
+        .expect("export");
+    let victim = "packages/fake.dep/1.0.1/fake.dep.nuspec";
+    let mut bytes = std::fs::read(bundle.join(victim)).expect("read");
+    bytes[10] ^= 0x20;
+    std::fs::write(bundle.join(victim), bytes).expect("corrupt");
+    let cache = work.path().join("cache");
+    let refused = import(&bundle, &cache).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains(victim) && e.contains("nothing imported")),
+        "{refused:?}"
+    );
+    assert!(!cache.exists(), "nothing was written");
+}
