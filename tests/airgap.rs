@@ -116,6 +116,18 @@ async fn warm_export_import_then_serve_with_no_upstream() {
         .expect("since");
     assert_eq!((since.packages, since.skipped, since.documents), (0, 3, 0), "{since}");
 
+    let only_list = work.path().join("only.txt");
+    std::fs::write(&only_list, "fake.dep [1.0.0]\n").expect("only");
+    let mut only = export_options(&work.path().join("only"), &feed, None);
+    only.only = vec![only_list];
+    let subset = export(only, &config).await.expect("export --only");
+    assert_eq!(subset.packages, 1, "{subset}");
+    assert!(work
+        .path()
+        .join("only/packages/fake.dep/1.0.0/fake.dep.1.0.0.nupkg")
+        .is_file());
+    assert!(!work.path().join("only/packages/fake.core").exists());
+
     upstream.set_fault(Fault::Refuse);
     drop(a.stop().await);
     let cache_b = work.path().join("cache-b");
