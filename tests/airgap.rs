@@ -191,3 +191,43 @@ async fn a_bundle_with_a_corrupt_file_imports_nothing() {
     );
     assert!(!cache.exists(), "nothing was written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_the_cache_has_no_place_for_imports_nothing() {
+    let upstream = FakeUpstream::start().await;
+    let a = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let feed = a.url("/v3/index.json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("wanted.txt");
+    std::fs::write(&list, "Fake.Dep 1.0.1\n").expect("list");
+    let config = nucache::Config::default();
+    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
+    let bundle = work.path().join("bundle");
+    export(export_options(&bundle, &feed, None), &config)
+        .await
+        .expect("export");
+    // A well-formed entry (right size and hash) that is no cache document.
+    let stray = "metadata/nowhere/x.json";
+    std::fs::create_dir_all(bundle.join("metadata/nowhere")).expect("mkdir");
+    std::fs::write(bundle.join(stray), b"{}").expect("write");
+    let path = bundle.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+    let sha512 = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha512::digest(b"{}"))
+    };
+    manifest["files"]
+        .as_array_mut()
+        .expect("files")
+        .push(serde_json::json!({"path": stray, "size": 2, "sha512": sha512}));
+    std::fs::write(&path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+    let cache = work.path().join("cache");
+    let refused = import(&bundle, &cache).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains(stray) && e.contains("nothing imported")),
+        "{refused:?}"
+    );
+    assert!(!cache.exists(), "nothing was written");
+}

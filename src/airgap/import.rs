@@ -63,16 +63,27 @@ enum Stored {
 pub fn import_into_cache(bundle_dir: &Path, cache_dir: &Path, config: &Config) -> Result<ImportSummary, String> {
     let manifest = Manifest::read(bundle_dir).map_err(|e| e.to_string())?;
     bundle::verify(bundle_dir, &manifest).map_err(|e| format!("refused, nothing imported: {e}"))?;
+    // With the service index in the bundle, every path is mapped to its
+    // key before the cache directory is even opened.
+    let bundled = bundled_index(bundle_dir, &manifest)?;
+    let checked = bundled
+        .as_ref()
+        .map(|index| mapped(index, &manifest, config))
+        .transpose()?;
     let cache_config = crate::config::CacheConfig {
         dir: cache_dir.to_path_buf(),
         ..config.cache.clone()
     };
     let (cache, _repair) =
         Cache::open(&cache_config, config.ttl.not_found).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
-    let service_index = service_index(bundle_dir, &manifest, &cache)?;
-    let map = build_service_map(&service_index, config.publish.enabled)
-        .map_err(|e| format!("{SERVICE_INDEX}: not a usable service index: {e}"))?;
-    let plan = plan(&manifest, &map)?;
+    let service_index = match bundled {
+        Some(index) => index,
+        None => cached_index(&cache)?,
+    };
+    let (map, plan) = match checked {
+        Some(checked) => checked,
+        None => mapped(&service_index, &manifest, config)?,
+    };
     let mut summary = ImportSummary::default();
     if manifest.files.iter().any(|f| f.path == SERVICE_INDEX) {
         let origin = Origin {
@@ -106,21 +117,34 @@ pub fn import_into_cache(bundle_dir: &Path, cache_dir: &Path, config: &Config) -
     Ok(summary)
 }
 
-/// The bundle's service index, else (an incremental bundle whose index
-/// did not change) the one the cache holds.
-fn service_index(bundle_dir: &Path, manifest: &Manifest, cache: &Cache) -> Result<Bytes, String> {
-    if manifest.files.iter().any(|f| f.path == SERVICE_INDEX) {
-        let path = bundle_dir.join(bundle::checked_path(SERVICE_INDEX).map_err(|e| e.to_string())?);
-        return std::fs::read(&path)
-            .map(Bytes::from)
-            .map_err(|e| format!("{SERVICE_INDEX}: {e}"));
+/// The bundle's service index, if it has one.
+fn bundled_index(bundle_dir: &Path, manifest: &Manifest) -> Result<Option<Bytes>, String> {
+    if !manifest.files.iter().any(|f| f.path == SERVICE_INDEX) {
+        return Ok(None);
     }
+    let path = bundle_dir.join(bundle::checked_path(SERVICE_INDEX).map_err(|e| e.to_string())?);
+    std::fs::read(&path)
+        .map(|body| Some(Bytes::from(body)))
+        .map_err(|e| format!("{SERVICE_INDEX}: {e}"))
+}
+
+/// The cache's service index, for an incremental bundle whose index did
+/// not change.
+fn cached_index(cache: &Cache) -> Result<Bytes, String> {
     match cache.document(SERVICE_INDEX_KEY) {
         Ok(Some(doc)) => Ok(doc.body.text().clone()),
         _ => Err(format!(
             "the bundle has no {SERVICE_INDEX} and the cache no service index: import the full bundle first"
         )),
     }
+}
+
+/// The mounts of `service_index` and every file's place in the cache.
+fn mapped(service_index: &Bytes, manifest: &Manifest, config: &Config) -> Result<(ServiceMap, Vec<Planned>), String> {
+    let map = build_service_map(service_index, config.publish.enabled)
+        .map_err(|e| format!("{SERVICE_INDEX}: not a usable service index: {e}"))?;
+    let plan = plan(manifest, &map)?;
+    Ok((map, plan))
 }
 
 /// Maps every file to its cache key before anything is stored.
