@@ -14,6 +14,10 @@ use crate::config::{Config, UpstreamConfig};
 use crate::error::UpstreamError;
 use crate::upstream::{Fetched, Upstream, Wanted};
 
+/// Where the admin commands take the admin key from (the operations API's
+/// `NUCACHE_ADMIN_KEY`); never a configuration key, never logged.
+const ADMIN_KEY_ENV: &str = "NUCACHE_ADMIN_KEY";
+
 /// Why a feed request failed; names the URL.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum FeedError {
@@ -62,9 +66,13 @@ impl FeedClient {
 
     /// GET `url`; `None` on 404/410, an error on any other status but 200.
     async fn get(&self, url: &str, wanted: Wanted) -> Result<Option<Fetched>, FeedError> {
+        self.get_with(url, wanted, &HeaderMap::new()).await
+    }
+
+    async fn get_with(&self, url: &str, wanted: Wanted, headers: &HeaderMap) -> Result<Option<Fetched>, FeedError> {
         let fetched = self
             .upstream
-            .get(url, wanted, &HeaderMap::new())
+            .get(url, wanted, headers)
             .await
             .map_err(|error| FeedError::Transport {
                 url: url.to_string(),
@@ -97,7 +105,11 @@ impl FeedClient {
 
     /// A whole document, decoded (gzip) but not parsed.
     pub async fn document(&self, url: &str) -> Result<Option<Answer<Bytes>>, FeedError> {
-        let Some(mut fetched) = self.get(url, Wanted::Document).await? else {
+        self.document_with(url, &HeaderMap::new()).await
+    }
+
+    async fn document_with(&self, url: &str, headers: &HeaderMap) -> Result<Option<Answer<Bytes>>, FeedError> {
+        let Some(mut fetched) = self.get_with(url, Wanted::Document, headers).await? else {
             return Ok(None);
         };
         let cache = x_cache(&fetched.headers);
@@ -119,7 +131,25 @@ impl FeedClient {
 
     /// A JSON document, parsed.
     pub async fn json(&self, url: &str) -> Result<Option<Answer<Value>>, FeedError> {
-        let Some(answer) = self.document(url).await? else {
+        self.json_with(url, &HeaderMap::new()).await
+    }
+
+    /// A JSON document of the admin API: with the key in
+    /// `NUCACHE_ADMIN_KEY` when it is set (sent to this URL only).
+    pub async fn admin_json(&self, url: &str) -> Result<Option<Answer<Value>>, FeedError> {
+        let mut headers = HeaderMap::new();
+        if let Some(mut key) = std::env::var(ADMIN_KEY_ENV)
+            .ok()
+            .and_then(|key| http::HeaderValue::from_str(&key).ok())
+        {
+            key.set_sensitive(true);
+            headers.insert(crate::auth::API_KEY_HEADER, key);
+        }
+        self.json_with(url, &headers).await
+    }
+
+    async fn json_with(&self, url: &str, headers: &HeaderMap) -> Result<Option<Answer<Value>>, FeedError> {
+        let Some(answer) = self.document_with(url, headers).await? else {
             return Ok(None);
         };
         let body = serde_json::from_slice(&answer.body).map_err(|e| FeedError::Json {

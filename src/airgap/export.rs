@@ -141,7 +141,7 @@ pub async fn export(options: ExportOptions, config: &crate::Config) -> Result<Ex
         .ok_or_else(|| format!("{}: a feed URL ends with /v3/index.json", options.feed))?
         .to_string();
     let listing_url = format!("{mapping_base}/admin/packages");
-    let listing = match client.json(&listing_url).await {
+    let listing = match client.admin_json(&listing_url).await {
         Ok(Some(answer)) => answer.body,
         Ok(None) => return Err(format!("{listing_url}: not found (is this nucache too old to export?)")),
         Err(error) => return Err(error.to_string()),

@@ -9,8 +9,8 @@
 //! 4. **respond** — render for the request's public base URL, negotiate
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
-mod admin;
 mod base;
+mod export_listing;
 mod metadata;
 mod offline_search;
 mod packages;

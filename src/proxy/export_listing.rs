@@ -1,8 +1,10 @@
 //! `GET /admin/packages`: what `nucache export` needs to know of the
 //! cache: every cached package, the mounts (which upstream prefix each
 //! local path stands for) and the upstream service index URL. Allowed to
-//! whoever may read the feed (the operations API's admin keys are to
-//! guard it once they exist).
+//! whoever may read the feed until the operations API (`/admin/` behind
+//! admin keys) is merged; then it is one more admin call answered by
+//! [`Proxy::admin_packages`] (`nucache export` already sends the key in
+//! `NUCACHE_ADMIN_KEY` when it is set).
 
 use std::sync::Arc;
 
