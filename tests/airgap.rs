@@ -101,6 +101,11 @@ async fn warm_export_import_then_serve_with_no_upstream() {
         "the bundle names the upstream, not nucache A"
     );
 
+    let refused = export(export_options(&bundle, &feed, None), &config).await;
+    assert!(
+        refused.is_err_and(|e| e.contains("not empty")),
+        "a second export over the first"
+    );
     let second = work.path().join("bundle-again");
     export(export_options(&second, &feed, None), &config)
         .await

@@ -133,6 +133,17 @@ struct Exporter {
 }
 
 pub async fn export(options: ExportOptions, config: &crate::Config) -> Result<ExportSummary, String> {
+    // Files left there by something else would sit in the bundle unlisted.
+    let occupied = match tokio::fs::read_dir(&options.dir).await {
+        Ok(mut entries) => entries.next_entry().await.ok().flatten().is_some(),
+        Err(_) => false,
+    };
+    if occupied {
+        return Err(format!(
+            "{}: not empty; export into a new directory (--since takes the earlier bundle)",
+            options.dir.display()
+        ));
+    }
     let client = FeedClient::new(&options.feed, config);
     let index = read_index(&client, &options.feed).await?;
     let mapping_base = options
