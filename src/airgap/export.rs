@@ -170,14 +170,14 @@ pub async fn export(options: ExportOptions, config: &crate::Config) -> Result<Ex
         vulnerabilities: index.vulnerabilities.as_deref().map(|v| mapping.reachable(v)),
     };
     let since = match &options.since {
-        Some(dir) => Manifest::read(dir).map_err(|e| e.to_string())?.hashes(),
+        Some(dir) => disk(|| Manifest::read(dir)).map_err(|e| e.to_string())?.hashes(),
         None => BTreeMap::new(),
     };
     let packages = chosen_packages(&client, &index, &listing, &options.only).await?;
     let mut exporter = Exporter {
         client,
         mapping,
-        bundle: BundleWriter::new(&options.dir).map_err(|e| e.to_string())?,
+        bundle: disk(|| BundleWriter::new(&options.dir)).map_err(|e| e.to_string())?,
         since,
         sources: BTreeMap::new(),
         upstream: upstream.clone(),
@@ -208,12 +208,18 @@ pub async fn export(options: ExportOptions, config: &crate::Config) -> Result<Ex
         exporter.package(&index, id, version).await?;
     }
     let sources = serde_json::to_vec_pretty(&exporter.sources).map_err(|e| e.to_string())?;
-    exporter.bundle.put(SOURCES, &sources).map_err(|e| e.to_string())?;
+    disk(|| exporter.bundle.put(SOURCES, &sources)).map_err(|e| e.to_string())?;
     let mut summary = exporter.summary.clone();
-    let manifest = exporter.bundle.finish_bundle(&upstream).map_err(|e| e.to_string())?;
+    let manifest = disk(|| exporter.bundle.finish_bundle(&upstream)).map_err(|e| e.to_string())?;
     summary.files = manifest.files.len();
     summary.bytes = manifest.files.iter().map(|f| f.size).sum();
     Ok(summary)
+}
+
+/// Bundle files are written on the worker, which is told that it blocks
+/// (`export` runs on a multi-threaded runtime, as `main` builds it).
+fn disk<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
 }
 
 /// `(lower id, lower version)` sorted: `--only`'s inputs resolved on the
@@ -265,7 +271,7 @@ impl Exporter {
         let text = String::from_utf8_lossy(&answer.body);
         let original = self.mapping.to_upstream(&text);
         if !self.already_there(&path, original.as_bytes()) {
-            self.bundle.put(&path, original.as_bytes()).map_err(|e| e.to_string())?;
+            disk(|| self.bundle.put(&path, original.as_bytes())).map_err(|e| e.to_string())?;
             let public = format!(
                 "{}{}",
                 self.mapping.public_base,
@@ -298,30 +304,26 @@ impl Exporter {
         }
         let base = &index.flat_container;
         let url = format!("{base}{id}/{version}/{id}.{version}.nupkg");
-        let mut writer = self.bundle.create(&nupkg_path).map_err(|e| e.to_string())?;
+        let mut writer = disk(|| self.bundle.create(&nupkg_path)).map_err(|e| e.to_string())?;
         // A local file written a chunk at a time: the worker may block on it.
         let streamed = self
             .client
-            .stream(&url, |chunk| tokio::task::block_in_place(|| writer.write(chunk)))
+            .stream(&url, |chunk| disk(|| writer.write(chunk)))
             .await
             .map_err(|e| e.to_string())?;
         if streamed.is_none() {
             return Err(format!("{url}: listed as cached but nucache answered 404"));
         }
-        let digest = tokio::task::block_in_place(|| self.bundle.finish(writer)).map_err(|e| e.to_string())?;
+        let digest = disk(|| self.bundle.finish(writer)).map_err(|e| e.to_string())?;
         let sha512 = base64::engine::general_purpose::STANDARD.encode(digest);
-        self.bundle
-            .put(&format!("{nupkg_path}.sha512"), sha512.as_bytes())
-            .map_err(|e| e.to_string())?;
+        disk(|| self.bundle.put(&format!("{nupkg_path}.sha512"), sha512.as_bytes())).map_err(|e| e.to_string())?;
         let nuspec_url = format!("{base}{id}/{version}/{id}.nuspec");
         let nuspec = match self.client.document(&nuspec_url).await {
             Ok(Some(answer)) => answer.body,
             Ok(None) => return Err(format!("{nuspec_url}: nucache answered 404")),
             Err(error) => return Err(error.to_string()),
         };
-        self.bundle
-            .put(&format!("{dir}/{id}.nuspec"), &nuspec)
-            .map_err(|e| e.to_string())?;
+        disk(|| self.bundle.put(&format!("{dir}/{id}.nuspec"), &nuspec)).map_err(|e| e.to_string())?;
         self.summary.packages += 1;
         Ok(())
     }
