@@ -18,7 +18,9 @@
 //! Beside the pipeline: `body` (the response body type every layer builds),
 //! `access_log` (one line per request, written when its body ends),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
-//! `nuget` (ids, versions, package files), `error` (who failed: client,
+//! `nuget` (ids, versions, package files), `merge` (several upstreams as
+//! one: packageSourceMapping patterns, merged version lists, registrations
+//! and search answers; below `nuget` only), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
 //! changes), `logging` (the subscriber and its live filter), `preflight`
 //! (what `check-config` checks on the machine), `probe` (is the upstream a
@@ -32,6 +34,7 @@ pub mod config;
 pub mod error;
 mod log_writer;
 pub mod logging;
+pub mod merge;
 pub mod nuget;
 pub mod preflight;
 pub mod probe;

@@ -86,26 +86,16 @@ impl NuGetVersion {
         }
     }
 
-    pub fn is_prerelease(&self) -> bool {
-        !self.release.is_empty()
-    }
-
-    /// SemVer 2.0.0 by the version alone: a dotted release label or metadata.
-    pub fn is_semver2(&self) -> bool {
-        self.release.len() > 1 || self.metadata.is_some()
-    }
-}
-
-impl NuGetVersion {
-    /// SemVer 2.0.0 precedence extended with the 4th (revision) part, as
-    /// `NuGet.Versioning`'s `VersionComparer.Default`: numeric identifiers
-    /// numerically, others case-insensitively, a release above its
-    /// prereleases; metadata ignored.
+    /// NuGet's version order (`VersionComparer.Default`): the numeric
+    /// parts, then a release beats any pre-release, then the labels one by
+    /// one (numeric ones numerically and below alphanumeric ones, those
+    /// compared case-insensitively), fewer labels first; build metadata
+    /// does not count.
     pub fn precedence(&self, other: &NuGetVersion) -> std::cmp::Ordering {
         use std::cmp::Ordering;
-        let by_numbers = self.parts.cmp(&other.parts);
-        if by_numbers != Ordering::Equal {
-            return by_numbers;
+        let by_parts = self.parts.cmp(&other.parts);
+        if by_parts != Ordering::Equal {
+            return by_parts;
         }
         match (self.release.is_empty(), other.release.is_empty()) {
             (true, true) => return Ordering::Equal,
@@ -113,24 +103,27 @@ impl NuGetVersion {
             (false, true) => return Ordering::Less,
             (false, false) => {}
         }
-        for (mine, theirs) in self.release.iter().zip(&other.release) {
-            let order = compare_label(mine, theirs);
+        for (a, b) in self.release.iter().zip(&other.release) {
+            let order = match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                (Ok(_), Err(_)) => Ordering::Less,
+                (Err(_), Ok(_)) => Ordering::Greater,
+                (Err(_), Err(_)) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
+            };
             if order != Ordering::Equal {
                 return order;
             }
         }
         self.release.len().cmp(&other.release.len())
     }
-}
 
-/// One release label against another: numbers below words.
-fn compare_label(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        (Ok(_), Err(_)) => Ordering::Less,
-        (Err(_), Ok(_)) => Ordering::Greater,
-        (Err(_), Err(_)) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
+    pub fn is_prerelease(&self) -> bool {
+        !self.release.is_empty()
+    }
+
+    /// SemVer 2.0.0 by the version alone: a dotted release label or metadata.
+    pub fn is_semver2(&self) -> bool {
+        self.release.len() > 1 || self.metadata.is_some()
     }
 }
 
@@ -234,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn orders_by_semver_precedence_with_revision() {
+    fn precedence_is_nugets_order() {
         let ordered = [
             "1.0.0-alpha",
             "1.0.0-alpha.1",
@@ -245,18 +238,17 @@ mod tests {
             "1.0.0-rc.1",
             "1.0.0",
             "1.0.0.1",
-            "1.0.1",
-            "1.10.0",
-            "2.0.0",
+            "1.2.0",
+            "10.0.0",
         ];
-        let parse = |t: &str| NuGetVersion::parse(t).map_err(|e| e.to_string());
-        for pair in ordered.windows(2) {
-            let (a, b) = (parse(pair[0]), parse(pair[1]));
-            let order = a.and_then(|a| b.map(|b| a.precedence(&b)));
-            assert_eq!(order, Ok(std::cmp::Ordering::Less), "{} < {}", pair[0], pair[1]);
+        let parsed: Vec<NuGetVersion> = ordered.iter().filter_map(|v| NuGetVersion::parse(v).ok()).collect();
+        assert_eq!(parsed.len(), ordered.len());
+        for pair in parsed.windows(2) {
+            assert_eq!(pair[0].precedence(&pair[1]), std::cmp::Ordering::Less, "{pair:?}");
         }
-        let same = parse("1.0.0-Beta+x").and_then(|a| parse("1.0.0.0-beta").map(|b| a.precedence(&b)));
-        assert_eq!(same, Ok(std::cmp::Ordering::Equal));
+        let a = NuGetVersion::parse("1.0.0-Beta+one").ok();
+        let b = NuGetVersion::parse("1.0.0-beta+two").ok();
+        assert_eq!(a.zip(b).map(|(a, b)| a.precedence(&b)), Some(std::cmp::Ordering::Equal));
     }
 
     #[test]

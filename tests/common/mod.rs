@@ -2,6 +2,8 @@
 
 pub mod nucache;
 pub mod process;
+pub mod tinyproxy;
+pub mod tls;
 pub mod upstream;
 
 /// Every file below `root` (recursively).
