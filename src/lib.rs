@@ -17,6 +17,7 @@
 //!
 //! Beside the pipeline: `body` (the response body type every layer builds),
 //! `access_log` (one line per request, written when its body ends),
+//! `metrics` (the counters behind `/metrics`, atomics only on the request path),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
@@ -31,6 +32,7 @@ pub mod config;
 pub mod error;
 mod log_writer;
 pub mod logging;
+pub(crate) mod metrics;
 pub mod nuget;
 pub mod preflight;
 pub mod probe;

@@ -28,6 +28,8 @@ pub enum RouteError {
 pub enum Route {
     Home,
     Health,
+    /// `/metrics`: Prometheus text.
+    Metrics,
     ServiceIndex,
     /// A decoded path below `/v3/`, to be resolved against the mounts.
     Mounted(String),
@@ -65,6 +67,7 @@ pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
     match parts.as_slice() {
         [""] => Ok(Route::Home),
         ["health"] => Ok(Route::Health),
+        ["metrics"] => Ok(Route::Metrics),
         ["v3", "index.json"] => Ok(Route::ServiceIndex),
         ["v3", rest @ ..] if !rest.is_empty() && rest != [""] => Ok(Route::Mounted(rest.join("/"))),
         _ => Err(RouteError::NotFound),

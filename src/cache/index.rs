@@ -3,7 +3,7 @@
 //! last-access times kept apart so that a hit never rewrites a record.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,8 @@ pub(crate) struct Index {
     /// Records in `entries`, kept as a running count: `sled::Tree::len`
     /// walks the whole tree, and `/health` asks for it on every poll.
     count: AtomicUsize,
+    /// Sum of the records' sizes, kept the same way (the cap's measure).
+    bytes: AtomicU64,
 }
 
 impl Index {
@@ -73,8 +75,10 @@ impl Index {
                 other => StorageError::Index(other),
             })?;
         let entries = db.open_tree(ENTRIES)?;
+        let (count, bytes) = totals(&entries);
         Ok(Index {
-            count: AtomicUsize::new(entries.len()),
+            count: AtomicUsize::new(count),
+            bytes: AtomicU64::new(bytes),
             entries,
             access: db.open_tree(ACCESS)?,
             hashes: db.open_tree(HASHES)?,
@@ -94,9 +98,15 @@ impl Index {
             key: key.to_string(),
             reason: e.to_string(),
         })?;
-        if self.entries.insert(key.as_bytes(), raw)?.is_none() {
-            self.count.fetch_add(1, Ordering::Relaxed);
+        match self.entries.insert(key.as_bytes(), raw)? {
+            None => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(old) => {
+                self.bytes.fetch_sub(size_of_record(&old), Ordering::Relaxed);
+            }
         }
+        self.bytes.fetch_add(entry.size, Ordering::Relaxed);
         Ok(())
     }
 
@@ -106,6 +116,7 @@ impl Index {
             None => Ok(None),
             Some(raw) => {
                 self.count.fetch_sub(1, Ordering::Relaxed);
+                self.bytes.fetch_sub(size_of_record(&raw), Ordering::Relaxed);
                 decode(key, &raw).map(Some)
             }
         }
@@ -157,6 +168,11 @@ impl Index {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The sum of the records' sizes (O(1)).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
     /// Stores a batch of last-access times in one go.
     pub fn record_access(&self, batch: &[(String, u64)]) -> Result<(), StorageError> {
         let mut writes = sled::Batch::default();
@@ -183,6 +199,25 @@ impl Index {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// Records and bytes in `entries`, counted once at opening.
+fn totals(entries: &sled::Tree) -> (usize, u64) {
+    entries
+        .iter()
+        .filter_map(Result::ok)
+        .fold((0, 0), |(count, bytes), (_, raw)| {
+            (count + 1, bytes + size_of_record(&raw))
+        })
+}
+
+/// The size a raw record states (0 when unreadable: it counts for nothing).
+fn size_of_record(raw: &[u8]) -> u64 {
+    #[derive(Deserialize)]
+    struct Size {
+        size: u64,
+    }
+    serde_json::from_slice::<Size>(raw).map_or(0, |record| record.size)
 }
 
 fn decode(key: &str, raw: &[u8]) -> Result<Entry, StorageError> {
@@ -219,16 +254,16 @@ mod tests {
     }
 
     #[test]
-    fn the_running_count_follows_puts_replacements_and_removals() {
+    fn the_running_totals_follow_puts_replacements_and_removals() {
         let dir = tempfile::tempdir().expect("tempdir");
         let index = Index::open(&dir.path().join("index")).expect("open");
         index.put("a", &entry(1)).expect("put a");
         index.put("b", &entry(2)).expect("put b");
         index.put("a", &entry(3)).expect("replace a");
-        assert_eq!(index.len(), 2);
+        assert_eq!((index.len(), index.bytes()), (2, 5));
         index.remove("a").expect("remove a");
         index.remove("missing").expect("remove missing");
-        assert_eq!(index.len(), 1);
+        assert_eq!((index.len(), index.bytes()), (1, 2));
         index.flush().expect("flush");
         drop(index);
         // sled's background flusher lets go of its file lock a moment after
@@ -242,6 +277,10 @@ mod tests {
             reopened = Index::open(&dir.path().join("index"));
         }
         let reopened = reopened.expect("reopen");
-        assert_eq!(reopened.len(), 1, "the count starts from what is on disk");
+        assert_eq!(
+            (reopened.len(), reopened.bytes()),
+            (1, 2),
+            "the totals start from what is on disk"
+        );
     }
 }

@@ -479,6 +479,11 @@ impl Cache {
     pub fn len(&self) -> usize {
         self.index.len()
     }
+
+    /// Bytes of the cached objects (a running total, O(1)).
+    pub fn size_bytes(&self) -> u64 {
+        self.index.bytes()
+    }
 }
 
 fn info(entry: &Entry) -> BlobInfo {

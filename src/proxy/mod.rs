@@ -35,7 +35,9 @@ use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
+use crate::metrics::{Metrics, RequestKind};
 use crate::publish;
+use crate::rewrite::MountKind;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
@@ -48,6 +50,8 @@ struct Noted {
     /// `id/version` (or `id`) of what was asked for, pushed or deleted.
     package: Option<String>,
     identity: auth::Identity,
+    /// What was asked for, for `nucache_requests_total`.
+    kind: RequestKind,
 }
 
 /// What `authorize` allowed a request to do.
@@ -75,13 +79,14 @@ pub(crate) struct Proxy {
     started: Instant,
     /// `publish.api_key` as last read (SIGHUP re-reads its file).
     publish_key: std::sync::RwLock<Option<crate::config::Secret>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>) -> Proxy {
+    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
         let stash = Arc::new(Stash {
             cache,
-            upstream: Arc::new(Upstream::new(&config.upstream)),
+            upstream: Arc::new(Upstream::new(&config.upstream, metrics.clone())),
             max_document: config.upstream.max_document_size.bytes(),
         });
         let not_found = moka::sync::Cache::builder()
@@ -99,6 +104,7 @@ impl Proxy {
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
             publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
+            metrics,
         }
     }
 
@@ -145,6 +151,8 @@ impl Proxy {
             error,
             started,
             bytes: 0,
+            kind: noted.kind,
+            metrics: self.metrics.clone(),
         };
         response.map(|body| Logged::new(body, record).boxed_unsync())
     }
@@ -160,12 +168,16 @@ impl Proxy {
             read_only(&parts)?;
             return Ok(Reply::plain(self.health(&parts.headers)));
         }
+        if route == Route::ServiceIndex {
+            noted.kind = RequestKind::ServiceIndex;
+        }
         let (access, identity) = self.authorize(&route, &parts)?;
         noted.identity = identity;
         let Route::Mounted(path) = route else {
             read_only(&parts)?;
             return match route {
                 Route::ServiceIndex => self.service_index(&parts).await,
+                Route::Metrics => Ok(Reply::plain(self.metrics_text())),
                 _ => Ok(Reply::plain(self.home())),
             };
         };
@@ -179,6 +191,7 @@ impl Proxy {
         let mount = mounts
             .get(target.mount)
             .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+        noted.kind = kind_of(&target, mount.kind);
         let url = mount.upstream_url(&target.rest);
         if target.kind == TargetKind::Publish {
             let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
@@ -306,6 +319,23 @@ impl Proxy {
         respond::json(StatusCode::OK, body.to_string())
     }
 
+    /// `/metrics`: the counters, and the states read now from their owners.
+    fn metrics_text(&self) -> Response<Body> {
+        let upstream = self.stash.upstream.breaker_status();
+        let snapshot = crate::metrics::Snapshot {
+            cache_size_bytes: self.stash.cache.size_bytes(),
+            cache_entries: self.stash.cache.len() as u64,
+            downloads_in_flight: self.blobs.len() as u64,
+            storage_writable: self.stash.cache.health.problem().is_none(),
+            breakers: upstream
+                .origins
+                .into_iter()
+                .filter_map(|b| Some((b.origin?, b.state == BreakerState::Open)))
+                .collect(),
+        };
+        respond::metrics(self.metrics.render(&snapshot))
+    }
+
     /// Drops `key` from the cache and remembers the upstream's 404.
     fn forget(&self, key: &str) {
         if let Err(error) = self.stash.cache.remove(key) {
@@ -319,6 +349,21 @@ impl Proxy {
         if let Err(error) = self.stash.cache.flush() {
             tracing::warn!(%error, "flushing the cache index failed");
         }
+    }
+}
+
+/// The `kind` label of a request under a mount.
+fn kind_of(target: &Target, mount: MountKind) -> RequestKind {
+    match (target.kind, mount) {
+        (TargetKind::VersionList, _) => RequestKind::Versions,
+        (TargetKind::PackageFile(_), _) => RequestKind::Package,
+        (TargetKind::Registration, _) => RequestKind::Registration,
+        (TargetKind::Publish, _) => RequestKind::Publish,
+        (_, MountKind::Search) => RequestKind::Search,
+        (_, MountKind::Autocomplete) => RequestKind::Autocomplete,
+        (_, MountKind::Catalog) => RequestKind::Catalog,
+        (_, MountKind::Vulnerabilities) => RequestKind::Vulnerability,
+        _ => RequestKind::Other,
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use crate::cache::{scrub, Cache, Repair};
 use crate::config::Config;
 use crate::error::StorageError;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 
 /// Largest request head accepted (request line and headers).
@@ -85,7 +86,8 @@ impl Server {
                 source,
             })?;
         let cache = Arc::new(cache);
-        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone()));
+        let metrics = Arc::new(Metrics::new());
+        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics));
         Ok(Server {
             listener,
             proxy,

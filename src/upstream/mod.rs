@@ -27,6 +27,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamConfig;
 use crate::error::UpstreamError;
+use crate::metrics::{Metrics, UpstreamOutcome};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Request bodies sent upstream: empty for reads, streamed for publish.
@@ -62,6 +63,7 @@ pub(crate) struct Upstream {
     /// Replaced when SIGHUP re-reads the password or token file.
     credentials: RwLock<Option<Arc<Credentials>>>,
     breakers: Breakers,
+    metrics: Arc<Metrics>,
 }
 
 /// The `Authorization` value for a private upstream, and the only origins
@@ -109,7 +111,7 @@ pub(crate) enum Wanted {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
@@ -131,6 +133,7 @@ impl Upstream {
             config: config.clone(),
             credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
             breakers,
+            metrics,
         }
     }
 
@@ -352,7 +355,15 @@ impl Upstream {
         if let Some(authorization) = credentials.as_ref().and_then(|c| c.for_url(&url)) {
             request.headers_mut().insert(AUTHORIZATION, authorization.clone());
         }
-        match tokio::time::timeout(bound, self.client.request(request)).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(bound, self.client.request(request)).await;
+        let outcome = match &answer {
+            Ok(Ok(response)) => UpstreamOutcome::Status(response.status().as_u16()),
+            Ok(Err(_)) => UpstreamOutcome::Error,
+            Err(_) => UpstreamOutcome::Timeout,
+        };
+        self.metrics.upstream(&origin, outcome, started.elapsed());
+        match answer {
             Err(_) => Err(UpstreamError::Timeout {
                 origin,
                 phase: "waiting for the response",
