@@ -28,6 +28,8 @@ pub enum RouteError {
 pub enum Route {
     Home,
     Health,
+    /// `/ready`: whether nucache can serve (503 with a reason if not).
+    Ready,
     /// `/metrics`: Prometheus text.
     Metrics,
     ServiceIndex,
@@ -68,6 +70,7 @@ pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
         [""] => Ok(Route::Home),
         ["health"] => Ok(Route::Health),
         ["metrics"] => Ok(Route::Metrics),
+        ["ready"] => Ok(Route::Ready),
         ["v3", "index.json"] => Ok(Route::ServiceIndex),
         ["v3", rest @ ..] if !rest.is_empty() && rest != [""] => Ok(Route::Mounted(rest.join("/"))),
         _ => Err(RouteError::NotFound),

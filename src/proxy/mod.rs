@@ -168,6 +168,10 @@ impl Proxy {
             read_only(&parts)?;
             return Ok(Reply::plain(self.health(&parts.headers)));
         }
+        if route == Route::Ready {
+            read_only(&parts)?;
+            return Ok(Reply::plain(self.ready(&parts.headers)));
+        }
         if route == Route::ServiceIndex {
             noted.kind = RequestKind::ServiceIndex;
         }
@@ -334,6 +338,31 @@ impl Proxy {
                 .collect(),
         };
         respond::metrics(self.metrics.render(&snapshot))
+    }
+
+    /// Readiness, open like `/health`: 200 when the cache takes writes and a
+    /// service index is loaded or cached (so mounted paths can be served),
+    /// else 503 and why. Anonymous callers of a closed feed get no error text.
+    fn ready(&self, headers: &http::HeaderMap) -> Response<Body> {
+        let mut reasons = Vec::new();
+        if let Some(problem) = self.stash.cache.health.problem() {
+            let mut reason = "the cache directory does not take writes".to_string();
+            if auth::check_read(&self.config, headers).is_ok() {
+                reason = format!("{reason}: {problem}");
+            }
+            reasons.push(reason);
+        }
+        let cached_index = || matches!(self.stash.cache.entry(service::SERVICE_INDEX_KEY), Ok(Some(_)));
+        if self.service.current().is_none() && !cached_index() {
+            reasons.push("no service index loaded or cached yet: the upstream has not answered".to_string());
+        }
+        let status = if reasons.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::json!({ "ready": reasons.is_empty(), "reasons": reasons });
+        respond::json(status, body.to_string())
     }
 
     /// Drops `key` from the cache and remembers the upstream's 404.
