@@ -1,7 +1,8 @@
 //! The cache: an index (sled) over blob files, with hot documents in memory
 //! (moka). Keys are canonical local paths below `/v3/` (see `route.rs`).
 //!
-//! - `index`: the sled records;
+//! - `index`: the records, behind [`IndexStore`] (`sled_index` on disk;
+//!   `index_compliance`: what every index store must do);
 //! - `blobs`: the file store (temporary file, hash, fsync, rename);
 //! - `status`: HIT / MISS / STALE / REVALIDATED;
 //! - `compliance` (tests): what every blob store must do.
@@ -12,8 +13,11 @@ mod compliance;
 mod health;
 mod hot;
 mod index;
+#[cfg(test)]
+mod index_compliance;
 mod reader;
 pub(crate) mod scrub;
+mod sled_index;
 mod status;
 
 use std::fs::File;
@@ -33,8 +37,8 @@ use crate::rewrite::Template;
 pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 pub(crate) use health::StorageHealth;
 pub(crate) use hot::{blob_etag, HotBlob};
-pub(crate) use index::Index;
-pub use index::{now_ms, Entry, EntryKind};
+pub(crate) use index::IndexStore;
+pub use index::{now_ms, Entry, EntryKind, Totals};
 pub(crate) use reader::{BlobReader, ReadError};
 pub use status::CacheStatus;
 
@@ -103,7 +107,7 @@ pub fn is_cache_dir(dir: &std::path::Path) -> bool {
 /// Opens the cache under `config.dir` (nucache must not be running on it)
 /// and verifies every object; see [`Cache::verify`].
 pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> {
-    let (cache, _repair) = Cache::open(config)?;
+    let (cache, _repair) = Cache::open(config, Duration::ZERO)?;
     let report = cache.verify()?;
     cache.flush()?;
     Ok(report)
@@ -119,11 +123,13 @@ pub struct Repair {
 }
 
 pub(crate) struct Cache {
-    index: Index,
+    index: Box<dyn IndexStore>,
     blobs: Box<dyn BlobStore>,
     hot: moka::sync::Cache<String, Arc<HotDoc>>,
     /// Committed blobs as they are served (small ones with their bytes).
     hot_blobs: moka::sync::Cache<String, Arc<HotBlob>>,
+    /// Keys the upstream recently answered 404 for (`ttl.not_found`).
+    missing: moka::sync::Cache<String, ()>,
     /// Access times up to this moment (ms) are in the index.
     access_flushed: AtomicU64,
     /// Whether the disk takes writes.
@@ -135,10 +141,11 @@ pub(crate) struct Cache {
 impl Cache {
     /// Opens (creating) the cache under `config.dir` and repairs what a
     /// crash may have left: temporary files, records without their file,
-    /// files without their record.
-    pub fn open(config: &CacheConfig) -> Result<(Cache, Repair), StorageError> {
+    /// files without their record. Upstream 404s are remembered for
+    /// `not_found_ttl`.
+    pub fn open(config: &CacheConfig, not_found_ttl: Duration) -> Result<(Cache, Repair), StorageError> {
         std::fs::create_dir_all(&config.dir).map_err(StorageError::io("creating the cache directory"))?;
-        let index = Index::open(&config.dir.join("index"))?;
+        let index = Box::new(sled_index::SledIndex::open(&config.dir.join("index"))?);
         let blobs = Box::new(FsBlobStore::open(&config.dir)?);
         let hot = moka::sync::Cache::builder()
             .max_capacity(config.memory.bytes() / 2)
@@ -151,11 +158,18 @@ impl Cache {
             .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, blob: &Arc<HotBlob>| blob.weight())
             .build();
+        let missing = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(not_found_ttl.max(Duration::from_millis(1)))
+            // Publishing forgets a package's 404s by key prefix.
+            .support_invalidation_closures()
+            .build();
         let cache = Cache {
             index,
             blobs,
             hot,
             hot_blobs,
+            missing,
             access_flushed: AtomicU64::new(0),
             health: StorageHealth::new(config.storage_retry),
             verify_reads: config.verify_reads,
@@ -168,7 +182,7 @@ impl Cache {
     /// match their record: they are fetched again on the next request.
     pub fn verify(&self) -> Result<Verification, StorageError> {
         let mut report = Verification::default();
-        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
+        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.records().collect();
         for (key, record) in records {
             let intact = match &record {
                 Ok(entry) => self.hashes_to(&key, entry)?,
@@ -198,7 +212,7 @@ impl Cache {
             ..Repair::default()
         };
         let mut live = Vec::new();
-        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.iter().collect();
+        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.records().collect();
         for (key, record) in records {
             let usable = match record {
                 Ok(entry) => self.blobs.open(&key, &info(&entry))?.is_some().then_some(entry),
@@ -273,9 +287,7 @@ impl Cache {
         };
         let mut entry = entry_of(kind, origin.clone(), in_memory);
         if persist && !self.health.bypass() {
-            let previous = self.index.get(key).ok().flatten();
             if let Ok(stored) = self.watch(self.write_document(key, kind, origin, &body)) {
-                self.discard_replaced(key, previous, &stored);
                 entry = stored;
             }
         }
@@ -286,7 +298,8 @@ impl Cache {
         let mut writer = self.blobs.create()?;
         writer.write(body).map_err(StorageError::io("writing a document"))?;
         let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
-        self.index.put(key, &entry)?;
+        let replaced = self.index.put(key, &entry)?;
+        self.discard_replaced(key, replaced, &entry);
         Ok(entry)
     }
 
@@ -387,12 +400,11 @@ impl Cache {
 
     /// Commits a complete blob and records it (blocking I/O).
     pub fn commit_blob(&self, key: &str, writer: BlobWriter, origin: Origin) -> Result<Entry, StorageError> {
-        let previous = self.index.get(key).ok().flatten();
-        let entry = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
+        let (entry, replaced) = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
             let entry = entry_of(EntryKind::Blob, origin, stored);
-            self.index.put(key, &entry).map(|_| entry)
+            self.index.put(key, &entry).map(|replaced| (entry, replaced))
         }))?;
-        self.discard_replaced(key, previous, &entry);
+        self.discard_replaced(key, replaced, &entry);
         Ok(entry)
     }
 
@@ -411,6 +423,28 @@ impl Cache {
             self.blobs.remove(key, &info(&entry))?;
         }
         Ok(())
+    }
+
+    /// Whether the upstream recently answered 404 for `key`.
+    pub fn is_missing(&self, key: &str) -> bool {
+        self.missing.contains_key(key)
+    }
+
+    /// The upstream answered 404 for `key`: drops what is cached under it
+    /// and remembers the answer for `ttl.not_found`.
+    pub fn mark_missing(&self, key: &str) {
+        if let Err(error) = self.remove(key) {
+            tracing::warn!(key, %error, "could not drop a cache entry the upstream no longer has");
+        }
+        self.missing.insert(key.to_string(), ());
+    }
+
+    /// Forgets the remembered 404s of the keys `keys` covers (a push made
+    /// them exist).
+    pub fn forget_missing(&self, keys: KeySet) {
+        if let Err(error) = self.missing.invalidate_entries_if(move |key, _| keys.contains(key)) {
+            tracing::warn!(%error, "could not drop remembered 404s");
+        }
     }
 
     /// Forgets the documents `keys` covers, in memory and on disk; returns
@@ -476,13 +510,9 @@ impl Cache {
         self.index.get(key)
     }
 
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Bytes of the cached objects (a running total, O(1)).
-    pub fn size_bytes(&self) -> u64 {
-        self.index.bytes()
+    /// Records and the bytes of their files, as running totals (O(1)).
+    pub fn totals(&self) -> Totals {
+        self.index.totals()
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::Proxy;
 use crate::cache::{now_ms, CacheStatus, HotDoc};
 use crate::error::ProxyError;
-use crate::stash::{fetch_document, DocOutcome, DocSpec};
+use crate::stash::{DocOutcome, DocSpec};
 
 /// How a cached copy stands against its TTL.
 pub(super) enum Lookup {
@@ -38,14 +38,14 @@ impl Proxy {
     /// The cached copy of `key`, if any, and how it stands. A read error is
     /// a miss (the storage health hears of it); a remembered 404 is a 404.
     pub(super) fn lookup(&self, key: &str, ttl: Duration) -> Result<Lookup, ProxyError> {
-        if self.not_found.contains_key(key) {
+        if self.cache.is_missing(key) {
             return Err(ProxyError::NotFound);
         }
-        let cached = match self.stash.cache.document(key) {
+        let cached = match self.cache.document(key) {
             Ok(cached) => cached,
             Err(error) => {
                 tracing::warn!(key, %error, "cannot read a cached document; asking the upstream");
-                self.stash.cache.health.failed(&error.to_string());
+                self.cache.health.failed(&error.to_string());
                 None
             }
         };
@@ -71,11 +71,11 @@ impl Proxy {
         cached: Option<Arc<HotDoc>>,
     ) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
         let key = spec.key.clone();
-        match (self.shared_fetch(spec, cached.clone()).await, cached) {
+        match (self.stash.document(spec, cached.clone()).await, cached) {
             (Ok(DocOutcome::Fetched(doc)), _) => Ok((doc, CacheStatus::Miss)),
             (Ok(DocOutcome::Confirmed(doc)), _) => Ok((doc, CacheStatus::Revalidated)),
             (Ok(DocOutcome::NotFound), _) => {
-                self.forget(&key);
+                self.cache.mark_missing(&key);
                 Err(ProxyError::NotFound)
             }
             (Err(error), Some(doc)) => {
@@ -92,26 +92,11 @@ impl Proxy {
         let proxy = self.clone();
         tokio::spawn(async move {
             let key = spec.key.clone();
-            match proxy.shared_fetch(spec, Some(cached)).await {
-                Ok(DocOutcome::NotFound) => proxy.forget(&key),
+            match proxy.stash.document(spec, Some(cached)).await {
+                Ok(DocOutcome::NotFound) => proxy.cache.mark_missing(&key),
                 Ok(_) => {}
                 Err(error) => tracing::debug!(key, %error, "background refresh failed; the cached copy stays"),
             }
         });
-    }
-
-    async fn shared_fetch(
-        self: &Arc<Self>,
-        spec: DocSpec,
-        cached: Option<Arc<HotDoc>>,
-    ) -> Result<DocOutcome, crate::stash::StashError> {
-        let key = spec.key.clone();
-        let stash = self.stash.clone();
-        let flight = self.documents.join(&key, move |ticket| async move {
-            let outcome = fetch_document(stash, spec, cached).await;
-            drop(ticket);
-            outcome
-        });
-        flight.await
     }
 }

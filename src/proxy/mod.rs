@@ -20,7 +20,7 @@ mod service;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{HeaderValue, USER_AGENT};
 use http::request::Parts;
@@ -39,7 +39,7 @@ use crate::metrics::{Metrics, RequestKind};
 use crate::publish;
 use crate::rewrite::MountKind;
 use crate::route::{self, Route, Target, TargetKind};
-use crate::stash::{BlobOutcome, DocOutcome, DocSpec, Flights, Stash, Transform};
+use crate::stash::{DocSpec, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream};
 
 pub(crate) use respond::Reply;
@@ -67,13 +67,15 @@ const LOGGED_PATH: usize = 300;
 /// Longest user agent written to the access log.
 const LOGGED_AGENT: usize = 200;
 
+/// The stages a request passes through, each owning its own state.
 pub(crate) struct Proxy {
     config: Arc<Config>,
+    /// lookup: records, files, hot copies, remembered 404s.
+    cache: Arc<Cache>,
+    /// fetch: single-flight fetches from the upstream into the cache.
     stash: Arc<Stash>,
-    documents: Flights<DocOutcome>,
-    blobs: Flights<BlobOutcome>,
-    /// Keys the upstream recently answered 404 for.
-    not_found: moka::sync::Cache<String, ()>,
+    /// The upstream client itself, for publish calls and health.
+    upstream: Arc<Upstream>,
     service: ServiceState,
     request_ids: AtomicU64,
     started: Instant,
@@ -84,22 +86,14 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
-        let stash = Arc::new(Stash {
-            cache,
-            upstream: Arc::new(Upstream::new(&config.upstream, metrics.clone())),
-            max_document: config.upstream.max_document_size.bytes(),
-        });
-        let not_found = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(config.ttl.not_found.max(Duration::from_millis(1)))
-            .support_invalidation_closures()
-            .build();
+        let upstream = Arc::new(Upstream::new(&config.upstream, metrics.clone()));
+        let max_document = config.upstream.max_document_size.bytes();
+        let stash = Arc::new(Stash::new(cache.clone(), upstream.clone(), max_document));
         Proxy {
             config: config.clone(),
+            cache,
             stash,
-            documents: Flights::default(),
-            blobs: Flights::default(),
-            not_found,
+            upstream,
             service: ServiceState::default(),
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
@@ -300,9 +294,10 @@ impl Proxy {
             Some(s) if s.doc.is_fresh(self.config.ttl.service_index) => "fresh",
             Some(_) => "stale",
         };
-        let mut upstream = self.stash.upstream.breaker_status();
-        let storage_error = self.stash.cache.health.problem();
+        let mut upstream = self.upstream.breaker_status();
+        let storage_error = self.cache.health.problem();
         let degraded = upstream.state == BreakerState::Open || storage_error.is_some();
+        let totals = self.cache.totals();
         // Anonymous callers of a closed feed learn the state, not the
         // addresses or error texts (they may name hosts and local paths).
         let mut last_error = storage_error.clone();
@@ -317,20 +312,22 @@ impl Proxy {
             "service_index": service_index,
             "upstream": upstream,
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
-            "cache_entries": self.stash.cache.len(),
-            "downloads_in_flight": self.blobs.len(),
+            "cache_entries": totals.entries,
+            "cache_bytes": totals.bytes,
+            "downloads_in_flight": self.stash.downloads_in_flight(),
         });
         respond::json(StatusCode::OK, body.to_string())
     }
 
     /// `/metrics`: the counters, and the states read now from their owners.
     fn metrics_text(&self) -> Response<Body> {
-        let upstream = self.stash.upstream.breaker_status();
+        let upstream = self.upstream.breaker_status();
+        let totals = self.cache.totals();
         let snapshot = crate::metrics::Snapshot {
-            cache_size_bytes: self.stash.cache.size_bytes(),
-            cache_entries: self.stash.cache.len() as u64,
-            downloads_in_flight: self.blobs.len() as u64,
-            storage_writable: self.stash.cache.health.problem().is_none(),
+            cache_size_bytes: totals.bytes,
+            cache_entries: totals.entries as u64,
+            downloads_in_flight: self.stash.downloads_in_flight() as u64,
+            storage_writable: self.cache.health.problem().is_none(),
             breakers: upstream
                 .origins
                 .into_iter()
@@ -345,14 +342,14 @@ impl Proxy {
     /// else 503 and why. Anonymous callers of a closed feed get no error text.
     fn ready(&self, headers: &http::HeaderMap) -> Response<Body> {
         let mut reasons = Vec::new();
-        if let Some(problem) = self.stash.cache.health.problem() {
+        if let Some(problem) = self.cache.health.problem() {
             let mut reason = "the cache directory does not take writes".to_string();
             if auth::check_read(&self.config, headers).is_ok() {
                 reason = format!("{reason}: {problem}");
             }
             reasons.push(reason);
         }
-        let cached_index = || matches!(self.stash.cache.entry(service::SERVICE_INDEX_KEY), Ok(Some(_)));
+        let cached_index = || matches!(self.cache.entry(service::SERVICE_INDEX_KEY), Ok(Some(_)));
         if self.service.current().is_none() && !cached_index() {
             reasons.push("no service index loaded or cached yet: the upstream has not answered".to_string());
         }
@@ -365,17 +362,9 @@ impl Proxy {
         respond::json(status, body.to_string())
     }
 
-    /// Drops `key` from the cache and remembers the upstream's 404.
-    fn forget(&self, key: &str) {
-        if let Err(error) = self.stash.cache.remove(key) {
-            tracing::warn!(key, %error, "could not drop a cache entry the upstream no longer has");
-        }
-        self.not_found.insert(key.to_string(), ());
-    }
-
     /// Writes batched last-access times; called periodically and at shutdown.
     pub fn flush(&self) {
-        if let Err(error) = self.stash.cache.flush() {
+        if let Err(error) = self.cache.flush() {
             tracing::warn!(%error, "flushing the cache index failed");
         }
     }

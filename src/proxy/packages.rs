@@ -15,7 +15,7 @@ use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
 use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::PackageFile;
 use crate::route::{Target, TargetKind};
-use crate::stash::{blocking, fetch_blob, BlobOutcome, BlobRequest};
+use crate::stash::{blocking, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 
 /// Size of one read from a cached blob.
@@ -31,7 +31,7 @@ impl Proxy {
         url: String,
     ) -> Result<Reply, ProxyError> {
         let key = target.key.as_str();
-        if self.not_found.contains_key(key) {
+        if self.cache.is_missing(key) {
             return Err(ProxyError::NotFound);
         }
         if let Some(reply) = self.cached_package_file(request, key).await? {
@@ -45,9 +45,7 @@ impl Proxy {
         // A download whose start has left memory (the disk failed) takes no
         // new readers; its flight ends then, and the next try starts anew.
         for _ in 0..JOIN_TRIES {
-            let (stash, blob) = (self.stash.clone(), blob.clone());
-            let flight = self.blobs.join(key, move |ticket| fetch_blob(stash, blob, ticket));
-            match flight.await? {
+            match self.stash.blob(blob.clone()).await? {
                 BlobOutcome::Streaming(download) => {
                     if let Some(reason) = download.failure() {
                         let origin = origin_of(&download.origin.url).to_string();
@@ -65,7 +63,7 @@ impl Proxy {
                         .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into()))
                 }
                 BlobOutcome::NotFound => {
-                    self.forget(key);
+                    self.cache.mark_missing(key);
                     return Err(ProxyError::NotFound);
                 }
             }
@@ -80,14 +78,14 @@ impl Proxy {
     /// a missing file) makes it a miss served from the upstream, and tells
     /// the storage health that the disk is failing.
     async fn cached_package_file(&self, request: &HeaderMap, key: &str) -> Result<Option<Reply>, ProxyError> {
-        let found = match self.stash.cache.hot_blob(key) {
+        let found = match self.cache.hot_blob(key) {
             Some(hot) if hot.body.is_some() => Ok(Some((hot, None))),
             Some(hot) => {
-                let (cache, owned) = (self.stash.cache.clone(), key.to_string());
+                let (cache, owned) = (self.cache.clone(), key.to_string());
                 blocking(move || Ok(cache.open_blob(&owned, &hot)?.map(|file| (hot, Some(file))))).await
             }
             None => {
-                let (cache, owned) = (self.stash.cache.clone(), key.to_string());
+                let (cache, owned) = (self.cache.clone(), key.to_string());
                 blocking(move || cache.load_blob(&owned)).await
             }
         };
@@ -96,7 +94,7 @@ impl Proxy {
             Ok(None) => return Ok(None),
             Err(error) => {
                 tracing::warn!(key, %error, "cannot read a cached package; fetching it from the upstream");
-                self.stash.cache.health.failed(&error.to_string());
+                self.cache.health.failed(&error.to_string());
                 return Ok(None);
             }
         };
@@ -113,8 +111,8 @@ impl Proxy {
     /// a corrupt file breaks the response off before its last chunk and is
     /// dropped, so the next request fetches good bytes.
     fn verified_body(&self, key: &str, entry: &Entry, file: File) -> Body {
-        let reader = self.stash.cache.reader(entry, file);
-        let (cache, key, entry) = (self.stash.cache.clone(), key.to_string(), entry.clone());
+        let reader = self.cache.reader(entry, file);
+        let (cache, key, entry) = (self.cache.clone(), key.to_string(), entry.clone());
         blocking_stream(reader, READ_CHUNK, move |reader: &mut BlobReader, max| {
             match reader.next_chunk(max) {
                 Ok(chunk) => Ok(chunk),
@@ -138,6 +136,6 @@ impl Proxy {
         if target.kind != TargetKind::PackageFile(PackageFile::Nupkg) {
             return None;
         }
-        self.stash.cache.package_hash(package).ok().flatten()
+        self.cache.package_hash(package).ok().flatten()
     }
 }

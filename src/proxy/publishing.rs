@@ -26,7 +26,7 @@ impl Proxy {
     ) -> Result<(Reply, Option<String>), ProxyError> {
         let publisher = Publisher {
             config: &self.config,
-            upstream: &self.stash.upstream,
+            upstream: &self.upstream,
             temp_dir: self.config.cache.dir.join("tmp"),
             server_key: self.publish_key.read().ok().and_then(|k| k.clone()),
         };
@@ -55,7 +55,7 @@ impl Proxy {
                 _ => {}
             }
         }
-        match self.stash.cache.remove_documents(&documents) {
+        match self.cache.remove_documents(&documents) {
             Ok(removed) => tracing::info!(
                 package = lower_id,
                 removed,
@@ -67,11 +67,6 @@ impl Proxy {
         }
         not_found.exact.extend(documents.exact);
         not_found.prefixes.extend(documents.prefixes);
-        if let Err(error) = self
-            .not_found
-            .invalidate_entries_if(move |key, _| not_found.contains(key))
-        {
-            tracing::warn!(%error, "could not drop remembered 404s");
-        }
+        self.cache.forget_missing(not_found);
     }
 }

@@ -16,7 +16,7 @@ impl Proxy {
         } else {
             "publish.api_key (now unset)"
         }];
-        let credentials = self.stash.upstream.set_credentials(&fresh.upstream);
+        let credentials = self.upstream.set_credentials(&fresh.upstream);
         reloaded.push(if credentials {
             "upstream credentials"
         } else {

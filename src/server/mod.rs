@@ -71,8 +71,8 @@ impl Server {
     /// Opens (and repairs) the cache and binds the listening socket.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
-        let cache_config = config.cache.clone();
-        let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config))
+        let (cache_config, not_found_ttl) = (config.cache.clone(), config.ttl.not_found);
+        let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config, not_found_ttl))
             .await
             .map_err(|e| StartError::Task(e.to_string()))?
             .map_err(|source| StartError::Cache {

@@ -60,7 +60,7 @@ impl Sink {
     }
 }
 
-pub(crate) async fn fetch_blob(
+pub(super) async fn fetch_blob(
     stash: Arc<Stash>,
     request: BlobRequest,
     ticket: Ticket<BlobOutcome>,

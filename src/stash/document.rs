@@ -47,7 +47,7 @@ pub(crate) enum DocOutcome {
     NotFound,
 }
 
-pub(crate) async fn fetch_document(
+pub(super) async fn fetch_document(
     stash: Arc<Stash>,
     spec: DocSpec,
     cached: Option<Arc<HotDoc>>,

@@ -1,5 +1,6 @@
 //! The stasher: fetches what the cache lacks from the upstream, once per key
-//! however many clients ask (`flights`), and stores it.
+//! however many clients ask (its two single-flight tables, `flights`), and
+//! stores it.
 //!
 //! - `document`: metadata documents, fetched whole, decoded, rewritten,
 //!   stored as templates; revalidated with the upstream's validators;
@@ -15,14 +16,16 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
-use crate::cache::{Cache, Origin};
+use crate::cache::{Cache, HotDoc, Origin};
 use crate::error::{ProxyError, StorageError, UpstreamError};
 use crate::upstream::Upstream;
 
-pub(crate) use blob::{fetch_blob, BlobOutcome, BlobRequest};
-pub(crate) use document::{fetch_document, DocOutcome, DocSpec, Transform};
+use blob::fetch_blob;
+pub(crate) use blob::{BlobOutcome, BlobRequest};
+use document::fetch_document;
+pub(crate) use document::{DocOutcome, DocSpec, Transform};
 pub(crate) use download::{Download, DownloadReader};
-pub(crate) use flights::Flights;
+use flights::Flights;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum StashError {
@@ -49,12 +52,56 @@ impl From<StorageError> for StashError {
     }
 }
 
-/// What the fetchers share.
+/// The fetch stage: what the fetchers share, and the fetches in flight.
 pub(crate) struct Stash {
-    pub cache: Arc<Cache>,
-    pub upstream: Arc<Upstream>,
+    cache: Arc<Cache>,
+    upstream: Arc<Upstream>,
     /// Largest metadata document, after decoding.
-    pub max_document: u64,
+    max_document: u64,
+    documents: Flights<DocOutcome>,
+    blobs: Flights<BlobOutcome>,
+}
+
+impl Stash {
+    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64) -> Stash {
+        Stash {
+            cache,
+            upstream,
+            max_document,
+            documents: Flights::default(),
+            blobs: Flights::default(),
+        }
+    }
+
+    /// Fetches a document (revalidating `cached` when there is one), or
+    /// joins the fetch of it in flight.
+    pub async fn document(
+        self: &Arc<Self>,
+        spec: DocSpec,
+        cached: Option<Arc<HotDoc>>,
+    ) -> Result<DocOutcome, StashError> {
+        let key = spec.key.clone();
+        let stash = self.clone();
+        let flight = self.documents.join(&key, move |ticket| async move {
+            let outcome = fetch_document(stash, spec, cached).await;
+            drop(ticket);
+            outcome
+        });
+        flight.await
+    }
+
+    /// Starts the download of a package file, or joins the one in flight.
+    pub async fn blob(self: &Arc<Self>, request: BlobRequest) -> Result<BlobOutcome, StashError> {
+        let (stash, key) = (self.clone(), request.key.clone());
+        self.blobs
+            .join(&key, move |ticket| fetch_blob(stash, request, ticket))
+            .await
+    }
+
+    /// Package downloads running now.
+    pub fn downloads_in_flight(&self) -> usize {
+        self.blobs.len()
+    }
 }
 
 /// Runs blocking cache I/O off the async workers.
