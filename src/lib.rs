@@ -18,6 +18,7 @@
 //! Beside the pipeline: `body` (the response body type every layer builds),
 //! `access_log` (one line per request, written when its body ends),
 //! `metrics` (the counters behind `/metrics`, atomics only on the request path),
+//! `admin_client` (the `stats`, `purge`, `verify --online` commands: HTTP to `/admin/`),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
@@ -26,6 +27,7 @@
 //! usable service index).
 
 pub(crate) mod access_log;
+pub mod admin_client;
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod config;

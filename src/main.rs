@@ -13,7 +13,8 @@ Configuration: built-in defaults < a TOML file (--config PATH, else $NUCACHE_CON
 environment variables NUCACHE_<KEY>, with __ between nesting levels:
   NUCACHE_LISTEN=0.0.0.0:5000  NUCACHE_UPSTREAM__READ_TIMEOUT=10s  NUCACHE_CACHE__DIR=/srv/nucache
 Every key, its default and its variable: config.example.toml. `nucache check-config` shows
-the result. Logs go to stderr, filtered by RUST_LOG (default info; e.g. RUST_LOG=nucache=debug).";
+the result. Logs go to stderr, filtered by RUST_LOG (default info; e.g. RUST_LOG=nucache=debug).
+stats, purge and verify --online call the running nucache with the key in $NUCACHE_ADMIN_KEY.";
 
 #[derive(Parser)]
 #[command(
@@ -45,8 +46,30 @@ enum Command {
     },
     /// Re-hash every cached object and drop those that no longer match
     /// (they are fetched again when next asked for). nucache must be
-    /// stopped. Exit 0: all intact; 1: something dropped; 2: cannot verify.
-    Verify,
+    /// stopped, unless --online asks the running one to do it.
+    /// Exit 0: all intact; 1: something dropped; 2: cannot verify.
+    Verify {
+        /// Ask the running nucache (admin API, key in $NUCACHE_ADMIN_KEY).
+        #[arg(long)]
+        online: bool,
+        #[command(flatten)]
+        server: ServerUrl,
+    },
+    /// Print what the running nucache is doing (admin API, JSON; key in
+    /// $NUCACHE_ADMIN_KEY).
+    Stats {
+        #[command(flatten)]
+        server: ServerUrl,
+    },
+    /// Drop a package (one version, or all) from the running nucache's
+    /// cache: files and the documents that list it; the next request
+    /// fetches it again (admin API; key in $NUCACHE_ADMIN_KEY).
+    Purge {
+        id: String,
+        version: Option<String>,
+        #[command(flatten)]
+        server: ServerUrl,
+    },
     /// Read a key (or password) on stdin and print its SHA-256, as
     /// publish.client_keys, auth.read_keys and auth.users expect.
     HashKey,
@@ -54,6 +77,14 @@ enum Command {
     /// (`nucache nuget-config > nuget.config`).
     #[command(visible_alias = "print-config-snippet")]
     NugetConfig,
+}
+
+/// Where the admin commands find the running nucache.
+#[derive(clap::Args)]
+struct ServerUrl {
+    /// Base URL of the running nucache (default: http:// + the configured listen).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -88,7 +119,10 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig { probe } => check_config(&config, probe),
         Command::Serve => serve(config, cli.config, logging),
-        Command::Verify => verify(&config),
+        Command::Verify { online: false, .. } => verify(&config),
+        Command::Verify { online: true, server } => admin(&config, server, AdminCommand::Verify),
+        Command::Stats { server } => admin(&config, server, AdminCommand::Stats),
+        Command::Purge { id, version, server } => admin(&config, server, AdminCommand::Purge { id, version }),
         Command::HashKey => hash_key(),
         Command::NugetConfig => {
             print!("{}", config.nuget_config_snippet(config.listen));
@@ -169,6 +203,66 @@ fn verify(config: &Config) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+enum AdminCommand {
+    Stats,
+    Purge { id: String, version: Option<String> },
+    Verify,
+}
+
+/// Runs an admin command against the running nucache. Exit 0: done (verify:
+/// all intact); 1: verify dropped something; 2: the call failed.
+fn admin(config: &Config, server: ServerUrl, command: AdminCommand) -> ExitCode {
+    let base = nucache::admin_client::base_url(config, server.url.as_deref());
+    let (method, path) = match &command {
+        AdminCommand::Stats => (http::Method::GET, "stats".to_string()),
+        AdminCommand::Purge { id, version: None } => (http::Method::POST, format!("purge/{id}")),
+        AdminCommand::Purge { id, version: Some(v) } => (http::Method::POST, format!("purge/{id}/{v}")),
+        AdminCommand::Verify => (http::Method::POST, "verify".to_string()),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nucache: cannot start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let answer = match runtime.block_on(nucache::admin_client::call(&base, method, &path)) {
+        Ok(answer) => answer,
+        Err(error) => {
+            eprintln!("nucache: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        AdminCommand::Stats => println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default()),
+        AdminCommand::Purge { .. } => println!(
+            "purged {}: {} objects, {} bytes",
+            answer["package"].as_str().unwrap_or("?"),
+            answer["purged_objects"],
+            answer["purged_bytes"]
+        ),
+        AdminCommand::Verify => {
+            let dropped = answer["dropped"].as_array().cloned().unwrap_or_default();
+            for what in &dropped {
+                println!(
+                    "dropped {}: its bytes no longer match their record",
+                    what.as_str().unwrap_or("?")
+                );
+            }
+            println!(
+                "{base}: verified {} objects, {} bytes intact, {} dropped",
+                answer["checked"],
+                answer["intact_bytes"],
+                dropped.len()
+            );
+            if !dropped.is_empty() {
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn hash_key() -> ExitCode {

@@ -118,6 +118,19 @@ pub(crate) struct Snapshot {
     pub breakers: Vec<(String, bool)>,
 }
 
+/// Totals since start, for the status page.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Answers served from the cache (any `X-Cache` but `MISS`).
+    pub from_cache: u64,
+    /// Answers with an `X-Cache` value.
+    pub cacheable: u64,
+    pub bytes_from_cache: u64,
+    pub bytes_from_upstream: u64,
+    pub evictions: u64,
+    pub evicted_bytes: u64,
+}
+
 pub(crate) struct Metrics {
     registry: Registry,
     /// `nucache_requests_total`, slot `kind * CACHE_LABELS.len() + cache`.
@@ -264,6 +277,28 @@ impl Metrics {
         };
         self.upstream_requests.get_or_create(&labels).inc();
         self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    /// The counters as they stand, for the status page.
+    pub fn totals(&self) -> Totals {
+        let width = CACHE_LABELS.len();
+        let mut totals = Totals {
+            bytes_from_cache: self.bytes_from_cache.get(),
+            bytes_from_upstream: self.bytes_from_upstream.get(),
+            evictions: self.evictions.get(),
+            evicted_bytes: self.evicted_bytes.get(),
+            ..Totals::default()
+        };
+        for (slot, counter) in self.requests.iter().enumerate() {
+            let label = CACHE_LABELS[slot % width];
+            if label != "none" {
+                totals.cacheable += counter.get();
+            }
+            if FROM_CACHE.contains(&label) {
+                totals.from_cache += counter.get();
+            }
+        }
+        totals
     }
 
     /// The text `/metrics` answers, with the states of `snapshot`.

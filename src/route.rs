@@ -32,6 +32,8 @@ pub enum Route {
     Ready,
     /// `/metrics`: Prometheus text.
     Metrics,
+    /// Below `/admin/` (what follows it, decoded).
+    Admin(String),
     ServiceIndex,
     /// A decoded path below `/v3/`, to be resolved against the mounts.
     Mounted(String),
@@ -71,6 +73,7 @@ pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
         ["health"] => Ok(Route::Health),
         ["metrics"] => Ok(Route::Metrics),
         ["ready"] => Ok(Route::Ready),
+        ["admin", rest @ ..] => Ok(Route::Admin(rest.join("/"))),
         ["v3", "index.json"] => Ok(Route::ServiceIndex),
         ["v3", rest @ ..] if !rest.is_empty() && rest != [""] => Ok(Route::Mounted(rest.join("/"))),
         _ => Err(RouteError::NotFound),

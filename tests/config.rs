@@ -251,3 +251,26 @@ fn the_default_cache_directory_follows_systemds_cache_directory() {
         Ok(())
     });
 }
+
+#[test]
+fn admin_keys_must_be_digests_and_the_commands_key_variable_is_no_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_ADMIN__KEYS", "[\"plain-key\"]");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("admin.keys") && error.contains("hash-key"), "{error}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        let digest = nucache::config::digest_hex("k");
+        jail.set_env("NUCACHE_ADMIN__KEYS", format!("[\"{}\"]", digest.to_uppercase()));
+        jail.set_env("NUCACHE_ADMIN_KEY", "k");
+        let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
+        assert_eq!(loaded.config.admin.keys, [digest], "lower-cased");
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("NUCACHE_ADMIN_KEY")),
+            "{:?}",
+            loaded.warnings
+        );
+        Ok(())
+    });
+}

@@ -88,6 +88,13 @@ impl KeySet {
     }
 }
 
+/// What a purge removed from disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub objects: usize,
+    pub bytes: u64,
+}
+
 /// What `nucache verify` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -450,6 +457,17 @@ impl Cache {
     /// Forgets the documents `keys` covers, in memory and on disk; returns
     /// how many were on disk.
     pub fn remove_documents(&self, keys: &KeySet) -> Result<usize, StorageError> {
+        self.remove_covered(keys, |entry| entry.kind != EntryKind::Blob)
+            .map(|purged| purged.objects)
+    }
+
+    /// Forgets everything `keys` covers, package files and documents, in
+    /// memory and on disk (the admin purge): the next request fetches again.
+    pub fn purge(&self, keys: &KeySet) -> Result<Purged, StorageError> {
+        self.remove_covered(keys, |_| true)
+    }
+
+    fn remove_covered(&self, keys: &KeySet, removable: impl Fn(&Entry) -> bool) -> Result<Purged, StorageError> {
         let covered = keys.clone();
         if let Err(error) = self.hot.invalidate_entries_if(move |key, _| covered.contains(key)) {
             tracing::warn!(%error, "could not drop documents from memory");
@@ -458,14 +476,15 @@ impl Cache {
         for prefix in &keys.prefixes {
             on_disk.extend(self.index.keys_with_prefix(prefix)?);
         }
-        let mut removed = 0;
+        let mut purged = Purged::default();
         for key in on_disk {
-            if self.index.get(&key)?.is_some_and(|e| e.kind != EntryKind::Blob) {
+            if let Some(entry) = self.index.get(&key)?.filter(|entry| removable(entry)) {
                 self.remove(&key)?;
-                removed += 1;
+                purged.objects += 1;
+                purged.bytes += entry.size;
             }
         }
-        Ok(removed)
+        Ok(purged)
     }
 
     /// Remembers the package hashes a document stated (blocking I/O).

@@ -24,6 +24,9 @@ use wording::suggest;
 
 /// Environment variable that names the configuration file.
 pub const CONFIG_ENV: &str = "NUCACHE_CONFIG";
+/// Environment variable the admin commands (`nucache stats`...) take the
+/// admin key from; not a configuration key.
+pub const ADMIN_KEY_ENV: &str = "NUCACHE_ADMIN_KEY";
 const ENV_PREFIX: &str = "NUCACHE_";
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,16 @@ pub struct Config {
     pub server: ServerConfig,
     pub publish: PublishConfig,
     pub auth: AuthConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admin API under `/admin/` (stats, purge, online verify).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// SHA-256 hex digests of the admin keys (`nucache hash-key`); none:
+    /// `/admin/` answers 404.
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +236,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             publish: PublishConfig::default(),
             auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -452,6 +466,7 @@ impl Config {
         for (key, digests) in [
             ("publish.client_keys", &self.publish.client_keys),
             ("auth.read_keys", &self.auth.read_keys),
+            ("admin.keys", &self.admin.keys),
         ] {
             if let Some(bad) = digests.iter().find(|d| !is_sha256_hex(d)) {
                 let reason = format!("{bad:?} is not a SHA-256 hex digest (make one with `nucache hash-key`)");
@@ -488,6 +503,7 @@ impl Config {
         let lower = |digests: &mut Vec<String>| digests.iter_mut().for_each(|d| *d = d.to_ascii_lowercase());
         lower(&mut self.publish.client_keys);
         lower(&mut self.auth.read_keys);
+        lower(&mut self.admin.keys);
         self.upstream.auth_origins = self
             .upstream
             .auth_origins

@@ -9,6 +9,7 @@
 //! 4. **respond** — render for the request's public base URL, negotiate
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
+mod admin;
 mod base;
 mod metadata;
 mod packages;
@@ -165,6 +166,12 @@ impl Proxy {
         if route == Route::Ready {
             read_only(&parts)?;
             return Ok(Reply::plain(self.ready(&parts.headers)));
+        }
+        if let Route::Admin(path) = &route {
+            // The key is checked before anything else: without admin keys
+            // configured the admin API does not exist (404).
+            noted.identity = auth::check_admin(&self.config, &parts.headers)?;
+            return self.admin(&parts, body, path).await;
         }
         if route == Route::ServiceIndex {
             noted.kind = RequestKind::ServiceIndex;
