@@ -525,6 +525,21 @@ impl Cache {
         self.index.flush()
     }
 
+    /// The `limit` package files (`.nupkg`) hit most while in memory, and
+    /// their hits (a walk of the hot blobs: for the status page, not hits).
+    pub fn most_requested(&self, limit: usize) -> Vec<(String, u64)> {
+        let mut hit: Vec<(String, u64)> = self
+            .hot_blobs
+            .iter()
+            .filter(|(key, _)| key.ends_with(".nupkg"))
+            .map(|(key, blob)| (key.as_str().to_owned(), blob.hits()))
+            .filter(|(_, hits)| *hits > 0)
+            .collect();
+        hit.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hit.truncate(limit);
+        hit
+    }
+
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {
         self.index.get(key)
     }

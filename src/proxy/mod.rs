@@ -17,6 +17,7 @@ mod publishing;
 mod reload;
 mod respond;
 mod service;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +84,8 @@ pub(crate) struct Proxy {
     /// `publish.api_key` as last read (SIGHUP re-reads its file).
     publish_key: std::sync::RwLock<Option<crate::config::Secret>>,
     metrics: Arc<Metrics>,
+    /// Where today's figures of the status page start.
+    today: status::TodayCell,
 }
 
 impl Proxy {
@@ -100,6 +103,7 @@ impl Proxy {
             started: Instant::now(),
             publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
             metrics,
+            today: status::TodayCell::default(),
         }
     }
 
@@ -183,6 +187,7 @@ impl Proxy {
             return match route {
                 Route::ServiceIndex => self.service_index(&parts).await,
                 Route::Metrics => Ok(Reply::plain(self.metrics_text())),
+                _ if status::wants_html(&parts.headers) => Ok(Reply::plain(self.status_page())),
                 _ => Ok(Reply::plain(self.home())),
             };
         };
