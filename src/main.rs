@@ -92,27 +92,27 @@ fn main() -> ExitCode {
     if let Some(Command::HashKey) = cli.command {
         return hash_key();
     }
-    // The guard flushes what the log thread still holds when main returns.
-    let nucache::logging::Installed {
-        control: logging,
-        guard: _log_writer,
-        problem,
-    } = nucache::logging::init();
-    if let Some(problem) = problem {
-        tracing::warn!("{problem}");
-    }
-    let config = match Config::load_with_warnings(cli.config.as_deref()) {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                tracing::warn!("{warning}");
-            }
-            loaded.config
-        }
+    // The configuration first: it says how to write the log (log.format).
+    let loaded = match Config::load_with_warnings(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("nucache: {error}");
             return ExitCode::from(2);
         }
     };
+    // The guard flushes what the log thread still holds when main returns.
+    let nucache::logging::Installed {
+        control: logging,
+        guard: _log_writer,
+        problem,
+    } = nucache::logging::init(loaded.config.log.format);
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
     if let Err(error) = logging.apply(&config.log_filter) {
         tracing::warn!(%error, "log filter unchanged");
     }
@@ -313,7 +313,10 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
             Ok(addr) => {
                 tracing::info!(%addr, "listening");
                 // The snippet alone on stdout, so that it can be redirected.
-                eprintln!("Point NuGet at nucache with this nuget.config:");
+                // stderr stays all JSON lines for log.format = "json".
+                if shown.log.format == nucache::config::LogFormat::Text {
+                    eprintln!("Point NuGet at nucache with this nuget.config:");
+                }
                 print!("{}", shown.nuget_config_snippet(addr));
             }
             Err(error) => tracing::warn!(%error, "listening on an unknown address"),

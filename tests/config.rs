@@ -274,3 +274,16 @@ fn admin_keys_must_be_digests_and_the_commands_key_variable_is_no_key() {
         Ok(())
     });
 }
+
+#[test]
+fn log_format_is_text_or_json() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_LOG__FORMAT", "json");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.log.format, nucache::config::LogFormat::Json);
+        jail.set_env("NUCACHE_LOG__FORMAT", "yaml");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("log.format"), "{error}");
+        Ok(())
+    });
+}

@@ -69,6 +69,25 @@ pub struct Config {
     pub publish: PublishConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+/// How log lines are written (the filter is `log_filter`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// One line per event either way (one per request for the access log).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// `key=value` pairs (logfmt), coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
 }
 
 /// The admin API under `/admin/` (stats, purge, online verify).
@@ -237,6 +256,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             auth: AuthConfig::default(),
             admin: AdminConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
