@@ -312,6 +312,11 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
         match server.local_addr() {
             Ok(addr) => {
                 tracing::info!(%addr, "listening");
+                // Type=notify: systemd starts what depends on nucache now
+                // (a no-op without $NOTIFY_SOCKET).
+                if let Err(error) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+                    tracing::warn!(%error, "could not tell systemd that nucache is ready");
+                }
                 // The snippet alone on stdout, so that it can be redirected.
                 // stderr stays all JSON lines for log.format = "json".
                 if shown.log.format == nucache::config::LogFormat::Text {
@@ -329,7 +334,12 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
         };
         let reloading = tokio::spawn(reload.on_hangups(hangups));
         tokio::spawn(probe_in_background(probe_config));
-        server.run(nucache::shutdown::signal()).await;
+        server
+            .run(async {
+                nucache::shutdown::signal().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+            })
+            .await;
         reloading.abort();
         ExitCode::SUCCESS
     })
