@@ -1,37 +1,39 @@
-//! The cache: an index (sled) over blob files, with hot documents in memory
-//! (moka). Keys are canonical local paths below `/v3/` (see `route.rs`).
+//! The cache: an index over blob files, with hot documents and blobs in
+//! memory (moka), and the upstream's recent 404s. Keys are canonical local
+//! paths below `/v3/` (see `route.rs`). This file holds the whole-cache
+//! work: open and repair, verify, remove, remembered 404s, access times.
 //!
 //! - `index`: the records, behind [`IndexStore`] (`sled_index` on disk;
 //!   `index_compliance`: what every index store must do);
-//! - `blobs`: the file store (temporary file, hash, fsync, rename);
-//! - `status`: HIT / MISS / STALE / REVALIDATED;
-//! - `compliance` (tests): what every blob store must do.
+//! - `blobs`: the file store (temporary file, hash, fsync, rename;
+//!   `compliance`: what every blob store must do);
+//! - `documents` / `packages`: reading and storing each kind;
+//! - `hot`: package files in memory; `reader`: verified reads;
+//! - `scrub`: the online re-hash; `health`: does the disk take writes;
+//! - `status`: HIT / MISS / STALE / REVALIDATED / UPDATING.
 
 mod blobs;
 #[cfg(test)]
 mod compliance;
+mod documents;
 mod health;
 mod hot;
 mod index;
 #[cfg(test)]
 mod index_compliance;
+mod packages;
 mod reader;
 pub(crate) mod scrub;
 mod sled_index;
 mod status;
 
 use std::fs::File;
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use sha2::{Digest, Sha512};
-
 use crate::config::CacheConfig;
 use crate::error::StorageError;
-use crate::nuget::PackageHash;
 use crate::rewrite::Template;
 
 pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
@@ -238,78 +240,6 @@ impl Cache {
         Ok(report)
     }
 
-    /// A cached document: from memory, else from disk (verified against its
-    /// SHA-512; a mismatch drops the entry).
-    pub fn document(&self, key: &str) -> Result<Option<Arc<HotDoc>>, StorageError> {
-        if let Some(doc) = self.hot.get(key) {
-            return Ok(Some(doc));
-        }
-        let Some(entry) = self.index.get(key)? else {
-            return Ok(None);
-        };
-        let Some(body) = self.read_verified(key, &entry)? else {
-            tracing::warn!(key, "cached document missing or corrupt; dropped");
-            self.remove(key)?;
-            return Ok(None);
-        };
-        Ok(Some(self.remember(key, entry, body)))
-    }
-
-    fn read_verified(&self, key: &str, entry: &Entry) -> Result<Option<Bytes>, StorageError> {
-        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
-            return Ok(None);
-        };
-        let mut body = Vec::with_capacity(entry.size as usize);
-        file.read_to_end(&mut body)
-            .map_err(StorageError::io("reading a document"))?;
-        let matches = hex::encode(Sha512::digest(&body)) == entry.sha512;
-        Ok(matches.then(|| Bytes::from(body)))
-    }
-
-    fn remember(&self, key: &str, entry: Entry, body: Bytes) -> Arc<HotDoc> {
-        let content_id = entry.sha512.clone();
-        let doc = Arc::new(HotDoc {
-            entry,
-            body: Template::new(body, &content_id),
-            accessed: AtomicU64::new(0),
-        });
-        self.hot.insert(key.to_string(), doc.clone());
-        doc
-    }
-
-    /// Stores a document (blocking I/O). `persist: false` keeps it in
-    /// memory only (search answers).
-    pub fn store_document(
-        &self,
-        key: &str,
-        kind: EntryKind,
-        origin: Origin,
-        body: Bytes,
-        persist: bool,
-    ) -> Result<Arc<HotDoc>, StorageError> {
-        let in_memory = BlobInfo {
-            size: body.len() as u64,
-            sha512: hex::encode(Sha512::digest(&body)),
-            xxh3: None,
-        };
-        let mut entry = entry_of(kind, origin.clone(), in_memory);
-        if persist && !self.health.bypass() {
-            if let Ok(stored) = self.watch(self.write_document(key, kind, origin, &body)) {
-                entry = stored;
-            }
-        }
-        Ok(self.remember(key, entry, body))
-    }
-
-    fn write_document(&self, key: &str, kind: EntryKind, origin: Origin, body: &[u8]) -> Result<Entry, StorageError> {
-        let mut writer = self.blobs.create()?;
-        writer.write(body).map_err(StorageError::io("writing a document"))?;
-        let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
-        let replaced = self.index.put(key, &entry)?;
-        self.discard_replaced(key, replaced, &entry);
-        Ok(entry)
-    }
-
     /// Tells the storage health what a write came to.
     fn watch<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
         match &result {
@@ -317,102 +247,6 @@ impl Cache {
             Err(error) => self.health.failed(&error.to_string()),
         }
         result
-    }
-
-    /// Records that the upstream confirmed a document unchanged (304).
-    pub fn confirm_document(&self, key: &str, doc: &HotDoc, persist: bool) -> Result<Arc<HotDoc>, StorageError> {
-        let mut entry = doc.entry.clone();
-        entry.fetched_at = now_ms();
-        if persist {
-            self.index.put(key, &entry)?;
-        }
-        Ok(self.remember(key, entry, doc.body.text().clone()))
-    }
-
-    /// A committed blob from memory, when it is hot (no I/O).
-    pub fn hot_blob(&self, key: &str) -> Option<Arc<HotBlob>> {
-        self.hot_blobs.get(key)
-    }
-
-    /// A committed blob from the index (blocking I/O), made hot: small ones
-    /// are read and verified into memory, larger ones come with their file
-    /// opened. `None` when absent, gone or corrupt (the record is dropped).
-    pub fn load_blob(&self, key: &str) -> Result<Option<LoadedBlob>, StorageError> {
-        let Some(entry) = self.index.get(key)? else {
-            return Ok(None);
-        };
-        let Some(file) = self.open_or_drop(key, &entry)? else {
-            return Ok(None);
-        };
-        if entry.size > hot::SMALL_BLOB {
-            let hot = Arc::new(HotBlob::new(key, entry, None));
-            self.hot_blobs.insert(key.to_string(), hot.clone());
-            return Ok(Some((hot, Some(file))));
-        }
-        let mut reader = self.reader(&entry, file);
-        let body = match reader.next_chunk(hot::SMALL_BLOB as usize) {
-            Ok(body) => body.unwrap_or_default(),
-            Err(ReadError::Io(error)) => return Err(StorageError::io("reading a blob")(error)),
-            Err(_) => {
-                self.drop_corrupt(key, &entry)?;
-                return Ok(None);
-            }
-        };
-        let hot = Arc::new(HotBlob::new(key, entry, Some(body)));
-        self.hot_blobs.insert(key.to_string(), hot.clone());
-        Ok(Some((hot, None)))
-    }
-
-    /// Opens the file of a hot blob kept without its bytes (blocking I/O);
-    /// `None` when it is gone (the record is dropped).
-    pub fn open_blob(&self, key: &str, hot: &HotBlob) -> Result<Option<File>, StorageError> {
-        self.open_or_drop(key, &hot.entry)
-    }
-
-    /// `entry`'s file, or `None` (and the record dropped) when it is gone
-    /// or of the wrong size.
-    fn open_or_drop(&self, key: &str, entry: &Entry) -> Result<Option<File>, StorageError> {
-        let file = self.blobs.open(key, &info(entry))?;
-        if file.is_none() {
-            tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
-            self.remove(key)?;
-        }
-        Ok(file)
-    }
-
-    /// A reader of a committed blob that checks it against its record
-    /// (unless `cache.verify_reads` is off).
-    pub fn reader(&self, entry: &Entry, file: File) -> BlobReader {
-        let hashes = (entry.xxh3, entry.sha512.as_str());
-        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads)
-    }
-
-    /// A read found `key`'s bytes corrupt: drops it (unless it has been
-    /// replaced meanwhile), so the next request fetches good bytes.
-    pub fn drop_corrupt(&self, key: &str, seen: &Entry) -> Result<(), StorageError> {
-        if self.index.get(key)?.is_some_and(|now| now.sha512 == seen.sha512) {
-            tracing::error!(
-                key,
-                size = seen.size,
-                "cached file corrupted on disk; dropped, will be fetched again"
-            );
-            self.remove(key)?;
-        }
-        Ok(())
-    }
-
-    pub fn start_blob(&self) -> Result<BlobWriter, StorageError> {
-        self.watch(self.blobs.create())
-    }
-
-    /// Commits a complete blob and records it (blocking I/O).
-    pub fn commit_blob(&self, key: &str, writer: BlobWriter, origin: Origin) -> Result<Entry, StorageError> {
-        let (entry, replaced) = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
-            let entry = entry_of(EntryKind::Blob, origin, stored);
-            self.index.put(key, &entry).map(|replaced| (entry, replaced))
-        }))?;
-        self.discard_replaced(key, replaced, &entry);
-        Ok(entry)
     }
 
     /// Files are named by content, so a replaced entry leaves its old file.
@@ -454,13 +288,6 @@ impl Cache {
         }
     }
 
-    /// Forgets the documents `keys` covers, in memory and on disk; returns
-    /// how many were on disk.
-    pub fn remove_documents(&self, keys: &KeySet) -> Result<usize, StorageError> {
-        self.remove_covered(keys, |entry| entry.kind != EntryKind::Blob)
-            .map(|purged| purged.objects)
-    }
-
     /// Forgets everything `keys` covers, package files and documents, in
     /// memory and on disk (the admin purge): the next request fetches again.
     pub fn purge(&self, keys: &KeySet) -> Result<Purged, StorageError> {
@@ -485,19 +312,6 @@ impl Cache {
             }
         }
         Ok(purged)
-    }
-
-    /// Remembers the package hashes a document stated (blocking I/O).
-    pub fn record_package_hashes(&self, hashes: &[PackageHash]) -> Result<(), StorageError> {
-        for hash in hashes {
-            self.index.put_hash(&hash.key(), &hash.sha512)?;
-        }
-        Ok(())
-    }
-
-    /// The SHA-512 (hex) the metadata states for `{lower_id}/{lower_version}`.
-    pub fn package_hash(&self, package: &str) -> Result<Option<String>, StorageError> {
-        self.index.hash(package)
     }
 
     /// Writes the access times of the hot objects hit since the last

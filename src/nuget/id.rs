@@ -70,6 +70,11 @@ fn is_valid_id(text: &str) -> bool {
 /// Character-by-character lowering like .NET's `ToLowerInvariant`: no
 /// context rules (final sigma) and no expansion to several characters.
 pub fn lower_invariant(text: &str) -> String {
+    // Nearly every id and path is ASCII: lowering bytes is a tenth of the
+    // cost of lowering chars (4% of a warm hit's CPU went here).
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     text.chars()
         .map(|c| {
             let mut lower = c.to_lowercase();

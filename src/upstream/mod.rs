@@ -2,19 +2,24 @@
 //! store), pooled keep-alive connections, redirects, retries with backoff
 //! for idempotent requests, timeouts on connecting, on the first byte and
 //! on every gap between body chunks, and a circuit breaker per origin
-//! (`breaker`).
+//! (`breaker`). `reading` reads bodies within those timeouts; `urls` is
+//! the URL arithmetic (origins, redirect targets).
 
 mod breaker;
+mod reading;
+mod urls;
 
 use breaker::{Breaker, Breakers, Transition};
 pub use breaker::{BreakerState, UpstreamStatus};
+pub(crate) use reading::{check_length, check_not_longer, chunk_now, content_length};
+use urls::breaker_origin;
+pub(crate) use urls::{join_url, origin_of};
 
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt;
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, USER_AGENT};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
@@ -376,107 +381,6 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response),
         }
     }
-
-    /// The next chunk of a body, `None` at its end; a gap longer than the
-    /// read timeout is an error, and so is `deadline` (the end of
-    /// `upstream.download_timeout`) passing: an upstream that drips a byte
-    /// within every read timeout cannot hold a download forever.
-    pub async fn next_chunk_before(
-        &self,
-        body: &mut Incoming,
-        origin: &str,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Bytes>, UpstreamError> {
-        let read_timeout = self.config.read_timeout;
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let (wait, phase, seconds) = match left {
-            Some(left) if left < read_timeout => (
-                left,
-                "the whole download (upstream.download_timeout)",
-                self.config.download_timeout.as_secs_f64(),
-            ),
-            _ => (read_timeout, "reading the body", read_timeout.as_secs_f64()),
-        };
-        let timeout = || UpstreamError::Timeout {
-            origin: origin.to_string(),
-            phase,
-            seconds,
-        };
-        let started = Instant::now();
-        loop {
-            let left = wait.saturating_sub(started.elapsed());
-            let frame = tokio::time::timeout(left, body.frame()).await.map_err(|_| timeout())?;
-            if let Some(chunk) = frame_data(frame, origin) {
-                return chunk;
-            }
-        }
-    }
-
-    /// Reads a whole (document) body, refusing more than `cap` bytes.
-    pub async fn read_to_end(&self, fetched: &mut Fetched, cap: u64) -> Result<Bytes, UpstreamError> {
-        let origin = origin_of(&fetched.url).to_string();
-        let expected = content_length(&fetched.headers);
-        let deadline = Instant::now() + self.config.download_timeout;
-        let mut out = BytesMut::with_capacity(expected.unwrap_or(16 * 1024).min(cap) as usize);
-        while let Some(chunk) = self
-            .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
-            .await?
-        {
-            if (out.len() + chunk.len()) as u64 > cap {
-                return Err(UpstreamError::Body {
-                    origin,
-                    reason: format!("document larger than {cap} bytes"),
-                });
-            }
-            out.extend_from_slice(&chunk);
-        }
-        check_length(expected, out.len() as u64, &origin)?;
-        Ok(out.freeze())
-    }
-}
-
-/// A chunk the body has ready now; `None` when it would have to wait.
-pub(crate) fn chunk_now(body: &mut Incoming, origin: &str) -> Option<Result<Option<Bytes>, UpstreamError>> {
-    loop {
-        let frame = body.frame().now_or_never()?;
-        if let Some(chunk) = frame_data(frame, origin) {
-            return Some(chunk);
-        }
-    }
-}
-
-/// A body frame as data: `None` for frames without data (trailers).
-fn frame_data(
-    frame: Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>,
-    origin: &str,
-) -> Option<Result<Option<Bytes>, UpstreamError>> {
-    match frame {
-        None => Some(Ok(None)),
-        Some(Err(error)) => Some(Err(UpstreamError::Body {
-            origin: origin.to_string(),
-            reason: format!("body broken off: {}", error_chain(&error)),
-        })),
-        Some(Ok(frame)) => frame.into_data().ok().map(|data| Ok(Some(data))),
-    }
-}
-
-/// A body must be exactly as long as its `Content-Length` said.
-pub(crate) fn check_length(expected: Option<u64>, got: u64, origin: &str) -> Result<(), UpstreamError> {
-    match expected {
-        Some(expected) if expected != got => Err(UpstreamError::Body {
-            origin: origin.to_string(),
-            reason: format!("body has {got} bytes, Content-Length said {expected}"),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// While a body arrives: it may not run past its `Content-Length`.
-pub(crate) fn check_not_longer(expected: Option<u64>, received: u64, origin: &str) -> Result<(), UpstreamError> {
-    match expected {
-        Some(limit) if received > limit => check_length(expected, received, origin),
-        _ => Ok(()),
-    }
 }
 
 /// What counts against the circuit breaker: no answer, or a 5xx.
@@ -486,10 +390,6 @@ fn failure_of(result: &Result<Fetched, UpstreamError>) -> Option<String> {
         Ok(_) => None,
         Err(error) => Some(error.to_string()),
     }
-}
-
-pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 pub(crate) fn tls_config() -> rustls::ClientConfig {
@@ -514,53 +414,6 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64(f64::from(nanos % 500) / 1000.0)
 }
 
-/// `scheme://authority` of a URL (the URL itself when it has no path).
-pub(crate) fn origin_of(url: &str) -> &str {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    match url[start..].find(['/', '?', '#']) {
-        Some(end) => &url[..start + end],
-        None => url,
-    }
-}
-
-/// The origin a circuit breaker is kept for: `scheme://host[:port]`,
-/// lower-case, without the scheme's default port.
-fn breaker_origin(url: &str) -> String {
-    let origin = origin_of(url).to_ascii_lowercase();
-    match origin.split_once("://") {
-        Some((scheme, authority)) => {
-            let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-            let default_port = match scheme {
-                "https" => ":443",
-                "http" => ":80",
-                _ => "",
-            };
-            let host = match authority.strip_suffix(default_port) {
-                Some(host) if !default_port.is_empty() => host,
-                _ => authority,
-            };
-            format!("{scheme}://{host}")
-        }
-        None => origin,
-    }
-}
-
-/// Resolves a `Location` header against the URL that sent it.
-pub(crate) fn join_url(base: &str, location: &str) -> String {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        location.to_string()
-    } else if let Some(rest) = location.strip_prefix("//") {
-        let scheme = base.split("://").next().unwrap_or("https");
-        format!("{scheme}://{rest}")
-    } else if location.starts_with('/') {
-        format!("{}{location}", origin_of(base))
-    } else {
-        let path_end = base.find(['?', '#']).unwrap_or(base.len());
-        let dir_end = base[..path_end].rfind('/').map_or(base.len(), |i| i + 1);
-        format!("{}{location}", &base[..dir_end])
-    }
-}
-
 /// An error and its causes on one line: hyper's top-level messages alone
 /// ("client error (Connect)") do not say what happened.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
@@ -582,42 +435,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn joins_locations() {
-        let base = "https://a.example/x/y/index.json?q=1";
-        assert_eq!(join_url(base, "https://b.example/z"), "https://b.example/z");
-        assert_eq!(join_url(base, "//c.example/z"), "https://c.example/z");
-        assert_eq!(join_url(base, "/root.json"), "https://a.example/root.json");
-        assert_eq!(join_url(base, "sibling.json"), "https://a.example/x/y/sibling.json");
-    }
-
-    #[test]
-    fn origins() {
-        assert_eq!(origin_of("http://127.0.0.1:5/v3/index.json"), "http://127.0.0.1:5");
-        assert_eq!(origin_of("https://api.nuget.org"), "https://api.nuget.org");
-        assert_eq!(origin_of("https://h?x"), "https://h");
-    }
-
-    #[test]
-    fn breaker_origins_are_canonical() {
-        assert_eq!(
-            breaker_origin("HTTPS://API.nuget.org:443/v3/index.json"),
-            "https://api.nuget.org"
-        );
-        assert_eq!(breaker_origin("http://127.0.0.1:5000/x?y"), "http://127.0.0.1:5000");
-        assert_eq!(breaker_origin("http://h:80"), "http://h");
-        assert_eq!(breaker_origin("https://user:pw@h/x"), "https://h");
-    }
-
-    #[test]
     fn backoff_grows() {
         assert!(backoff(1) >= Duration::from_millis(100) && backoff(1) < Duration::from_millis(151));
         assert!(backoff(3) >= Duration::from_millis(400) && backoff(3) < Duration::from_millis(601));
-    }
-
-    #[test]
-    fn length_must_match() {
-        assert!(check_length(Some(10), 10, "o").is_ok());
-        assert!(check_length(None, 10, "o").is_ok());
-        assert!(check_length(Some(10), 5, "o").is_err());
     }
 }

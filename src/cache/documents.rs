@@ -1,0 +1,104 @@
+//! Documents in the cache: hot in memory as templates, on disk as files
+//! checked against their SHA-512 when read back.
+
+use std::io::Read;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha512};
+
+use super::{entry_of, info, now_ms, BlobInfo, Cache, Entry, EntryKind, HotDoc, KeySet, Origin};
+use crate::error::StorageError;
+use crate::rewrite::Template;
+
+impl Cache {
+    /// A cached document: from memory, else from disk (verified against its
+    /// SHA-512; a mismatch drops the entry).
+    pub fn document(&self, key: &str) -> Result<Option<Arc<HotDoc>>, StorageError> {
+        if let Some(doc) = self.hot.get(key) {
+            return Ok(Some(doc));
+        }
+        let Some(entry) = self.index.get(key)? else {
+            return Ok(None);
+        };
+        let Some(body) = self.read_verified(key, &entry)? else {
+            tracing::warn!(key, "cached document missing or corrupt; dropped");
+            self.remove(key)?;
+            return Ok(None);
+        };
+        Ok(Some(self.remember(key, entry, body)))
+    }
+
+    fn read_verified(&self, key: &str, entry: &Entry) -> Result<Option<Bytes>, StorageError> {
+        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
+            return Ok(None);
+        };
+        let mut body = Vec::with_capacity(entry.size as usize);
+        file.read_to_end(&mut body)
+            .map_err(StorageError::io("reading a document"))?;
+        let matches = hex::encode(Sha512::digest(&body)) == entry.sha512;
+        Ok(matches.then(|| Bytes::from(body)))
+    }
+
+    fn remember(&self, key: &str, entry: Entry, body: Bytes) -> Arc<HotDoc> {
+        let content_id = entry.sha512.clone();
+        let doc = Arc::new(HotDoc {
+            entry,
+            body: Template::new(body, &content_id),
+            accessed: AtomicU64::new(0),
+        });
+        self.hot.insert(key.to_string(), doc.clone());
+        doc
+    }
+
+    /// Stores a document (blocking I/O). `persist: false` keeps it in
+    /// memory only (search answers).
+    pub fn store_document(
+        &self,
+        key: &str,
+        kind: EntryKind,
+        origin: Origin,
+        body: Bytes,
+        persist: bool,
+    ) -> Result<Arc<HotDoc>, StorageError> {
+        let in_memory = BlobInfo {
+            size: body.len() as u64,
+            sha512: hex::encode(Sha512::digest(&body)),
+            xxh3: None,
+        };
+        let mut entry = entry_of(kind, origin.clone(), in_memory);
+        if persist && !self.health.bypass() {
+            if let Ok(stored) = self.watch(self.write_document(key, kind, origin, &body)) {
+                entry = stored;
+            }
+        }
+        Ok(self.remember(key, entry, body))
+    }
+
+    fn write_document(&self, key: &str, kind: EntryKind, origin: Origin, body: &[u8]) -> Result<Entry, StorageError> {
+        let mut writer = self.blobs.create()?;
+        writer.write(body).map_err(StorageError::io("writing a document"))?;
+        let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
+        let replaced = self.index.put(key, &entry)?;
+        self.discard_replaced(key, replaced, &entry);
+        Ok(entry)
+    }
+
+    /// Records that the upstream confirmed a document unchanged (304).
+    pub fn confirm_document(&self, key: &str, doc: &HotDoc, persist: bool) -> Result<Arc<HotDoc>, StorageError> {
+        let mut entry = doc.entry.clone();
+        entry.fetched_at = now_ms();
+        if persist {
+            self.index.put(key, &entry)?;
+        }
+        Ok(self.remember(key, entry, doc.body.text().clone()))
+    }
+
+    /// Forgets the documents `keys` covers, in memory and on disk; returns
+    /// how many were on disk.
+    pub fn remove_documents(&self, keys: &KeySet) -> Result<usize, StorageError> {
+        self.remove_covered(keys, |entry| entry.kind != EntryKind::Blob)
+            .map(|purged| purged.objects)
+    }
+}
