@@ -279,6 +279,12 @@ impl Metrics {
         self.upstream_duration.observe(took.as_secs_f64());
     }
 
+    /// Objects evicted by one run of the evictor.
+    pub fn evicted(&self, objects: u64, bytes: u64) {
+        self.evictions.inc_by(objects);
+        self.evicted_bytes.inc_by(bytes);
+    }
+
     /// The counters as they stand, for the status page.
     pub fn totals(&self) -> Totals {
         let width = CACHE_LABELS.len();

@@ -287,3 +287,22 @@ fn log_format_is_text_or_json() {
         Ok(())
     });
 }
+
+#[test]
+fn the_disk_cap_keys_take_sizes_and_shares() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_CACHE__MAX_SIZE", "50GiB");
+        jail.set_env("NUCACHE_CACHE__MIN_FREE", "2.5%");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.cache.max_size, Some(nucache::config::ByteSize(50 << 30)));
+        assert_eq!(config.cache.min_free, nucache::config::MinFree::Percent(2.5));
+        jail.set_env("NUCACHE_CACHE__MIN_FREE", "150%");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("cache.min_free"), "{error}");
+        jail.set_env("NUCACHE_CACHE__MIN_FREE", "1GiB");
+        jail.set_env("NUCACHE_CACHE__MAX_SIZE", "0");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("cache.max_size"), "{error}");
+        Ok(())
+    });
+}

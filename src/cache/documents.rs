@@ -82,6 +82,7 @@ impl Cache {
         let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
         let replaced = self.index.put(key, &entry)?;
         self.discard_replaced(key, replaced, &entry);
+        self.note_growth();
         Ok(entry)
     }
 

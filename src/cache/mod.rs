@@ -16,6 +16,7 @@ mod blobs;
 #[cfg(test)]
 mod compliance;
 mod documents;
+pub(crate) mod evict;
 mod health;
 mod hot;
 mod index;
@@ -145,6 +146,9 @@ pub(crate) struct Cache {
     pub health: StorageHealth,
     /// Check every blob read against its checksum (`cache.verify_reads`).
     verify_reads: bool,
+    /// `cache.max_size` and `cache.min_free`, and the evictor's bell.
+    limits: evict::Limits,
+    evict_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Cache {
@@ -182,6 +186,8 @@ impl Cache {
             access_flushed: AtomicU64::new(0),
             health: StorageHealth::new(config.storage_retry),
             verify_reads: config.verify_reads,
+            limits: evict::Limits::of(config),
+            evict_wake: Arc::default(),
         };
         let repair = cache.repair()?;
         Ok((cache, repair))

@@ -17,7 +17,7 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use bytesize::ByteSize;
+pub use bytesize::{ByteSize, MinFree};
 use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
 use wording::suggest;
@@ -203,6 +203,12 @@ pub struct CacheConfig {
     pub scrub_interval: Duration,
     /// Bytes per second the scrub may read.
     pub scrub_rate: ByteSize,
+    /// Largest size of the cached objects; above it the least recently
+    /// used are evicted down to 90% of it. Unset: no cap.
+    pub max_size: Option<ByteSize>,
+    /// Free space kept on the cache's file system (bytes or `"5%"`); below
+    /// it the least recently used objects are evicted too.
+    pub min_free: MinFree,
 }
 
 /// How long metadata is served without asking the upstream again.
@@ -316,6 +322,8 @@ impl Default for CacheConfig {
             verify_reads: true,
             scrub_interval: Duration::from_secs(24 * 3600),
             scrub_rate: ByteSize::mib(32),
+            max_size: None,
+            min_free: MinFree::Percent(5.0),
         }
     }
 }
@@ -468,6 +476,9 @@ impl Config {
         }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1");
+        }
+        if self.cache.max_size.is_some_and(|cap| cap.bytes() == 0) {
+            return invalid("cache.max_size", "must be more than 0 (leave it unset for no cap)");
         }
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");

@@ -143,6 +143,7 @@ impl Proxy {
             "cache": {
                 "entries": totals.entries,
                 "bytes": totals.bytes,
+                "max_size": self.config.cache.max_size.map(|cap| cap.bytes()),
                 "storage_writable": self.cache.health.problem().is_none(),
             },
             "requests": {

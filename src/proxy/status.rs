@@ -91,7 +91,7 @@ impl Proxy {
         let cache = self.cache.totals();
         let dir = &self.config.cache.dir;
         let free = fs2::available_space(dir).ok();
-        let cap: Option<u64> = None;
+        let cap = self.config.cache.max_size.map(|cap| cap.bytes());
         let size = match cap {
             Some(cap) => format!(
                 "{} of {} ({})",

@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cache::{scrub, Cache, Repair};
+use crate::cache::{evict, scrub, Cache, Repair};
 use crate::config::Config;
 use crate::error::StorageError;
 use crate::metrics::Metrics;
@@ -65,6 +65,7 @@ pub struct Server {
     cache: Arc<Cache>,
     config: Arc<Config>,
     repair: Repair,
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
@@ -87,13 +88,14 @@ impl Server {
             })?;
         let cache = Arc::new(cache);
         let metrics = Arc::new(Metrics::new());
-        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics));
+        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone()));
         Ok(Server {
             listener,
             proxy,
             cache,
             config,
             repair,
+            metrics,
         })
     }
 
@@ -122,10 +124,12 @@ impl Server {
             proxy,
             config,
             cache,
+            metrics,
             ..
         } = self;
         let flusher = tokio::spawn(flush_periodically(proxy.clone()));
         let (interval, rate) = (config.cache.scrub_interval, config.cache.scrub_rate.bytes());
+        let evictor = tokio::spawn(evict::run(cache.clone(), metrics));
         let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(config.server.max_connections));
@@ -185,6 +189,7 @@ impl Server {
         }
         flusher.abort();
         scrubber.abort();
+        evictor.abort();
         let flushing = proxy.clone();
         let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
         tracing::info!("stopped");
