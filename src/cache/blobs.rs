@@ -243,16 +243,58 @@ fn walk_files(root: &Path) -> Result<Vec<PathBuf>, StorageError> {
     Ok(files)
 }
 
-/// Reads `len` bytes at `offset` (blocking).
+/// Reads `len` bytes at `offset` (blocking), fewer at the end of the file.
+/// The buffer is not zeroed first: on a warm 50 MiB hit the zero-filling
+/// alone was 11% of nucache's CPU (perf), more than the XXH3 check.
 pub(crate) fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut buffer = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buffer[filled..], offset + filled as u64)? {
+    use std::os::fd::AsRawFd;
+    let mut buffer: Vec<u8> = Vec::with_capacity(len);
+    while buffer.len() < len {
+        let filled = buffer.len();
+        let spare = &mut buffer.spare_capacity_mut()[..len - filled];
+        let at = libc::off_t::try_from(offset + filled as u64).map_err(io::Error::other)?;
+        // SAFETY: `spare` is writable memory of `spare.len()` bytes owned
+        // by `buffer`; pread writes at most that many and returns how many.
+        let read = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match read {
             0 => break,
-            n => filled += n,
+            n if n > 0 => {
+                // SAFETY: pread initialised the first `n` bytes of `spare`.
+                unsafe { buffer.set_len(filled + n as usize) };
+            }
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
         }
     }
-    buffer.truncate(filled);
     Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::read_at;
+
+    #[test]
+    fn positional_reads_return_exactly_the_bytes_there() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut file = tempfile::tempfile().expect("temp file");
+        file.write_all(&data).expect("write");
+        assert_eq!(read_at(&file, 0, 10).expect("start"), data[..10]);
+        assert_eq!(
+            read_at(&file, 123_457, 100_000).expect("middle"),
+            data[123_457..223_457]
+        );
+        assert_eq!(
+            read_at(&file, 299_990, 64).expect("end"),
+            data[299_990..],
+            "short at the end"
+        );
+        assert!(read_at(&file, 400_000, 64).expect("past the end").is_empty());
+        assert!(read_at(&file, 5, 0).expect("nothing").is_empty());
+    }
 }
