@@ -258,10 +258,14 @@ impl Metrics {
             counter.inc();
         }
         match x_cache {
-            Some(value) if FROM_CACHE.contains(&value) => self.bytes_from_cache.inc_by(bytes),
-            Some("MISS") => self.bytes_from_upstream.inc_by(bytes),
-            _ => 0,
-        };
+            Some(value) if FROM_CACHE.contains(&value) => {
+                self.bytes_from_cache.inc_by(bytes);
+            }
+            Some("MISS") => {
+                self.bytes_from_upstream.inc_by(bytes);
+            }
+            _ => {}
+        }
     }
 
     /// One request sent upstream (not a hit: the label map is fine here).

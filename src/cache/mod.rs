@@ -10,6 +10,7 @@
 //! - `documents` / `packages`: reading and storing each kind;
 //! - `hot`: package files in memory; `reader`: verified reads;
 //! - `scrub`: the online re-hash; `health`: does the disk take writes;
+//! - `evict`: the disk cap (`cache.max_size`, `cache.min_free`), LRU;
 //! - `status`: HIT / MISS / STALE / REVALIDATED / UPDATING.
 
 mod blobs;

@@ -72,7 +72,7 @@ impl Proxy {
         path: &str,
     ) -> Result<Reply, ProxyError> {
         let response = match AdminCall::parse(&parts.method, path)? {
-            AdminCall::Stats => respond::json(StatusCode::OK, self.stats(true).to_string()),
+            AdminCall::Stats => respond::json(StatusCode::OK, self.stats().to_string()),
             AdminCall::Purge { id, version } => self.purge(&id, version.as_deref()).await?,
             AdminCall::Verify => self.verify_online().await,
         };
@@ -126,16 +126,12 @@ impl Proxy {
         respond::json(StatusCode::OK, body.to_string())
     }
 
-    /// What nucache is doing, as JSON (the admin stats; the status page
-    /// shows the same figures). `addresses`: whether upstream origins and
-    /// error texts may be shown.
-    pub(super) fn stats(&self, addresses: bool) -> serde_json::Value {
+    /// What nucache is doing, as JSON (the status page shows the same
+    /// figures); admins see upstream origins and error texts.
+    fn stats(&self) -> serde_json::Value {
         let totals = self.cache.totals();
         let served = self.metrics.totals();
-        let mut upstream = self.upstream.breaker_status();
-        if !addresses {
-            upstream = upstream.without_addresses();
-        }
+        let upstream = self.upstream.breaker_status();
         let hit_ratio = (served.cacheable > 0).then(|| served.from_cache as f64 / served.cacheable as f64);
         json!({
             "version": env!("CARGO_PKG_VERSION"),
