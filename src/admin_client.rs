@@ -52,7 +52,7 @@ pub async fn call(base: &str, method: Method, path: &str) -> Result<serde_json::
         reason,
     };
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(crate::upstream::tls_config())
+        .with_tls_config(crate::upstream::tls_config(&[]))
         .https_or_http()
         .enable_http1()
         .build();

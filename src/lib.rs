@@ -20,7 +20,9 @@
 //! `metrics` (the counters behind `/metrics`, atomics only on the request path),
 //! `admin_client` (the `stats`, `purge`, `verify --online` commands: HTTP to `/admin/`),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
-//! `nuget` (ids, versions, package files), `error` (who failed: client,
+//! `nuget` (ids, versions, package files), `merge` (several upstreams as
+//! one: packageSourceMapping patterns, merged version lists, registrations
+//! and search answers; below `nuget` only), `error` (who failed: client,
 //! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
 //! changes), `logging` (the subscriber and its live filter), `preflight`
 //! (what `check-config` checks on the machine), `probe` (is the upstream a
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 mod log_writer;
 pub mod logging;
+pub mod merge;
 pub(crate) mod metrics;
 pub mod nuget;
 pub mod preflight;

@@ -1,5 +1,6 @@
 //! SIGHUP: re-load the configuration and apply what can change while
-//! nucache serves (secrets read from files, the log filter); say what was
+//! nucache serves (secrets read from files, the log filter, the TLS
+//! certificate for new connections); say what was
 //! reloaded and which changed settings need a restart. A configuration
 //! that no longer loads is reported and the running one kept.
 
@@ -12,8 +13,10 @@ use crate::server::Reloader;
 use crate::shutdown::Hangups;
 
 /// Keys applied live; every other change waits for a restart.
-const LIVE: [&str; 7] = [
+const LIVE: [&str; 9] = [
     "log_filter",
+    "tls.cert",
+    "tls.key",
     "publish.api_key",
     "publish.api_key_file",
     "upstream.password",
@@ -53,6 +56,14 @@ impl Reload {
             .into_iter()
             .map(String::from)
             .collect();
+        match self.server.reload_certificate(&fresh) {
+            Ok(true) => reloaded.push("TLS certificate (new connections)".to_string()),
+            Ok(false) if fresh.tls.enabled() => {
+                tracing::error!("SIGHUP: tls.cert is set, but nucache started on plain http: restart to serve https");
+            }
+            Ok(false) => {}
+            Err(error) => tracing::error!(%error, "SIGHUP: TLS certificate unchanged"),
+        }
         reloaded.push(format!("log filter {}", self.logging.describe(&fresh.log_filter)));
         let restart = changed_keys(&self.running, &fresh);
         let restart = match restart.is_empty() {

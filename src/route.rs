@@ -65,6 +65,19 @@ pub struct Target {
     pub package: Option<String>,
 }
 
+impl Target {
+    /// The package id a read is about (version lists, package files,
+    /// registration documents), which decides the upstreams it may go to.
+    pub fn read_id(&self) -> Option<&str> {
+        match self.kind {
+            TargetKind::VersionList | TargetKind::PackageFile(_) | TargetKind::Registration => {
+                self.package.as_deref().and_then(|p| p.split('/').next())
+            }
+            _ => None,
+        }
+    }
+}
+
 pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
     let segments = decode_segments(raw_path)?;
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();

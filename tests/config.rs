@@ -101,6 +101,34 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
 }
 
 #[test]
+fn named_upstreams_can_be_made_from_environment_variables() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "NUCACHE_UPSTREAMS__ACME__SERVICE_INDEX",
+            "https://acme.corp/v3/index.json",
+        );
+        jail.set_env("NUCACHE_UPSTREAMS__ACME__PACKAGES", "[\"Acme.*\"]");
+        jail.set_env("NUCACHE_UPSTREAMS__ACME__READ_TIMEOUT", "4s");
+        jail.set_env("NUCACHE_UPSTREAMS__ACME__READTIMEOUT", "9s");
+        let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
+        let names: Vec<&str> = loaded.config.upstream_set().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["acme"]);
+        assert_eq!(loaded.config.upstream.service_index, "https://acme.corp/v3/index.json");
+        assert_eq!(loaded.config.upstream.packages, ["Acme.*"]);
+        assert_eq!(loaded.config.upstream.read_timeout, Duration::from_secs(4));
+        let warning = loaded
+            .warnings
+            .iter()
+            .find(|w| w.contains("NUCACHE_"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(warning.contains("NUCACHE_UPSTREAMS__ACME__READTIMEOUT"), "{warning}");
+        assert!(!warning.contains("NUCACHE_UPSTREAMS__ACME__SERVICE_INDEX"), "{warning}");
+        Ok(())
+    });
+}
+
+#[test]
 fn kubernetes_service_links_and_unknown_variables_do_not_stop_start_up() {
     Jail::expect_with(|jail| {
         for (name, value) in [

@@ -18,6 +18,7 @@ async fn private_feed() -> FakeUpstream {
         path_prefix: "/_packaging/feed/nuget".to_string(),
         chunked: true,
         redirect_packages_to_cdn: true,
+        ..FakeOptions::default()
     };
     let upstream = FakeUpstream::start_with_options(Corpus::default_corpus(), options).await;
     upstream.set_basic_auth(Some((USER, PASSWORD)));

@@ -38,10 +38,27 @@ fn collect_keys(prefix: &str, value: &serde_json::Value, keys: &mut BTreeSet<Str
     }
 }
 
+/// Whether `key` (lower case) names a configuration key: one of `known`,
+/// or a key of a named upstream (`upstreams.NAME[.KEY]`, where KEY is a
+/// key of `[upstream]`): those tables are a map, so that variables can
+/// make them (`NUCACHE_UPSTREAMS__ACME__SERVICE_INDEX`).
+fn is_known(known: &BTreeSet<String>, key: &str) -> bool {
+    if known.contains(key) {
+        return true;
+    }
+    let Some(rest) = key.strip_prefix("upstreams.") else {
+        return false;
+    };
+    match rest.split_once('.') {
+        None => !rest.is_empty(),
+        Some((name, inner)) => !name.is_empty() && known.contains(&format!("upstream.{inner}")),
+    }
+}
+
 /// The environment provider, limited to variables that name a key.
 pub(super) fn provider() -> Env {
     let known = Arc::new(known_keys());
-    all().filter(move |key| known.contains(key.as_str().to_ascii_lowercase().as_str()))
+    all().filter(move |key| is_known(&known, key.as_str().to_ascii_lowercase().as_str()))
 }
 
 /// Every `NUCACHE_*` variable but `NUCACHE_CONFIG` and `NUCACHE_ADMIN_KEY`
@@ -60,7 +77,7 @@ pub(super) fn unknown_variables_warning() -> Option<String> {
     let names: Vec<String> = all()
         .iter()
         .map(|(key, _)| key.as_str().to_ascii_lowercase())
-        .filter(|key| !known.contains(key) && !is_service_link(key))
+        .filter(|key| !is_known(&known, key) && !is_service_link(key))
         .map(|key| {
             let name = variable_name(&key);
             let candidates = known.iter().map(|k| variable_name(k));

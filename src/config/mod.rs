@@ -6,9 +6,11 @@
 mod bytesize;
 mod env;
 mod listen;
+mod proxy_url;
 mod secret;
 mod wording;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +20,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::{ByteSize, MinFree};
+pub use proxy_url::ProxyUrl;
 use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
 use wording::suggest;
@@ -38,7 +41,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Parse(String),
     #[error("{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid { key: String, reason: String },
 }
 
 /// A configuration and what is worth telling the operator about it.
@@ -62,12 +65,18 @@ pub struct Config {
     /// What is logged (`RUST_LOG` syntax); `RUST_LOG`, when set, wins.
     /// Re-read on SIGHUP.
     pub log_filter: String,
+    /// The upstream (`[upstream]`, named `default`); with one
+    /// `[upstreams.NAME]` table instead, that table, copied here at load.
     pub upstream: UpstreamConfig,
+    /// Named upstreams (`[upstreams.NAME]`), each with every key of
+    /// `[upstream]` plus `priority` and `packages`.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub cache: CacheConfig,
     pub ttl: TtlConfig,
     pub server: ServerConfig,
     pub publish: PublishConfig,
     pub auth: AuthConfig,
+    pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
 }
@@ -99,10 +108,31 @@ pub struct AdminConfig {
     pub keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// HTTPS serving: both files set, or neither (plain http).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first. Re-read on SIGHUP.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub service_index: String,
+    /// Among several upstreams, a lower number is asked first (ties: by name).
+    pub priority: u32,
+    /// Package-id patterns this upstream serves (ids, or prefixes ending in
+    /// `*`; NuGet's packageSourceMapping rules). Empty: `*`.
+    pub packages: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Bounds the wait for the first byte and every gap between body chunks.
@@ -134,6 +164,16 @@ pub struct UpstreamConfig {
     /// While an origin is down, how often it is probed in the background.
     #[serde(with = "humantime_serde")]
     pub breaker_cooldown: Duration,
+    /// The HTTP proxy for this upstream (`http://[user:pass@]host:port`;
+    /// CONNECT for https). Unset: `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY`.
+    /// `NO_PROXY` applies either way.
+    pub proxy: Option<ProxyUrl>,
+    /// PEM certificates of a private CA trusted for this upstream, beside
+    /// the webpki and system roots.
+    pub ca_file: Option<PathBuf>,
+    /// The certificates of `ca_file`, read at load.
+    #[serde(skip)]
+    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// Who decides whether a publish call may go upstream.
@@ -163,6 +203,9 @@ pub struct PublishConfig {
     /// Bound of a whole publish call, upload included.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Among several upstreams, the one pushes go to (default: the
+    /// highest-priority one).
+    pub upstream: Option<String>,
 }
 
 /// Whether reads need credentials.
@@ -256,6 +299,7 @@ impl Default for Config {
             trust_forwarded_headers: false,
             log_filter: "info".to_string(),
             upstream: UpstreamConfig::default(),
+            upstreams: BTreeMap::new(),
             cache: CacheConfig::default(),
             ttl: TtlConfig::default(),
             server: ServerConfig::default(),
@@ -263,6 +307,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -271,6 +316,8 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
             service_index: "https://api.nuget.org/v3/index.json".into(),
+            priority: 0,
+            packages: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
             download_timeout: Duration::from_secs(30 * 60),
@@ -285,6 +332,9 @@ impl Default for UpstreamConfig {
             auth_origins: Vec::new(),
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(10),
+            proxy: None,
+            ca_file: None,
+            ca_certs: Vec::new(),
         }
     }
 }
@@ -299,6 +349,7 @@ impl Default for PublishConfig {
             client_keys: Vec::new(),
             max_size: ByteSize::mib(250),
             timeout: Duration::from_secs(600),
+            upstream: None,
         }
     }
 }
@@ -424,7 +475,7 @@ impl Config {
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Parse(wording::describe(e)))?;
-        let config = config.with_secret_files()?;
+        let config = config.with_secret_files()?.with_ca_files()?;
         config.validate()?;
         Ok(config.normalized())
     }
@@ -437,42 +488,95 @@ impl Config {
             self.publish.api_key.take(),
             self.publish.api_key_file.as_deref(),
         )?;
-        self.upstream.password = read_secret(
-            ("upstream.password", "upstream.password_file"),
-            self.upstream.password.take(),
-            self.upstream.password_file.as_deref(),
-        )?;
-        self.upstream.token = read_secret(
-            ("upstream.token", "upstream.token_file"),
-            self.upstream.token.take(),
-            self.upstream.token_file.as_deref(),
-        )?;
+        self.upstream.read_secrets("upstream")?;
+        for (name, upstream) in &mut self.upstreams {
+            upstream.read_secrets(&format!("upstreams.{name}"))?;
+        }
         Ok(self)
     }
 
+    /// Reads each `ca_file` into its certificates.
+    fn with_ca_files(mut self) -> Result<Config, ConfigError> {
+        self.upstream.read_ca_file("upstream")?;
+        for (name, upstream) in &mut self.upstreams {
+            upstream.read_ca_file(&format!("upstreams.{name}"))?;
+        }
+        Ok(self)
+    }
+
+    /// The upstreams in priority order (a lower `priority` first, ties by
+    /// name): the `[upstreams.NAME]` tables, or `[upstream]` as `default`.
+    pub fn upstream_set(&self) -> Vec<(&str, &UpstreamConfig)> {
+        if self.upstreams.is_empty() {
+            return vec![("default", &self.upstream)];
+        }
+        let mut set: Vec<(&str, &UpstreamConfig)> = self.upstreams.iter().map(|(name, u)| (name.as_str(), u)).collect();
+        set.sort_by_key(|(name, u)| (u.priority, *name));
+        set
+    }
+
+    fn validate_upstreams(&self) -> Result<(), ConfigError> {
+        if !self.upstreams.is_empty() && self.upstream != UpstreamConfig::default() {
+            return invalid(
+                "upstream",
+                "use either [upstream] (one upstream) or [upstreams.NAME] tables, not both",
+            );
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, upstream) in &self.upstreams {
+            let prefix = format!("upstreams.{name}");
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'));
+            if !name_ok {
+                return invalid(
+                    &prefix,
+                    "upstream names are lower-case letters, digits, '-' and '_' (what an environment variable can name)",
+                );
+            }
+            upstream.validate(&prefix)?;
+            if seen.contains(&upstream.service_index.as_str()) {
+                return invalid(
+                    &format!("{prefix}.service_index"),
+                    "another upstream has the same service index",
+                );
+            }
+            seen.push(&upstream.service_index);
+        }
+        if self.upstreams.is_empty() {
+            self.upstream.validate("upstream")?;
+        }
+        if let Some(wanted) = &self.publish.upstream {
+            let names: Vec<&str> = self.upstream_set().iter().map(|(name, _)| *name).collect();
+            if !names.contains(&wanted.as_str()) {
+                let reason = format!("{wanted:?} is not a configured upstream ({})", names.join(", "));
+                return invalid("publish.upstream", &reason);
+            }
+        }
+        if self.upstreams.len() > 1 {
+            let names: Vec<&str> = self.upstream_set().iter().map(|(name, _)| *name).collect();
+            let reason = format!(
+                "{} upstreams are configured ({}); this build serves one at a time: \
+                 the merged serving of several (issue 14) is not wired in yet",
+                names.len(),
+                names.join(", ")
+            );
+            return invalid("upstreams", &reason);
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
-        check_url("upstream.service_index", &self.upstream.service_index)?;
+        self.validate_upstreams()?;
         if let Some(url) = &self.public_url {
             check_url("public_url", url)?;
             if url.contains('?') || url.contains('#') {
                 return invalid("public_url", "must not have a query or fragment");
             }
         }
-        for (key, value) in [
-            ("upstream.connect_timeout", self.upstream.connect_timeout),
-            ("upstream.read_timeout", self.upstream.read_timeout),
-            ("upstream.download_timeout", self.upstream.download_timeout),
-            ("server.header_read_timeout", self.server.header_read_timeout),
-        ] {
-            if value.is_zero() {
-                return invalid(key, "must be longer than 0s");
-            }
-        }
-        if self.upstream.max_redirects > 20 {
-            return invalid("upstream.max_redirects", "must be at most 20");
-        }
-        if self.upstream.retries > 10 {
-            return invalid("upstream.retries", "must be at most 10");
+        if self.server.header_read_timeout.is_zero() {
+            return invalid("server.header_read_timeout", "must be longer than 0s");
         }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1");
@@ -482,6 +586,9 @@ impl Config {
         }
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return invalid("tls.cert", "tls.cert and tls.key go together");
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log_filter) {
             let reason = format!(
@@ -513,19 +620,6 @@ impl Config {
         if self.auth.read == ReadAccess::Required && self.auth.users.is_empty() && self.auth.read_keys.is_empty() {
             return invalid("auth.read", "\"required\" needs auth.users or auth.read_keys");
         }
-        let upstream = &self.upstream;
-        if upstream.username.is_some() != upstream.password.is_some() {
-            return invalid(
-                "upstream.username",
-                "upstream.username and upstream.password go together",
-            );
-        }
-        if upstream.password.is_some() && upstream.token.is_some() {
-            return invalid("upstream.token", "use either a token or a username and password");
-        }
-        for origin in &upstream.auth_origins {
-            check_url("upstream.auth_origins", origin)?;
-        }
         Ok(())
     }
 
@@ -541,6 +635,19 @@ impl Config {
             .iter()
             .map(|o| o.trim_end_matches('/').to_string())
             .collect();
+        let trim = |u: &mut UpstreamConfig| {
+            u.auth_origins = u
+                .auth_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_string())
+                .collect();
+        };
+        trim(&mut self.upstream);
+        self.upstreams.values_mut().for_each(trim);
+        // One named upstream is the upstream in use.
+        if let Some(only) = self.upstreams.values().next().filter(|_| self.upstreams.len() == 1) {
+            self.upstream = only.clone();
+        }
         self
     }
 
@@ -557,12 +664,17 @@ impl Config {
     /// What is legal but probably not meant; logged at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if let Some(fix) = service_index_fix(&self.upstream.service_index) {
-            warnings.push(format!(
-                "upstream.service_index {} does not end in index.json, as a NuGet V3 service index does: \
-                 did you mean {fix}?",
-                self.upstream.service_index
-            ));
+        for (name, upstream) in self.upstream_set() {
+            let key = match self.upstreams.is_empty() {
+                true => "upstream.service_index".to_string(),
+                false => format!("upstreams.{name}.service_index"),
+            };
+            if let Some(fix) = service_index_fix(&upstream.service_index) {
+                warnings.push(format!(
+                    "{key} {} does not end in index.json, as a NuGet V3 service index does: did you mean {fix}?",
+                    upstream.service_index
+                ));
+            }
         }
         let publish = &self.publish;
         if publish.enabled && publish.mode == PublishMode::Keys {
@@ -588,12 +700,22 @@ impl Config {
     /// The base URL to print for users: `public_url`, or the address
     /// nucache listens on (`listening`: the bound one, when the port was 0).
     pub fn advertised_base(&self, listening: SocketAddr) -> String {
+        let scheme = self.served_scheme();
         match &self.public_url {
             Some(url) => url.clone(),
             None if listening.ip().is_unspecified() => {
-                format!("http://{}:{}", hostname(), listening.port())
+                format!("{scheme}://{}:{}", hostname(), listening.port())
             }
-            None => format!("http://{listening}"),
+            None => format!("{scheme}://{listening}"),
+        }
+    }
+
+    /// The scheme nucache itself serves: `https` with `tls.cert`.
+    pub fn served_scheme(&self) -> &'static str {
+        if self.tls.enabled() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -613,16 +735,77 @@ impl Config {
     }
 }
 
-fn invalid(key: &'static str, reason: &str) -> Result<(), ConfigError> {
+impl UpstreamConfig {
+    /// Reads `password_file` / `token_file`; `prefix`: `upstream` or
+    /// `upstreams.NAME`, for the error's key.
+    fn read_secrets(&mut self, prefix: &str) -> Result<(), ConfigError> {
+        let (password, password_file) = (format!("{prefix}.password"), format!("{prefix}.password_file"));
+        self.password = read_secret(
+            (&password, &password_file),
+            self.password.take(),
+            self.password_file.as_deref(),
+        )?;
+        let (token, token_file) = (format!("{prefix}.token"), format!("{prefix}.token_file"));
+        self.token = read_secret((&token, &token_file), self.token.take(), self.token_file.as_deref())?;
+        Ok(())
+    }
+
+    fn read_ca_file(&mut self, prefix: &str) -> Result<(), ConfigError> {
+        if let Some(file) = &self.ca_file {
+            self.ca_certs = read_ca_file(&format!("{prefix}.ca_file"), file)?;
+        }
+        Ok(())
+    }
+
+    /// Every per-upstream check; errors name `{prefix}.KEY`.
+    fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("{prefix}.{name}");
+        check_url(&key("service_index"), &self.service_index)?;
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("download_timeout", self.download_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(&key(name), "must be longer than 0s");
+            }
+        }
+        if self.max_redirects > 20 {
+            return invalid(&key("max_redirects"), "must be at most 20");
+        }
+        if self.retries > 10 {
+            return invalid(&key("retries"), "must be at most 10");
+        }
+        if self.username.is_some() != self.password.is_some() {
+            let reason = format!("{} and {} go together", key("username"), key("password"));
+            return invalid(&key("username"), &reason);
+        }
+        if self.password.is_some() && self.token.is_some() {
+            return invalid(&key("token"), "use either a token or a username and password");
+        }
+        for origin in &self.auth_origins {
+            check_url(&key("auth_origins"), origin)?;
+        }
+        if let Some(problem) = self.proxy.as_ref().and_then(ProxyUrl::problem) {
+            return invalid(&key("proxy"), &problem);
+        }
+        if let Err(error) = crate::merge::mapping::check_patterns(&self.packages) {
+            return invalid(&key("packages"), &error.to_string());
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, reason: &str) -> Result<(), ConfigError> {
     Err(ConfigError::Invalid {
-        key,
+        key: key.to_string(),
         reason: reason.to_string(),
     })
 }
 
-fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
     let parsed: http::Uri = url.parse().map_err(|e| ConfigError::Invalid {
-        key,
+        key: key.to_string(),
         reason: format!("{url:?} is not a URL: {e}"),
     })?;
     match (parsed.scheme_str(), parsed.authority()) {
@@ -645,6 +828,23 @@ fn service_index_fix(url: &str) -> Option<String> {
     } else {
         format!("{base}/v3/index.json")
     })
+}
+
+/// The PEM certificates of a CA file; at least one.
+fn read_ca_file(key: &str, file: &Path) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    let fail = |reason: String| ConfigError::Invalid {
+        key: key.to_string(),
+        reason: format!("{}: {reason}", file.display()),
+    };
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(file)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail("holds no PEM CERTIFICATE block".to_string()));
+    }
+    Ok(certs)
 }
 
 fn is_sha256_hex(text: &str) -> bool {
@@ -749,6 +949,125 @@ mod tests {
             service_index_fix("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3").as_deref(),
             Some("https://pkgs.dev.azure.com/o/_packaging/f/nuget/v3/index.json")
         );
+    }
+
+    #[test]
+    fn with_tls_the_snippet_is_https_without_insecure_connections() {
+        let mut c = Config::default();
+        c.tls.cert = Some("cert.pem".into());
+        c.tls.key = Some("key.pem".into());
+        let snippet = c.nuget_config_snippet(c.listen);
+        assert!(
+            snippet.contains("value=\"https://127.0.0.1:5000/v3/index.json\""),
+            "{snippet}"
+        );
+        assert!(!snippet.contains("allowInsecureConnections"), "{snippet}");
+    }
+
+    #[test]
+    fn a_bad_proxy_or_ca_file_is_refused_naming_the_key() {
+        let message = |pairs: &[(&str, &str)]| with(pairs).err().map(|e| e.to_string()).unwrap_or_default();
+        let proxy = message(&[("upstream.proxy", "https://user:hidden@proxy:3128")]);
+        assert!(proxy.starts_with("upstream.proxy: "), "{proxy}");
+        assert!(!proxy.contains("hidden"), "{proxy}");
+        let missing = message(&[("upstream.ca_file", "/nonexistent/ca.pem")]);
+        assert!(
+            missing.starts_with("upstream.ca_file: /nonexistent/ca.pem"),
+            "{missing}"
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "hello").expect("write");
+        let empty = message(&[("upstream.ca_file", &not_pem.display().to_string())]);
+        assert!(empty.contains("no PEM CERTIFICATE"), "{empty}");
+    }
+
+    fn from_toml(text: &str) -> Result<Config, String> {
+        Config::from_figment(Figment::new().merge(Toml::string(text))).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_old_upstream_table_is_one_upstream_named_default() {
+        let c = from_toml("[upstream]\nservice_index = \"https://feed.corp/v3/index.json\"");
+        let set = c.as_ref().map(|c| {
+            c.upstream_set()
+                .iter()
+                .map(|(name, u)| (name.to_string(), u.service_index.clone()))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(
+            set,
+            Ok(vec![(
+                "default".to_string(),
+                "https://feed.corp/v3/index.json".to_string()
+            )])
+        );
+    }
+
+    #[test]
+    fn one_named_upstream_is_the_upstream_in_use() {
+        let toml = "[upstreams.acme]\nservice_index = \"https://acme.corp/v3/index.json\"\npriority = 1\n\
+                    packages = [\"Acme.*\"]\nread_timeout = \"3s\"\n[publish]\nupstream = \"acme\"";
+        let c = from_toml(toml);
+        let used = c.as_ref().map(|c| {
+            (
+                c.upstream.service_index.clone(),
+                c.upstream.read_timeout,
+                c.upstream.packages.clone(),
+                c.upstream_set().first().map(|(n, _)| n.to_string()),
+            )
+        });
+        assert_eq!(
+            used,
+            Ok((
+                "https://acme.corp/v3/index.json".to_string(),
+                Duration::from_secs(3),
+                vec!["Acme.*".to_string()],
+                Some("acme".to_string())
+            ))
+        );
+    }
+
+    #[test]
+    fn named_upstream_errors_name_their_key() {
+        let error = |toml: &str| from_toml(toml).err().unwrap_or_default();
+        let acme = "[upstreams.acme]\nservice_index = \"https://acme.corp/v3/index.json\"\n";
+        assert!(error(&format!("{acme}packages = [\"Ac*me\"]")).starts_with("upstreams.acme.packages: "));
+        assert!(error(&format!("{acme}read_timeout = \"0s\"")).starts_with("upstreams.acme.read_timeout: "));
+        assert!(error(&format!("{acme}username = \"u\"")).starts_with("upstreams.acme.username: "));
+        assert!(error(&format!("{acme}proxy = \"socks5://p:1080\"")).starts_with("upstreams.acme.proxy: "));
+        assert!(error("[upstreams.Acme]\n").starts_with("upstreams.Acme: "));
+        assert!(error(&format!("{acme}[upstream]\nretries = 2")).starts_with("upstream: use either"));
+        let wrong_publish = error(&format!("{acme}[publish]\nupstream = \"nugetorg\""));
+        assert!(wrong_publish.starts_with("publish.upstream: \"nugetorg\" is not a configured upstream (acme)"));
+        let same = error(&format!(
+            "{acme}[upstreams.other]\nservice_index = \"https://acme.corp/v3/index.json\""
+        ));
+        assert!(
+            same.starts_with("upstreams.other.service_index: another upstream"),
+            "{same}"
+        );
+    }
+
+    #[test]
+    fn several_upstreams_are_refused_until_merged_serving_is_wired() {
+        let toml = "[upstreams.nugetorg]\npriority = 10\n\
+                    [upstreams.acme]\nservice_index = \"https://acme.corp/v3/index.json\"\npriority = 1\n\
+                    packages = [\"Acme.*\"]";
+        let error = from_toml(toml).err().unwrap_or_default();
+        assert!(
+            error.starts_with("upstreams: 2 upstreams are configured (acme, nugetorg)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tls_cert_and_key_go_together() {
+        let message = with(&[("tls.cert", "/etc/nucache/cert.pem")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.starts_with("tls.cert: "), "{message}");
     }
 
     #[test]

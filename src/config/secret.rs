@@ -109,20 +109,20 @@ pub(crate) fn secret_path(file: &Path) -> PathBuf {
 /// A secret given as a value or as a file (`keys`: the value's key and its
 /// `_file` key); never both. Trailing newlines of a file are dropped.
 pub(crate) fn read_secret(
-    (key, file_key): (&'static str, &'static str),
+    (key, file_key): (&str, &str),
     value: Option<Secret>,
     file: Option<&Path>,
 ) -> Result<Option<Secret>, ConfigError> {
     match (value, file) {
         (Some(_), Some(_)) => Err(ConfigError::Invalid {
-            key,
+            key: key.to_string(),
             reason: format!("set either {key} or {file_key}, not both"),
         }),
         (value, None) => Ok(value.filter(|v| !v.is_empty())),
         (None, Some(file)) => {
             let path = secret_path(file);
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-                key: file_key,
+                key: file_key.to_string(),
                 reason: match path.as_path() == file {
                     true => format!("cannot read {}: {e}", path.display()),
                     false => format!("cannot read {} (in ${CREDENTIALS_ENV}): {e}", path.display()),

@@ -86,6 +86,37 @@ impl NuGetVersion {
         }
     }
 
+    /// NuGet's version order (`VersionComparer.Default`): the numeric
+    /// parts, then a release beats any pre-release, then the labels one by
+    /// one (numeric ones numerically and below alphanumeric ones, those
+    /// compared case-insensitively), fewer labels first; build metadata
+    /// does not count.
+    pub fn precedence(&self, other: &NuGetVersion) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let by_parts = self.parts.cmp(&other.parts);
+        if by_parts != Ordering::Equal {
+            return by_parts;
+        }
+        match (self.release.is_empty(), other.release.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Greater,
+            (false, true) => return Ordering::Less,
+            (false, false) => {}
+        }
+        for (a, b) in self.release.iter().zip(&other.release) {
+            let order = match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(x), Ok(y)) => x.cmp(&y),
+                (Ok(_), Err(_)) => Ordering::Less,
+                (Err(_), Ok(_)) => Ordering::Greater,
+                (Err(_), Err(_)) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
+            };
+            if order != Ordering::Equal {
+                return order;
+            }
+        }
+        self.release.len().cmp(&other.release.len())
+    }
+
     pub fn is_prerelease(&self) -> bool {
         !self.release.is_empty()
     }
@@ -193,6 +224,31 @@ mod tests {
         assert_eq!(v.as_ref().map(|v| v.lower_normalized()), Ok("1.0.0-rc.1".to_string()));
         assert_eq!(v.as_ref().map(|v| v.full()), Ok("1.0.0-RC.1+Build.5".to_string()));
         assert_eq!(v.map(|v| (v.is_prerelease(), v.is_semver2())), Ok((true, true)));
+    }
+
+    #[test]
+    fn precedence_is_nugets_order() {
+        let ordered = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-BETA",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.0.0.1",
+            "1.2.0",
+            "10.0.0",
+        ];
+        let parsed: Vec<NuGetVersion> = ordered.iter().filter_map(|v| NuGetVersion::parse(v).ok()).collect();
+        assert_eq!(parsed.len(), ordered.len());
+        for pair in parsed.windows(2) {
+            assert_eq!(pair[0].precedence(&pair[1]), std::cmp::Ordering::Less, "{pair:?}");
+        }
+        let a = NuGetVersion::parse("1.0.0-Beta+one").ok();
+        let b = NuGetVersion::parse("1.0.0-beta+two").ok();
+        assert_eq!(a.zip(b).map(|(a, b)| a.precedence(&b)), Some(std::cmp::Ordering::Equal));
     }
 
     #[test]

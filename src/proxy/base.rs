@@ -15,7 +15,8 @@ pub(crate) struct Base {
     pub vary: &'static str,
 }
 
-/// `public_url` when configured; otherwise `http://{Host}`, or the
+/// `public_url` when configured; otherwise `http://{Host}` (`https://`
+/// when nucache serves TLS itself), or the
 /// forwarded host and scheme when `trust_forwarded_headers` is on.
 pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<Base, ClientError> {
     if let Some(url) = &config.public_url {
@@ -35,7 +36,7 @@ pub(crate) fn public_base(config: &Config, request: &Parts) -> Result<Base, Clie
         Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
         Some(proto) if proto.eq_ignore_ascii_case("http") => "http",
         Some(_) => return Err(ClientError::BadHost),
-        None => "http",
+        None => config.served_scheme(),
     };
     let host = forwarded("x-forwarded-host")
         .or_else(|| last_value(headers, HOST.as_str()))
@@ -133,6 +134,29 @@ mod tests {
         assert!(public_base(&config, &parts(&[])).is_err());
         assert!(public_base(&config, &parts(&[("host", "evil\"}")])).is_err());
         assert!(public_base(&config, &parts(&[("host", "a/b")])).is_err());
+    }
+
+    #[test]
+    fn with_tls_the_derived_base_is_https_also_from_an_http2_authority() {
+        let mut config = Config::default();
+        config.tls.cert = Some("cert.pem".into());
+        config.tls.key = Some("key.pem".into());
+        assert_eq!(
+            public_base(&config, &parts(&[("host", "nuget.corp:5000")]))
+                .ok()
+                .map(|b| b.url),
+            Some("https://nuget.corp:5000".into())
+        );
+        // HTTP/2 requests carry no Host header, only the URI's authority.
+        let h2 = http::Request::builder()
+            .uri("https://nuget.corp:5000/v3/index.json")
+            .body(())
+            .map(|r| r.into_parts().0)
+            .unwrap_or_else(|_| http::Request::new(()).into_parts().0);
+        assert_eq!(
+            public_base(&config, &h2).ok().map(|b| b.url),
+            Some("https://nuget.corp:5000".into())
+        );
     }
 
     #[test]

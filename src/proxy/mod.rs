@@ -42,7 +42,7 @@ use crate::publish;
 use crate::rewrite::MountKind;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::stash::{DocSpec, Stash, Transform};
-use crate::upstream::{BreakerState, Upstream};
+use crate::upstream::{BreakerState, Upstream, Upstreams};
 
 pub(crate) use respond::Reply;
 
@@ -78,6 +78,8 @@ pub(crate) struct Proxy {
     stash: Arc<Stash>,
     /// The upstream client itself, for publish calls and health.
     upstream: Arc<Upstream>,
+    /// Every upstream by name, and which package ids each may serve.
+    upstreams: Upstreams,
     service: ServiceState,
     request_ids: AtomicU64,
     started: Instant,
@@ -90,7 +92,8 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
-        let upstream = Arc::new(Upstream::new(&config.upstream, metrics.clone()));
+        let upstreams = Upstreams::from_config(&config, &metrics);
+        let upstream = upstreams.primary().client.clone();
         let max_document = config.upstream.max_document_size.bytes();
         let stash = Arc::new(Stash::new(cache.clone(), upstream.clone(), max_document));
         Proxy {
@@ -98,6 +101,7 @@ impl Proxy {
             cache,
             stash,
             upstream,
+            upstreams,
             service: ServiceState::default(),
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
@@ -198,6 +202,13 @@ impl Proxy {
             tracing::Span::current().record("package", name.as_str());
         }
         noted.package.clone_from(&target.package);
+        // packageSourceMapping: an id the patterns give to no upstream of
+        // ours is never asked for (a private id never reaches a public feed).
+        if let Some(id) = target.read_id() {
+            if !self.upstreams.may_ask(self.upstreams.primary(), id) {
+                return Err(ProxyError::NotFound);
+            }
+        }
         let mount = mounts
             .get(target.mount)
             .ok_or(ClientError::Route(route::RouteError::NotFound))?;
@@ -323,6 +334,7 @@ impl Proxy {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "service_index": service_index,
             "upstream": upstream,
+            "upstreams": self.upstreams.names(),
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
             "cache_entries": totals.entries,
             "cache_bytes": totals.bytes,

@@ -1,6 +1,12 @@
 //! The HTTP server: binds, accepts HTTP/1.1 keep-alive connections (at most
-//! `server.max_connections` at once; more wait in the listen backlog),
-//! hands each request to the proxy, and shuts down gracefully.
+//! `server.max_connections` at once; more wait in the listen backlog), or
+//! HTTPS ones with HTTP/2 or HTTP/1.1 by ALPN (`tls`), hands each request
+//! to the proxy, and shuts down gracefully.
+
+mod tls;
+
+use tls::Tls;
+pub use tls::TlsError;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,11 +14,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::cache::{evict, scrub, Cache, Repair};
@@ -41,6 +47,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -49,12 +57,22 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Reloader {
     proxy: Arc<Proxy>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Reloader {
     /// Takes the key-file secrets of `fresh`; what was reloaded, for the log.
     pub fn reload_secrets(&self, fresh: &Config) -> Vec<&'static str> {
         self.proxy.reload_secrets(fresh)
+    }
+
+    /// Loads `tls.cert` / `tls.key` again for new connections (open ones
+    /// keep theirs); `Ok(false)` when nucache serves plain http.
+    pub fn reload_certificate(&self, fresh: &Config) -> Result<bool, TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(&fresh.tls).map(|()| true),
+            None => Ok(false),
+        }
     }
 }
 
@@ -66,12 +84,14 @@ pub struct Server {
     config: Arc<Config>,
     repair: Repair,
     metrics: Arc<Metrics>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
     /// Opens (and repairs) the cache and binds the listening socket.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
+        let tls = Tls::from_config(&config.tls)?.map(Arc::new);
         let (cache_config, not_found_ttl) = (config.cache.clone(), config.ttl.not_found);
         let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config, not_found_ttl))
             .await
@@ -96,6 +116,7 @@ impl Server {
             config,
             repair,
             metrics,
+            tls,
         })
     }
 
@@ -103,6 +124,7 @@ impl Server {
     pub fn reloader(&self) -> Reloader {
         Reloader {
             proxy: self.proxy.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -125,6 +147,7 @@ impl Server {
             config,
             cache,
             metrics,
+            tls,
             ..
         } = self;
         let flusher = tokio::spawn(flush_periodically(proxy.clone()));
@@ -133,14 +156,7 @@ impl Server {
         let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(config.server.max_connections));
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(config.server.header_read_timeout)
-            .keep_alive(true)
-            // The head limit answers 431; the buffer limit alone lets a
-            // large head through when it arrives in one read.
-            .max_header_size(MAX_HEAD)
-            .max_buf_size(MAX_HEAD);
+        let protocols = Arc::new(Protocols::new(&config));
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -163,15 +179,17 @@ impl Server {
                 _ = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let handler = proxy.clone();
-            let service = service_fn(move |request| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
-            });
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let connection = Connection {
+                proxy: proxy.clone(),
+                protocols: protocols.clone(),
+                watcher: graceful.watcher(),
+                peer,
+            };
+            let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
+                match tls {
+                    Some(tls) => connection.serve_tls(stream, &tls).await,
+                    None => connection.serve_plain(stream).await,
                 }
                 drop(permit);
             });
@@ -193,6 +211,87 @@ impl Server {
         let flushing = proxy.clone();
         let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
         tracing::info!("stopped");
+    }
+}
+
+/// How connections speak HTTP: built once from the configuration.
+struct Protocols {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    /// Bounds the TLS handshake as `header_read_timeout` bounds a request head.
+    handshake_timeout: Duration,
+}
+
+impl Protocols {
+    fn new(config: &Config) -> Protocols {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.server.header_read_timeout)
+            .keep_alive(true)
+            // The head limit answers 431; the buffer limit alone lets a
+            // large head through when it arrives in one read.
+            .max_header_size(MAX_HEAD)
+            .max_buf_size(MAX_HEAD);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new()).max_header_list_size(MAX_HEAD as u32);
+        Protocols {
+            http1,
+            http2,
+            handshake_timeout: config.server.header_read_timeout,
+        }
+    }
+}
+
+/// One accepted connection, served until it closes or shutdown drains it.
+struct Connection {
+    proxy: Arc<Proxy>,
+    protocols: Arc<Protocols>,
+    watcher: Watcher,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    async fn serve_plain(self, stream: TcpStream) {
+        self.serve(TokioIo::new(stream), false).await;
+    }
+
+    /// The handshake, then HTTP/2 when the client chose it by ALPN
+    /// (no sniffing of the first bytes needed), else HTTP/1.1.
+    async fn serve_tls(self, stream: TcpStream, tls: &Tls) {
+        let peer = self.peer;
+        let handshake = tokio::time::timeout(self.protocols.handshake_timeout, tls.acceptor().accept(stream));
+        let stream = match handshake.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+        };
+        let h2 = tls::negotiated_h2(stream.get_ref().1.alpn_protocol());
+        self.serve(TokioIo::new(stream), h2).await;
+    }
+
+    async fn serve<I>(self, io: TokioIo<I>, h2: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            proxy,
+            protocols,
+            watcher,
+            peer,
+        } = self;
+        let service = service_fn(move |request| {
+            let handler = proxy.clone();
+            async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+        });
+        let result = if h2 {
+            watcher.watch(protocols.http2.serve_connection(io, service)).await
+        } else {
+            watcher.watch(protocols.http1.serve_connection(io, service)).await
+        };
+        if let Err(error) = result {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
     }
 }
 

@@ -3,15 +3,20 @@
 //! for idempotent requests, timeouts on connecting, on the first byte and
 //! on every gap between body chunks, and a circuit breaker per origin
 //! (`breaker`). `reading` reads bodies within those timeouts; `urls` is
-//! the URL arithmetic (origins, redirect targets).
+//! the URL arithmetic (origins, redirect targets); `connect` goes through
+//! a corporate proxy where one is configured.
 
 mod breaker;
+mod connect;
 mod reading;
+mod set;
 mod urls;
 
 use breaker::{Breaker, Breakers, Transition};
 pub use breaker::{BreakerState, UpstreamStatus};
+use connect::{Proxies, ProxyConnector};
 pub(crate) use reading::{check_length, check_not_longer, chunk_now, content_length};
+pub(crate) use set::Upstreams;
 use urls::breaker_origin;
 pub(crate) use urls::{join_url, origin_of};
 
@@ -20,7 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, USER_AGENT};
+use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, LOCATION, PROXY_AUTHORIZATION, USER_AGENT};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
@@ -63,7 +68,8 @@ impl Fetched {
 }
 
 pub(crate) struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: Client<HttpsConnector<ProxyConnector>, RequestBody>,
+    proxies: Proxies,
     config: UpstreamConfig,
     /// Replaced when SIGHUP re-reads the password or token file.
     credentials: RwLock<Option<Arc<Credentials>>>,
@@ -121,11 +127,12 @@ impl Upstream {
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
+        let proxies = Proxies::from_config(config);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config())
+            .with_tls_config(tls_config(&config.ca_certs))
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector::new(http, proxies.clone()));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
@@ -135,6 +142,7 @@ impl Upstream {
         let _ = breakers.of(&breaker_origin(&config.service_index));
         Upstream {
             client,
+            proxies,
             config: config.clone(),
             credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
             breakers,
@@ -360,6 +368,9 @@ impl Upstream {
         if let Some(authorization) = credentials.as_ref().and_then(|c| c.for_url(&url)) {
             request.headers_mut().insert(AUTHORIZATION, authorization.clone());
         }
+        if let Some(authorization) = self.proxies.authorization_for(request.uri()) {
+            request.headers_mut().insert(PROXY_AUTHORIZATION, authorization);
+        }
         let started = std::time::Instant::now();
         let answer = tokio::time::timeout(bound, self.client.request(request)).await;
         let outcome = match &answer {
@@ -392,12 +403,17 @@ fn failure_of(result: &Result<Fetched, UpstreamError>) -> Option<String> {
     }
 }
 
-pub(crate) fn tls_config() -> rustls::ClientConfig {
+/// The webpki roots, the system's, and the upstream's own CA (`ca_file`).
+pub(crate) fn tls_config(private_cas: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let native = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(system_roots = added, "TLS roots loaded");
+    let (private, unusable) = roots.add_parsable_certificates(private_cas.iter().cloned());
+    if unusable > 0 {
+        tracing::warn!(unusable, "upstream.ca_file: some certificates are not usable as roots");
+    }
+    tracing::debug!(system_roots = added, private_roots = private, "TLS roots loaded");
     rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth()

@@ -3,6 +3,8 @@
 pub mod metrics;
 pub mod nucache;
 pub mod process;
+pub mod tinyproxy;
+pub mod tls;
 pub mod upstream;
 
 /// Every file below `root` (recursively).

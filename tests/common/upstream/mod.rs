@@ -95,6 +95,10 @@ pub struct FakeOptions {
     /// ([`Role::Cdn`], see [`FakeUpstream::cdn`]) that serves the bytes;
     /// it records requests but knows no faults and no basic auth.
     pub redirect_packages_to_cdn: bool,
+    /// Every host serves https with this configuration (its certificate
+    /// from a test CA, see `common::tls::Ca::server_config`); origins are
+    /// `https://127.0.0.1:PORT`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One request as received (recorded before any fault is applied).
@@ -164,7 +168,8 @@ impl FakeUpstream {
         }
         let origin = |role: Role| {
             let (_, listener) = listeners.iter().find(|(r, _)| *r == role)?;
-            Some(format!("http://{}", listener.addr()))
+            let scheme = if options.tls.is_some() { "https" } else { "http" };
+            Some(format!("{scheme}://{}", listener.addr()))
         };
         let layout = Layout {
             api: origin(Role::Api).expect("api listener"),
@@ -173,7 +178,8 @@ impl FakeUpstream {
             cdn: origin(Role::Cdn),
             prefix: layout::normalize_prefix(&options.path_prefix),
         };
-        let shared = Shared::new(layout, options.chunked, Store::new(corpus), listeners);
+        let mut shared = Shared::new(layout, options.chunked, Store::new(corpus), listeners);
+        shared.tls = options.tls.map(tokio_rustls::TlsAcceptor::from);
         let shared = Arc::new(shared);
         let tasks = shared
             .listeners
@@ -374,6 +380,8 @@ pub(crate) struct Shared {
     pushes: Mutex<Pushes>,
     listeners: Vec<(Role, Listener)>,
     handle: Handle,
+    /// Set: connections speak TLS ([`FakeOptions::tls`]).
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Locks, ignoring poisoning (a panicking handler must not wedge the fake).
@@ -399,6 +407,7 @@ impl Shared {
             pushes: Mutex::new(Pushes::default()),
             listeners,
             handle: Handle::current(),
+            tls: None,
         }
     }
 

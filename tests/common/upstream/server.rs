@@ -133,11 +133,24 @@ fn spawn_connection(shared: &Arc<Shared>, role: Role, stream: TcpStream) {
     let mut ctl = shared.ctl.subscribe();
     let epoch = ctl.borrow().epochs[role.index()];
     let conn = Arc::new(Conn::new(stream));
-    let io = TokioIo::new(ConnIo(conn.clone()));
     let (svc_shared, svc_conn) = (shared.clone(), conn.clone());
     let svc = service_fn(move |req| handle(svc_shared.clone(), role, svc_conn.clone(), req));
+    let tls = shared.tls.clone();
     tokio::spawn(async move {
-        let serve = http1::Builder::new().serve_connection(io, svc);
+        let serve = async {
+            match tls {
+                None => {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(ConnIo(conn.clone())), svc)
+                        .await;
+                }
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(ConnIo(conn.clone())).await {
+                        let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
+        };
         tokio::select! {
             _ = serve => {}
             _ = conn.aborted.notified() => {}
