@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::nucache::Nucache;
 use common::upstream::FakeUpstream;
 use http::{Method, StatusCode};
-use nucache::config::{digest_hex, ReadAccess, Secret};
+use nucache::config::{digest_hex, ByteSize, ReadAccess, Secret};
 
 const NUPKG: &str = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
 const HTML: (&str, &str) = ("accept", "text/html,application/xhtml+xml");
@@ -37,6 +37,7 @@ async fn a_browser_gets_the_status_page_and_other_clients_the_text() {
         c.upstream.username = Some("ci".into());
         c.upstream.password = Some(Secret::new(UPSTREAM_PASSWORD));
         c.publish.api_key = Some(Secret::new(PUBLISH_KEY));
+        c.cache.max_size = Some(ByteSize(1 << 30));
     })
     .await;
     some_traffic(&nucache).await;
@@ -47,6 +48,7 @@ async fn a_browser_gets_the_status_page_and_other_clients_the_text() {
     for shown in [
         "Hit ratio",
         "Cache size",
+        "of 1.0 GiB",
         "Free disk",
         "Entries",
         "fake.core 1.1.0",
