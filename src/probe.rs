@@ -40,7 +40,7 @@ impl std::fmt::Display for ProbeReport {
 pub async fn probe(config: &Config) -> Result<ProbeReport, String> {
     let url = config.upstream.service_index.clone();
     let fail = |why: String| format!("{url}: {why}");
-    let upstream = Arc::new(Upstream::new(&config.upstream));
+    let upstream = Arc::new(Upstream::new(&config.upstream, Arc::default()));
     let mut fetched = match upstream.get(&url, Wanted::Document, &HeaderMap::new()).await {
         Ok(fetched) => fetched,
         Err(error) => return Err(fail(error.to_string())),

@@ -28,9 +28,13 @@ pub enum RouteError {
 pub enum Route {
     Home,
     Health,
+    /// `/ready`: whether nucache can serve (503 with a reason if not).
+    Ready,
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// Below `/admin/` (what follows it, decoded).
+    Admin(String),
     ServiceIndex,
-    /// `GET /admin/packages`: the cached packages and the mounts (export).
-    AdminPackages,
     /// A decoded path below `/v3/`, to be resolved against the mounts.
     Mounted(String),
 }
@@ -84,8 +88,10 @@ pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
     match parts.as_slice() {
         [""] => Ok(Route::Home),
         ["health"] => Ok(Route::Health),
+        ["metrics"] => Ok(Route::Metrics),
+        ["ready"] => Ok(Route::Ready),
+        ["admin", rest @ ..] => Ok(Route::Admin(rest.join("/"))),
         ["v3", "index.json"] => Ok(Route::ServiceIndex),
-        ["admin", "packages"] => Ok(Route::AdminPackages),
         ["v3", rest @ ..] if !rest.is_empty() && rest != [""] => Ok(Route::Mounted(rest.join("/"))),
         _ => Err(RouteError::NotFound),
     }
@@ -334,7 +340,7 @@ mod tests {
         assert_eq!(classify("/"), Ok(Route::Home));
         assert_eq!(classify("/health"), Ok(Route::Health));
         assert_eq!(classify("/v3/index.json"), Ok(Route::ServiceIndex));
-        assert_eq!(classify("/admin/packages"), Ok(Route::AdminPackages));
+        assert_eq!(classify("/admin/packages"), Ok(Route::Admin("packages".into())));
         assert_eq!(classify("/v3/"), Err(RouteError::NotFound));
         assert_eq!(classify("/other"), Err(RouteError::NotFound));
     }

@@ -13,6 +13,10 @@ use common::nucache::{test_config, Nucache};
 use common::upstream::{FakeUpstream, Fault};
 use http::StatusCode;
 use nucache::airgap::{export, import_into_cache, warm, ExportOptions, WarmOptions};
+use nucache::config::digest_hex;
+
+/// The exporting nucache's admin key: `/admin/packages` is an admin call.
+const ADMIN_KEY: &str = "export-admin-key";
 
 fn warm_options(feed: &str, files: Vec<PathBuf>) -> WarmOptions {
     WarmOptions {
@@ -31,6 +35,7 @@ fn export_options(dir: &Path, feed: &str, since: Option<PathBuf>) -> ExportOptio
         feed: feed.to_string(),
         only: Vec::new(),
         since,
+        admin_key: Some(ADMIN_KEY.to_string()),
     }
 }
 
@@ -52,7 +57,7 @@ async fn import(bundle: &Path, cache: &Path) -> Result<nucache::airgap::ImportSu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_export_import_then_serve_with_no_upstream() {
     let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
     let feed = a.url("/v3/index.json");
     let work = tempfile::tempdir().expect("tempdir");
     let list = work.path().join("wanted.txt");
@@ -171,7 +176,7 @@ async fn warm_export_import_then_serve_with_no_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_with_a_corrupt_file_imports_nothing() {
     let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
     let feed = a.url("/v3/index.json");
     let work = tempfile::tempdir().expect("tempdir");
     let list = work.path().join("wanted.txt");
@@ -200,7 +205,7 @@ async fn a_bundle_with_a_corrupt_file_imports_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_the_cache_has_no_place_for_imports_nothing() {
     let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
     let feed = a.url("/v3/index.json");
     let work = tempfile::tempdir().expect("tempdir");
     let list = work.path().join("wanted.txt");

@@ -12,11 +12,8 @@ use serde_json::Value;
 
 use crate::config::{Config, UpstreamConfig};
 use crate::error::UpstreamError;
+use crate::metrics::Metrics;
 use crate::upstream::{Fetched, Upstream, Wanted};
-
-/// Where the admin commands take the admin key from (the operations API's
-/// `NUCACHE_ADMIN_KEY`); never a configuration key, never logged.
-const ADMIN_KEY_ENV: &str = "NUCACHE_ADMIN_KEY";
 
 /// Why a feed request failed; names the URL.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,7 +56,8 @@ impl FeedClient {
             ..config.upstream.clone()
         };
         FeedClient {
-            upstream: Arc::new(Upstream::new(&upstream)),
+            // The CLI's requests count into metrics nobody reads.
+            upstream: Arc::new(Upstream::new(&upstream, Arc::new(Metrics::new()))),
             max_document: config.upstream.max_document_size.bytes(),
         }
     }
@@ -134,14 +132,11 @@ impl FeedClient {
         self.json_with(url, &HeaderMap::new()).await
     }
 
-    /// A JSON document of the admin API: with the key in
-    /// `NUCACHE_ADMIN_KEY` when it is set (sent to this URL only).
-    pub async fn admin_json(&self, url: &str) -> Result<Option<Answer<Value>>, FeedError> {
+    /// A JSON document of the admin API, with `admin_key` when given (sent
+    /// to this URL only).
+    pub async fn admin_json(&self, url: &str, admin_key: Option<&str>) -> Result<Option<Answer<Value>>, FeedError> {
         let mut headers = HeaderMap::new();
-        if let Some(mut key) = std::env::var(ADMIN_KEY_ENV)
-            .ok()
-            .and_then(|key| http::HeaderValue::from_str(&key).ok())
-        {
+        if let Some(mut key) = admin_key.and_then(|key| http::HeaderValue::from_str(key).ok()) {
             key.set_sensitive(true);
             headers.insert(crate::auth::API_KEY_HEADER, key);
         }

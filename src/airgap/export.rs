@@ -22,6 +22,9 @@ pub struct ExportOptions {
     pub feed: String,
     pub only: Vec<PathBuf>,
     pub since: Option<PathBuf>,
+    /// The admin key for `/admin/packages` (the command reads it from
+    /// `NUCACHE_ADMIN_KEY`).
+    pub admin_key: Option<String>,
 }
 
 /// What `export` wrote.
@@ -152,9 +155,13 @@ pub async fn export(options: ExportOptions, config: &crate::Config) -> Result<Ex
         .ok_or_else(|| format!("{}: a feed URL ends with /v3/index.json", options.feed))?
         .to_string();
     let listing_url = format!("{mapping_base}/admin/packages");
-    let listing = match client.admin_json(&listing_url).await {
+    let listing = match client.admin_json(&listing_url, options.admin_key.as_deref()).await {
         Ok(Some(answer)) => answer.body,
-        Ok(None) => return Err(format!("{listing_url}: not found (is this nucache too old to export?)")),
+        Ok(None) => {
+            return Err(format!(
+                "{listing_url}: not found (export needs the admin API: admin.keys on the server, the key in NUCACHE_ADMIN_KEY)"
+            ))
+        }
         Err(error) => return Err(error.to_string()),
     };
     let upstream = listing

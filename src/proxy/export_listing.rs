@@ -1,10 +1,8 @@
 //! `GET /admin/packages`: what `nucache export` needs to know of the
 //! cache: every cached package, the mounts (which upstream prefix each
-//! local path stands for) and the upstream service index URL. Allowed to
-//! whoever may read the feed until the operations API (`/admin/` behind
-//! admin keys) is merged; then it is one more admin call answered by
-//! [`Proxy::admin_packages`] (`nucache export` already sends the key in
-//! `NUCACHE_ADMIN_KEY` when it is set).
+//! local path stands for) and the upstream service index URL. An admin
+//! call (`admin.rs`): it names upstream addresses, so it needs an admin
+//! key (`nucache export` sends `NUCACHE_ADMIN_KEY`).
 
 use std::sync::Arc;
 

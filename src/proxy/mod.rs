@@ -9,6 +9,7 @@
 //! 4. **respond** — render for the request's public base URL, negotiate
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
+mod admin;
 mod base;
 mod export_listing;
 mod metadata;
@@ -18,6 +19,7 @@ mod publishing;
 mod reload;
 mod respond;
 mod service;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +39,9 @@ use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
+use crate::metrics::{Metrics, RequestKind};
 use crate::publish;
+use crate::rewrite::MountKind;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::stash::{DocSpec, Stash, Transform};
 use crate::upstream::{BreakerState, Upstream, Upstreams};
@@ -51,6 +55,8 @@ struct Noted {
     /// `id/version` (or `id`) of what was asked for, pushed or deleted.
     package: Option<String>,
     identity: auth::Identity,
+    /// What was asked for, for `nucache_requests_total`.
+    kind: RequestKind,
 }
 
 /// What `authorize` allowed a request to do.
@@ -85,11 +91,14 @@ pub(crate) struct Proxy {
     started: Instant,
     /// `publish.api_key` as last read (SIGHUP re-reads its file).
     publish_key: std::sync::RwLock<Option<crate::config::Secret>>,
+    metrics: Arc<Metrics>,
+    /// Where today's figures of the status page start.
+    today: status::TodayCell,
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>) -> Proxy {
-        let upstreams = Upstreams::from_config(&config);
+    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
+        let upstreams = Upstreams::from_config(&config, &metrics);
         let upstream = upstreams.primary().client.clone();
         let max_document = config.upstream.max_document_size.bytes();
         let stash = Arc::new(Stash::new(cache.clone(), upstream.clone(), max_document));
@@ -103,6 +112,8 @@ impl Proxy {
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
             publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
+            metrics,
+            today: status::TodayCell::default(),
         }
     }
 
@@ -149,6 +160,8 @@ impl Proxy {
             error,
             started,
             bytes: 0,
+            kind: noted.kind,
+            metrics: self.metrics.clone(),
         };
         response.map(|body| Logged::new(body, record).boxed_unsync())
     }
@@ -164,13 +177,27 @@ impl Proxy {
             read_only(&parts)?;
             return Ok(Reply::plain(self.health(&parts.headers)));
         }
+        if route == Route::Ready {
+            read_only(&parts)?;
+            return Ok(Reply::plain(self.ready(&parts.headers)));
+        }
+        if let Route::Admin(path) = &route {
+            // The key is checked before anything else: without admin keys
+            // configured the admin API does not exist (404).
+            noted.identity = auth::check_admin(&self.config, &parts.headers)?;
+            return self.admin(&parts, body, path).await;
+        }
+        if route == Route::ServiceIndex {
+            noted.kind = RequestKind::ServiceIndex;
+        }
         let (access, identity) = self.authorize(&route, &parts)?;
         noted.identity = identity;
         let Route::Mounted(path) = route else {
             read_only(&parts)?;
             return match route {
                 Route::ServiceIndex => self.service_index(&parts).await,
-                Route::AdminPackages => self.admin_packages(&parts).await,
+                Route::Metrics => Ok(Reply::plain(self.metrics_text())),
+                _ if status::wants_html(&parts.headers) => Ok(Reply::plain(self.status_page())),
                 _ => Ok(Reply::plain(self.home())),
             };
         };
@@ -191,6 +218,7 @@ impl Proxy {
         let mount = mounts
             .get(target.mount)
             .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+        noted.kind = kind_of(&target, mount.kind);
         let url = mount.upstream_url(&target.rest);
         if target.kind == TargetKind::Publish {
             let call = publish::call_of(mount.kind, &target.rest, &parts.method)?;
@@ -327,11 +355,69 @@ impl Proxy {
         respond::json(StatusCode::OK, body.to_string())
     }
 
+    /// `/metrics`: the counters, and the states read now from their owners.
+    fn metrics_text(&self) -> Response<Body> {
+        let upstream = self.upstream.breaker_status();
+        let totals = self.cache.totals();
+        let snapshot = crate::metrics::Snapshot {
+            cache_size_bytes: totals.bytes,
+            cache_entries: totals.entries as u64,
+            downloads_in_flight: self.stash.downloads_in_flight() as u64,
+            storage_writable: self.cache.health.problem().is_none(),
+            breakers: upstream
+                .origins
+                .into_iter()
+                .filter_map(|b| Some((b.origin?, b.state == BreakerState::Open)))
+                .collect(),
+        };
+        respond::metrics(self.metrics.render(&snapshot))
+    }
+
+    /// Readiness, open like `/health`: 200 when the cache takes writes and a
+    /// service index is loaded or cached (so mounted paths can be served),
+    /// else 503 and why. Anonymous callers of a closed feed get no error text.
+    fn ready(&self, headers: &http::HeaderMap) -> Response<Body> {
+        let mut reasons = Vec::new();
+        if let Some(problem) = self.cache.health.problem() {
+            let mut reason = "the cache directory does not take writes".to_string();
+            if auth::check_read(&self.config, headers).is_ok() {
+                reason = format!("{reason}: {problem}");
+            }
+            reasons.push(reason);
+        }
+        let cached_index = || matches!(self.cache.entry(service::SERVICE_INDEX_KEY), Ok(Some(_)));
+        if self.service.current().is_none() && !cached_index() {
+            reasons.push("no service index loaded or cached yet: the upstream has not answered".to_string());
+        }
+        let status = if reasons.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::json!({ "ready": reasons.is_empty(), "reasons": reasons });
+        respond::json(status, body.to_string())
+    }
+
     /// Writes batched last-access times; called periodically and at shutdown.
     pub fn flush(&self) {
         if let Err(error) = self.cache.flush() {
             tracing::warn!(%error, "flushing the cache index failed");
         }
+    }
+}
+
+/// The `kind` label of a request under a mount.
+fn kind_of(target: &Target, mount: MountKind) -> RequestKind {
+    match (target.kind, mount) {
+        (TargetKind::VersionList, _) => RequestKind::Versions,
+        (TargetKind::PackageFile(_), _) => RequestKind::Package,
+        (TargetKind::Registration, _) => RequestKind::Registration,
+        (TargetKind::Publish, _) => RequestKind::Publish,
+        (_, MountKind::Search) => RequestKind::Search,
+        (_, MountKind::Autocomplete) => RequestKind::Autocomplete,
+        (_, MountKind::Catalog) => RequestKind::Catalog,
+        (_, MountKind::Vulnerabilities) => RequestKind::Vulnerability,
+        _ => RequestKind::Other,
     }
 }
 
