@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -42,9 +43,23 @@ pub fn base_url(config: &Config, url: Option<&str>) -> String {
     }
 }
 
+/// A request body the admin calls send (a bundle file, or nothing).
+pub(crate) type AdminBody = BoxBody<Bytes, std::io::Error>;
+
 /// Calls `path` (below `/admin/`) with the key from the environment; the
 /// JSON answer of a 200.
 pub async fn call(base: &str, method: Method, path: &str) -> Result<serde_json::Value, AdminClientError> {
+    let empty = Empty::new().map_err(|never| match never {}).boxed();
+    call_with_body(base, method, path, empty).await
+}
+
+/// [`call`] with a request body.
+pub(crate) async fn call_with_body(
+    base: &str,
+    method: Method,
+    path: &str,
+    body: AdminBody,
+) -> Result<serde_json::Value, AdminClientError> {
     let key = std::env::var(ADMIN_KEY_ENV).map_err(|_| AdminClientError::NoKey)?;
     let url = format!("{base}/admin/{path}");
     let failed = |reason: String| AdminClientError::Request {
@@ -56,12 +71,12 @@ pub async fn call(base: &str, method: Method, path: &str) -> Result<serde_json::
         .https_or_http()
         .enable_http1()
         .build();
-    let client = Client::builder(TokioExecutor::new()).build::<_, Empty<Bytes>>(https);
+    let client = Client::builder(TokioExecutor::new()).build::<_, AdminBody>(https);
     let request = Request::builder()
         .method(method)
         .uri(&url)
         .header(crate::auth::API_KEY_HEADER, key)
-        .body(Empty::new())
+        .body(body)
         .map_err(|e| failed(e.to_string()))?;
     let exchange = async {
         let response = client

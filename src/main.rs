@@ -121,9 +121,13 @@ enum Command {
         /// The bundle directory (with manifest.json).
         #[arg(value_name = "DIR")]
         dir: PathBuf,
-        /// The cache directory of a stopped nucache.
-        #[arg(long, value_name = "DIR")]
-        cache_dir: PathBuf,
+        /// The cache directory of a stopped nucache (instead of --url).
+        #[arg(long, value_name = "DIR", conflicts_with = "url")]
+        cache_dir: Option<PathBuf>,
+        /// A running nucache, through its admin API with the key in
+        /// $NUCACHE_ADMIN_KEY (default: http:// + the configuration's listen).
+        #[arg(long, value_name = "BASE")]
+        url: Option<String>,
     },
 }
 
@@ -202,8 +206,20 @@ fn main() -> ExitCode {
                 client_runtime().and_then(|runtime| runtime.block_on(nucache::airgap::export(options, &config)));
             finish("export", outcome)
         }
-        Command::Import { dir, cache_dir } => {
-            finish("import", nucache::airgap::import_into_cache(&dir, &cache_dir, &config))
+        Command::Import {
+            dir,
+            cache_dir: Some(cache_dir),
+            ..
+        } => finish("import", nucache::airgap::import_into_cache(&dir, &cache_dir, &config)),
+        Command::Import {
+            dir,
+            cache_dir: None,
+            url,
+        } => {
+            let base = nucache::admin_client::base_url(&config, url.as_deref());
+            let outcome = client_runtime()
+                .and_then(|runtime| runtime.block_on(nucache::airgap::import_through_server(&dir, &base)));
+            finish("import", outcome)
         }
         Command::NugetConfig => {
             print!("{}", config.nuget_config_snippet(config.listen));

@@ -241,3 +241,110 @@ async fn a_file_the_cache_has_no_place_for_imports_nothing() {
     );
     assert!(!cache.exists(), "nothing was written");
 }
+
+/// A nucache whose upstream is a dead port, with an admin key: the far
+/// side of the gap, running.
+async fn running_far_side(work: &Path) -> Nucache {
+    let mut config = test_config("http://127.0.0.1:9/v3/index.json", &work.join("cache-far"));
+    config.admin.keys = vec![digest_hex(ADMIN_KEY)];
+    Nucache::start_with(config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_url_uploads_a_bundle_into_a_running_nucache() {
+    let upstream = FakeUpstream::start().await;
+    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
+    let feed = a.url("/v3/index.json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("wanted.txt");
+    std::fs::write(&list, "Fake.Core [1.1.0]\n").expect("list");
+    let config = nucache::Config::default();
+    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
+    let bundle = work.path().join("bundle");
+    export(export_options(&bundle, &feed, None), &config)
+        .await
+        .expect("export");
+    let b = running_far_side(work.path()).await;
+    let path = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
+    assert_eq!(b.get(path).await.status, StatusCode::BAD_GATEWAY, "not there before");
+    // The same value for every test of this binary that sets it.
+    std::env::set_var("NUCACHE_ADMIN_KEY", ADMIN_KEY);
+
+    let imported = nucache::airgap::import_through_server(&bundle, &b.base())
+        .await
+        .expect("import --url");
+    assert_eq!(imported.packages, 2, "Fake.Core and its dependency: {imported}");
+    let package = b.get(path).await;
+    assert_eq!((package.status, package.x_cache()), (StatusCode::OK, Some("HIT")));
+    assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
+    let list = b.get("/v3/flatcontainer/fake.core/index.json").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    assert!(list.text().contains("1.1.0"));
+    assert!(
+        !work
+            .path()
+            .join("cache-far/import")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "the staging directory is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_changed_on_its_way_to_a_running_nucache_imports_nothing() {
+    let upstream = FakeUpstream::start().await;
+    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
+    let feed = a.url("/v3/index.json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("wanted.txt");
+    std::fs::write(&list, "Fake.Dep 1.0.1\n").expect("list");
+    let config = nucache::Config::default();
+    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
+    let bundle = work.path().join("bundle");
+    export(export_options(&bundle, &feed, None), &config)
+        .await
+        .expect("export");
+    let b = running_far_side(work.path()).await;
+    let key = [("x-nuget-apikey", ADMIN_KEY)];
+    // Every file as the command would send it, one of them changed.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).expect("read")).expect("json");
+    let victim = "packages/fake.dep/1.0.1/fake.dep.1.0.1.nupkg";
+    let mut paths: Vec<String> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path").to_string())
+        .collect();
+    paths.push("manifest.json".into());
+    for path in &paths {
+        let mut body = std::fs::read(bundle.join(path)).expect("read");
+        if path == victim {
+            body[40] ^= 0x01;
+        }
+        let sent = b
+            .request_with_body(http::Method::PUT, &format!("/admin/import/tamper1/{path}"), &key, body)
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{path}: {}", sent.text());
+    }
+    let refused = b.request(http::Method::POST, "/admin/import/tamper1", &key).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    assert!(refused.text().contains(victim), "{}", refused.text());
+    let package = b.get("/v3/flatcontainer/fake.dep/1.0.1/fake.dep.1.0.1.nuspec").await;
+    assert_eq!(
+        package.status,
+        StatusCode::BAD_GATEWAY,
+        "nothing imported, not even the good files"
+    );
+    let escape = b
+        .request_with_body(
+            http::Method::PUT,
+            "/admin/import/x/../../etc/passwd",
+            &key,
+            b"no".to_vec(),
+        )
+        .await;
+    assert!(escape.status.is_client_error(), "{}", escape.status);
+    let unkeyed = b.request(http::Method::POST, "/admin/import/tamper1", &[]).await;
+    assert_eq!(unkeyed.status, StatusCode::UNAUTHORIZED);
+}

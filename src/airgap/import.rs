@@ -61,24 +61,57 @@ enum Stored {
 /// Imports `bundle` into the cache at `cache_dir` (blocking I/O; nucache
 /// must not be running on it).
 pub fn import_into_cache(bundle_dir: &Path, cache_dir: &Path, config: &Config) -> Result<ImportSummary, String> {
-    let manifest = Manifest::read(bundle_dir).map_err(|e| e.to_string())?;
-    bundle::verify(bundle_dir, &manifest).map_err(|e| format!("refused, nothing imported: {e}"))?;
-    // With the service index in the bundle, every path is mapped to its
-    // key before the cache directory is even opened.
-    let bundled = bundled_index(bundle_dir, &manifest)?;
-    let checked = bundled
-        .as_ref()
-        .map(|index| mapped(index, &manifest, config))
-        .transpose()?;
+    let checked = check_bundle(bundle_dir, config)?;
     let cache_config = crate::config::CacheConfig {
         dir: cache_dir.to_path_buf(),
         ..config.cache.clone()
     };
     let (cache, _repair) =
         Cache::open(&cache_config, config.ttl.not_found).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
+    store_bundle(bundle_dir, checked, &cache, config)
+}
+
+/// Imports `bundle` into the cache of a running nucache (blocking I/O):
+/// `POST /admin/import/{upload}` once the files are uploaded.
+pub(crate) fn import_into_running(bundle_dir: &Path, cache: &Cache, config: &Config) -> Result<ImportSummary, String> {
+    let checked = check_bundle(bundle_dir, config)?;
+    store_bundle(bundle_dir, checked, cache, config)
+}
+
+/// A bundle whose files all match its manifest, and (when it has its
+/// service index) every file's place in the cache.
+struct Checked {
+    manifest: Manifest,
+    bundled: Option<Bytes>,
+    mapped: Option<(ServiceMap, Vec<Planned>)>,
+}
+
+/// Verifies every file before anything is stored; with the service index in
+/// the bundle, every path is mapped to its key before the cache is touched.
+fn check_bundle(bundle_dir: &Path, config: &Config) -> Result<Checked, String> {
+    let manifest = Manifest::read(bundle_dir).map_err(|e| e.to_string())?;
+    bundle::verify(bundle_dir, &manifest).map_err(|e| format!("refused, nothing imported: {e}"))?;
+    let bundled = bundled_index(bundle_dir, &manifest)?;
+    let mapped = bundled
+        .as_ref()
+        .map(|index| mapped(index, &manifest, config))
+        .transpose()?;
+    Ok(Checked {
+        manifest,
+        bundled,
+        mapped,
+    })
+}
+
+fn store_bundle(bundle_dir: &Path, checked: Checked, cache: &Cache, config: &Config) -> Result<ImportSummary, String> {
+    let Checked {
+        manifest,
+        bundled,
+        mapped: checked,
+    } = checked;
     let service_index = match bundled {
         Some(index) => index,
-        None => cached_index(&cache)?,
+        None => cached_index(cache)?,
     };
     let (map, plan) = match checked {
         Some(checked) => checked,
@@ -99,8 +132,8 @@ pub fn import_into_cache(bundle_dir: &Path, cache_dir: &Path, config: &Config) -
     for planned in &plan {
         let file = bundle_dir.join(bundle::checked_path(&planned.path).map_err(|e| e.to_string())?);
         let stored = match planned.kind {
-            Stored::Document => store_document(&cache, &map, planned, &file),
-            Stored::Nupkg | Stored::Nuspec => store_blob(&cache, planned, &file),
+            Stored::Document => store_document(cache, &map, planned, &file),
+            Stored::Nupkg | Stored::Nuspec => store_blob(cache, planned, &file),
         }
         .map_err(|e| format!("{}: {e}", planned.path))?;
         summary.bytes += stored;

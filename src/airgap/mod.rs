@@ -18,8 +18,12 @@ mod import;
 pub(crate) mod inputs;
 mod nuspec;
 pub(crate) mod ranges;
+mod upload;
 mod warm;
 
+pub(crate) use bundle::checked_path;
 pub use export::{export, ExportOptions, ExportSummary};
+pub(crate) use import::import_into_running;
 pub use import::{import_into_cache, ImportSummary};
+pub use upload::import_through_server;
 pub use warm::{warm, WarmOptions, WarmSummary};

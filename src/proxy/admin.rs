@@ -4,6 +4,7 @@
 //! are a variant of [`AdminCall`] and an arm in [`AdminCall::parse`] and
 //! [`Proxy::admin`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use http::request::Parts;
@@ -33,6 +34,15 @@ pub(super) enum AdminCall {
     Verify,
     /// The cached packages and the mounts, for `nucache export`.
     Packages,
+    /// One file of a bundle being uploaded (`nucache import --url`).
+    ImportFile {
+        upload: String,
+        path: PathBuf,
+    },
+    /// Import an uploaded bundle.
+    ImportCommit {
+        upload: String,
+    },
 }
 
 impl AdminCall {
@@ -45,16 +55,44 @@ impl AdminCall {
             ["purge", id, version] => (Method::POST, purge(id, Some(version))?),
             ["verify"] => (Method::POST, AdminCall::Verify),
             ["packages"] => (Method::GET, AdminCall::Packages),
+            ["import", upload] => (
+                Method::POST,
+                AdminCall::ImportCommit {
+                    upload: upload_name(upload)?,
+                },
+            ),
+            ["import", upload, file @ ..] if !file.is_empty() => (
+                Method::PUT,
+                AdminCall::ImportFile {
+                    upload: upload_name(upload)?,
+                    path: crate::airgap::checked_path(&file.join("/"))
+                        .map_err(|_| RouteError::Malformed("a bundle path must stay inside the bundle"))?,
+                },
+            ),
             _ => return Err(RouteError::NotFound.into()),
         };
         match call {
             (Method::GET, call) if matches!(*method, Method::GET | Method::HEAD) => Ok(call),
             (Method::POST, call) if *method == Method::POST => Ok(call),
+            (Method::PUT, call) if *method == Method::PUT => Ok(call),
             (expected, _) => Err(ClientError::MethodNotAllowed {
                 method: method.to_string(),
-                allow: if expected == Method::GET { "GET, HEAD" } else { "POST" },
+                allow: match expected {
+                    Method::GET => "GET, HEAD",
+                    Method::PUT => "PUT",
+                    _ => "POST",
+                },
             }),
         }
+    }
+}
+
+/// An upload's name: 1 to 64 ASCII letters and digits (it names a directory).
+fn upload_name(name: &str) -> Result<String, ClientError> {
+    let valid = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    match valid {
+        true => Ok(name.to_string()),
+        false => Err(RouteError::Malformed("an upload name is 1 to 64 letters and digits").into()),
     }
 }
 
@@ -71,7 +109,7 @@ impl Proxy {
     pub(super) async fn admin(
         self: &Arc<Self>,
         parts: &Parts,
-        _body: Incoming,
+        body: Incoming,
         path: &str,
     ) -> Result<Reply, ProxyError> {
         let response = match AdminCall::parse(&parts.method, path)? {
@@ -79,6 +117,8 @@ impl Proxy {
             AdminCall::Purge { id, version } => self.purge(&id, version.as_deref()).await?,
             AdminCall::Verify => self.verify_online().await,
             AdminCall::Packages => return self.admin_packages(parts).await,
+            AdminCall::ImportFile { upload, path } => self.receive_import_file(&upload, path, body).await?,
+            AdminCall::ImportCommit { upload } => self.commit_import(&upload).await?,
         };
         Ok(Reply::plain(response))
     }

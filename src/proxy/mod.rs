@@ -10,6 +10,7 @@
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
 mod admin;
+mod admin_import;
 mod base;
 mod export_listing;
 mod metadata;
