@@ -39,6 +39,36 @@ fn export_options(dir: &Path, feed: &str, since: Option<PathBuf>) -> ExportOptio
     }
 }
 
+/// Nucache A in front of a fake upstream, warmed with what `wanted` (a
+/// plain list) names, and the bundle exported from it.
+struct Exported {
+    upstream: FakeUpstream,
+    _a: Nucache,
+    work: tempfile::TempDir,
+    bundle: PathBuf,
+}
+
+async fn exported(wanted: &str) -> Exported {
+    let upstream = FakeUpstream::start().await;
+    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
+    let feed = a.url("/v3/index.json");
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("wanted.txt");
+    std::fs::write(&list, wanted).expect("list");
+    let config = nucache::Config::default();
+    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
+    let bundle = work.path().join("bundle");
+    export(export_options(&bundle, &feed, None), &config)
+        .await
+        .expect("export");
+    Exported {
+        upstream,
+        _a: a,
+        work,
+        bundle,
+    }
+}
+
 fn manifest_without_created(bundle: &Path) -> String {
     let text = std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest");
     text.lines()
@@ -175,18 +205,7 @@ async fn warm_export_import_then_serve_with_no_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_with_a_corrupt_file_imports_nothing() {
-    let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
-    let feed = a.url("/v3/index.json");
-    let work = tempfile::tempdir().expect("tempdir");
-    let list = work.path().join("wanted.txt");
-    std::fs::write(&list, "Fake.Dep 1.0.1\n").expect("list");
-    let config = nucache::Config::default();
-    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
-    let bundle = work.path().join("bundle");
-    export(export_options(&bundle, &feed, None), &config)
-        .await
-        .expect("export");
+    let Exported { work, bundle, .. } = exported("Fake.Dep 1.0.1\n").await;
     let victim = "packages/fake.dep/1.0.1/fake.dep.nuspec";
     let mut bytes = std::fs::read(bundle.join(victim)).expect("read");
     bytes[10] ^= 0x20;
@@ -204,18 +223,7 @@ async fn a_bundle_with_a_corrupt_file_imports_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_the_cache_has_no_place_for_imports_nothing() {
-    let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
-    let feed = a.url("/v3/index.json");
-    let work = tempfile::tempdir().expect("tempdir");
-    let list = work.path().join("wanted.txt");
-    std::fs::write(&list, "Fake.Dep 1.0.1\n").expect("list");
-    let config = nucache::Config::default();
-    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
-    let bundle = work.path().join("bundle");
-    export(export_options(&bundle, &feed, None), &config)
-        .await
-        .expect("export");
+    let Exported { work, bundle, .. } = exported("Fake.Dep 1.0.1\n").await;
     // A well-formed entry (right size and hash) that is no cache document.
     let stray = "metadata/nowhere/x.json";
     std::fs::create_dir_all(bundle.join("metadata/nowhere")).expect("mkdir");
@@ -252,18 +260,9 @@ async fn running_far_side(work: &Path) -> Nucache {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_url_uploads_a_bundle_into_a_running_nucache() {
-    let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
-    let feed = a.url("/v3/index.json");
-    let work = tempfile::tempdir().expect("tempdir");
-    let list = work.path().join("wanted.txt");
-    std::fs::write(&list, "Fake.Core [1.1.0]\n").expect("list");
-    let config = nucache::Config::default();
-    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
-    let bundle = work.path().join("bundle");
-    export(export_options(&bundle, &feed, None), &config)
-        .await
-        .expect("export");
+    let Exported {
+        upstream, work, bundle, ..
+    } = exported("Fake.Core [1.1.0]\n").await;
     let b = running_far_side(work.path()).await;
     let path = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
     assert_eq!(b.get(path).await.status, StatusCode::BAD_GATEWAY, "not there before");
@@ -292,18 +291,7 @@ async fn import_url_uploads_a_bundle_into_a_running_nucache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_changed_on_its_way_to_a_running_nucache_imports_nothing() {
-    let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
-    let feed = a.url("/v3/index.json");
-    let work = tempfile::tempdir().expect("tempdir");
-    let list = work.path().join("wanted.txt");
-    std::fs::write(&list, "Fake.Dep 1.0.1\n").expect("list");
-    let config = nucache::Config::default();
-    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
-    let bundle = work.path().join("bundle");
-    export(export_options(&bundle, &feed, None), &config)
-        .await
-        .expect("export");
+    let Exported { work, bundle, .. } = exported("Fake.Dep 1.0.1\n").await;
     let b = running_far_side(work.path()).await;
     let key = [("x-nuget-apikey", ADMIN_KEY)];
     // Every file as the command would send it, one of them changed.
