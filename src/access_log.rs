@@ -11,6 +11,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::Body;
 use crate::cache::CacheStatus;
+use crate::metrics::{Metrics, RequestKind};
 
 /// What the access log says of one request.
 pub(crate) struct AccessRecord {
@@ -31,6 +32,9 @@ pub(crate) struct AccessRecord {
     pub error: Option<(&'static str, String)>,
     pub started: Instant,
     pub bytes: u64,
+    /// Counted when the line is written, with the bytes really sent.
+    pub kind: RequestKind,
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 /// One access line at the given level (the fields are the same at every
@@ -55,7 +59,9 @@ macro_rules! access_line {
 impl Drop for AccessRecord {
     fn drop(&mut self) {
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let cache = self.cache.map(CacheStatus::as_str).unwrap_or("-");
+        let x_cache = self.cache.map(CacheStatus::as_str);
+        self.metrics.request(self.kind, x_cache, self.bytes);
+        let cache = x_cache.unwrap_or("-");
         let package = self.package.as_deref().unwrap_or("-");
         let (failed, reason) = match &self.error {
             Some((party, reason)) => (*party, reason.as_str()),

@@ -94,6 +94,26 @@ fn check_publish_key(config: &Config, headers: &HeaderMap) -> Result<UpstreamKey
     }
 }
 
+/// Checks an admin call's key (`X-NuGet-ApiKey`, or the Basic password
+/// with any user name) against `admin.keys`. Without admin keys the admin
+/// API does not exist (404); no key is 401, a wrong one 403.
+pub(crate) fn check_admin(config: &Config, headers: &HeaderMap) -> Result<Identity, ClientError> {
+    let keys = &config.admin.keys;
+    if keys.is_empty() {
+        return Err(ClientError::Route(crate::route::RouteError::NotFound));
+    }
+    let presented = match (api_key(headers), basic_credentials(headers)) {
+        (Some(key), _) => key.to_string(),
+        (None, Some((_, password))) => password,
+        (None, None) => return Err(ClientError::Unauthorized("an admin key is required")),
+    };
+    if matches_any_digest(&presented, keys) {
+        Ok(Identity::of_key(&presented))
+    } else {
+        Err(ClientError::Forbidden("the key is not an admin key"))
+    }
+}
+
 fn api_key(headers: &HeaderMap) -> Option<&str> {
     headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok())
 }

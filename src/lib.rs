@@ -17,6 +17,8 @@
 //!
 //! Beside the pipeline: `body` (the response body type every layer builds),
 //! `access_log` (one line per request, written when its body ends),
+//! `metrics` (the counters behind `/metrics`, atomics only on the request path),
+//! `admin_client` (the `stats`, `purge`, `verify --online` commands: HTTP to `/admin/`),
 //! `config` (figment: defaults < TOML < `NUCACHE_*`),
 //! `nuget` (ids, versions, package files), `merge` (several upstreams as
 //! one: packageSourceMapping patterns, merged version lists, registrations
@@ -27,6 +29,8 @@
 //! usable service index).
 
 pub(crate) mod access_log;
+pub mod admin_client;
+pub mod airgap;
 pub(crate) mod auth;
 pub(crate) mod body;
 pub mod config;
@@ -34,6 +38,7 @@ pub mod error;
 mod log_writer;
 pub mod logging;
 pub mod merge;
+pub(crate) mod metrics;
 pub mod nuget;
 pub mod preflight;
 pub mod probe;

@@ -7,8 +7,9 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::prelude::*;
-use tracing_subscriber::{reload, EnvFilter, Registry};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
+use crate::config::LogFormat;
 use crate::log_writer::{BatchedStderr, FlushGuard};
 
 /// Changes the filter of the installed subscriber.
@@ -29,7 +30,10 @@ pub struct Installed {
     pub problem: Option<String>,
 }
 
-pub fn init() -> Installed {
+/// Installs the subscriber, writing `format` (`log.format`: it needs the
+/// configuration, so a configuration that does not load is reported on
+/// stderr before any log line).
+pub fn init(format: LogFormat) -> Installed {
     let (filter, from_env, problem) = match std::env::var(EnvFilter::DEFAULT_ENV) {
         Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
             Ok(filter) => (filter, Some(value), None),
@@ -45,11 +49,24 @@ pub fn init() -> Installed {
     };
     let (filter, handle) = reload::Layer::new(filter);
     let (writer, guard) = BatchedStderr::start();
-    let format = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
-    tracing_subscriber::registry().with(filter).with(format).init();
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(writer)
+            .boxed(),
+        // The event's fields at the top level; the request span (its id) in
+        // `span`, so a warning within a request names the request.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(writer)
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(lines).init();
     Installed {
         control: Logging { handle, from_env },
         guard,

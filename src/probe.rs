@@ -41,7 +41,7 @@ impl std::fmt::Display for ProbeReport {
 pub async fn probe(config: &Config, settings: &UpstreamConfig) -> Result<ProbeReport, String> {
     let url = settings.service_index.clone();
     let fail = |why: String| format!("{url}: {why}");
-    let upstream = Arc::new(Upstream::new(settings));
+    let upstream = Arc::new(Upstream::new(settings, Arc::default()));
     let mut fetched = match upstream.get(&url, Wanted::Document, &HeaderMap::new()).await {
         Ok(fetched) => fetched,
         Err(error) => return Err(fail(error.to_string())),

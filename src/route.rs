@@ -28,6 +28,12 @@ pub enum RouteError {
 pub enum Route {
     Home,
     Health,
+    /// `/ready`: whether nucache can serve (503 with a reason if not).
+    Ready,
+    /// `/metrics`: Prometheus text.
+    Metrics,
+    /// Below `/admin/` (what follows it, decoded).
+    Admin(String),
     ServiceIndex,
     /// A decoded path below `/v3/`, to be resolved against the mounts.
     Mounted(String),
@@ -39,8 +45,12 @@ pub enum TargetKind {
     VersionList,
     PackageFile(PackageFile),
     Registration,
-    /// Catalog, vulnerability and repository-signature documents.
+    /// Catalog, vulnerability index and repository-signature documents.
     Document,
+    /// A page of `VulnerabilityInfo`: upstreams publish new data under new
+    /// page URLs (and a new `@updated` in the index), so a page is
+    /// immutable per URL; only the index changes.
+    VulnerabilityPage,
     /// Search and autocomplete (the query string is part of the key).
     Search,
     Publish,
@@ -78,6 +88,9 @@ pub fn classify(raw_path: &str) -> Result<Route, RouteError> {
     match parts.as_slice() {
         [""] => Ok(Route::Home),
         ["health"] => Ok(Route::Health),
+        ["metrics"] => Ok(Route::Metrics),
+        ["ready"] => Ok(Route::Ready),
+        ["admin", rest @ ..] => Ok(Route::Admin(rest.join("/"))),
         ["v3", "index.json"] => Ok(Route::ServiceIndex),
         ["v3", rest @ ..] if !rest.is_empty() && rest != [""] => Ok(Route::Mounted(rest.join("/"))),
         _ => Err(RouteError::NotFound),
@@ -167,7 +180,12 @@ pub fn resolve(path: &str, query: Option<&str>, mounts: &Mounts) -> Result<Targe
         }
         MountKind::Catalog | MountKind::Vulnerabilities | MountKind::RepositorySignatures => {
             let rel = document_path(rest)?.to_string();
-            Ok(target(TargetKind::Document, format!("{local}{rel}"), rel, None))
+            // The mount is the index's directory; the index is `index.json`.
+            let kind = match mount.kind {
+                MountKind::Vulnerabilities if rel != "index.json" => TargetKind::VulnerabilityPage,
+                _ => TargetKind::Document,
+            };
+            Ok(target(kind, format!("{local}{rel}"), rel, None))
         }
         MountKind::Search | MountKind::Autocomplete => {
             if !rest.is_empty() {
@@ -322,6 +340,7 @@ mod tests {
         assert_eq!(classify("/"), Ok(Route::Home));
         assert_eq!(classify("/health"), Ok(Route::Health));
         assert_eq!(classify("/v3/index.json"), Ok(Route::ServiceIndex));
+        assert_eq!(classify("/admin/packages"), Ok(Route::Admin("packages".into())));
         assert_eq!(classify("/v3/"), Err(RouteError::NotFound));
         assert_eq!(classify("/other"), Err(RouteError::NotFound));
     }

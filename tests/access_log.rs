@@ -184,3 +184,46 @@ async fn access_lines_name_the_client_the_agent_the_identity_and_the_package() {
         assert!(!log.contains(secret), "{secret} is in the log");
     }
 }
+
+#[tokio::test]
+async fn with_log_format_json_every_line_is_a_json_object_and_each_request_has_one() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut process = Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: vec![("NUCACHE_LOG__FORMAT", "json".to_string())],
+        tmpfs_kib: None,
+    }
+    .spawn();
+    process.ready().await;
+    let read = send(
+        Method::GET,
+        &process.url("/v3/flatcontainer/fake.core/index.json"),
+        &[("user-agent", "agent \"quoted\" 1.0")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(read.status, StatusCode::OK);
+    let id = read.header("x-request-id").unwrap_or("?").to_string();
+    let needle = format!("\"id\":\"{id}\",\"method\"");
+    let log = process.wait_for_log(&needle, 1).await;
+    let mut access_lines = Vec::new();
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        if line.contains(&needle) {
+            access_lines.push(value);
+        }
+    }
+    assert_eq!(access_lines.len(), 1, "one line for the request: {log}");
+    let line = &access_lines[0];
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/v3/flatcontainer/fake.core/index.json");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["cache"], "MISS");
+    assert_eq!(line["agent"], "agent \"quoted\" 1.0");
+    assert_eq!(line["level"], "INFO");
+}

@@ -279,3 +279,58 @@ fn the_default_cache_directory_follows_systemds_cache_directory() {
         Ok(())
     });
 }
+
+#[test]
+fn admin_keys_must_be_digests_and_the_commands_key_variable_is_no_key() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_ADMIN__KEYS", "[\"plain-key\"]");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("admin.keys") && error.contains("hash-key"), "{error}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        let digest = nucache::config::digest_hex("k");
+        jail.set_env("NUCACHE_ADMIN__KEYS", format!("[\"{}\"]", digest.to_uppercase()));
+        jail.set_env("NUCACHE_ADMIN_KEY", "k");
+        let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
+        assert_eq!(loaded.config.admin.keys, [digest], "lower-cased");
+        assert!(
+            !loaded.warnings.iter().any(|w| w.contains("NUCACHE_ADMIN_KEY")),
+            "{:?}",
+            loaded.warnings
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_LOG__FORMAT", "json");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.log.format, nucache::config::LogFormat::Json);
+        jail.set_env("NUCACHE_LOG__FORMAT", "yaml");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("log.format"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_disk_cap_keys_take_sizes_and_shares() {
+    Jail::expect_with(|jail| {
+        jail.set_env("NUCACHE_CACHE__MAX_SIZE", "50GiB");
+        jail.set_env("NUCACHE_CACHE__MIN_FREE", "2.5%");
+        let config = Config::load(None).map_err(|e| e.to_string())?;
+        assert_eq!(config.cache.max_size, Some(nucache::config::ByteSize(50 << 30)));
+        assert_eq!(config.cache.min_free, nucache::config::MinFree::Percent(2.5));
+        jail.set_env("NUCACHE_CACHE__MIN_FREE", "150%");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("cache.min_free"), "{error}");
+        jail.set_env("NUCACHE_CACHE__MIN_FREE", "1GiB");
+        jail.set_env("NUCACHE_CACHE__MAX_SIZE", "0");
+        let error = Config::load(None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("cache.max_size"), "{error}");
+        Ok(())
+    });
+}

@@ -71,3 +71,50 @@ fn the_unit_outlasts_the_drain() {
     );
     assert!(setting("CacheDirectory") == "nucache" && setting("LoadCredential").starts_with("config.toml:"));
 }
+
+#[test]
+fn the_unit_waits_for_nucache_to_say_it_is_ready() {
+    assert!(UNIT.lines().any(|line| line.trim() == "Type=notify"));
+}
+
+/// What systemd would see: `READY=1` on `$NOTIFY_SOCKET` once nucache
+/// listens (a connection then succeeds at once), `STOPPING=1` on SIGTERM.
+#[tokio::test]
+async fn nucache_notifies_ready_once_listening_and_stopping_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
+
+    let upstream = common::upstream::FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
+    socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut process = common::process::Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: vec![("NOTIFY_SOCKET", socket_path.display().to_string())],
+        tmpfs_kib: None,
+    }
+    .spawn();
+    let receive = |socket: UnixDatagram| {
+        tokio::task::spawn_blocking(move || {
+            let mut buffer = [0u8; 512];
+            let received = socket
+                .recv(&mut buffer)
+                .map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned());
+            (socket, received)
+        })
+    };
+    let (socket, ready) = receive(socket).await.expect("joined");
+    let ready = ready.unwrap_or_else(|e| panic!("no notification ({e}): {}", process.log_text()));
+    assert_eq!(ready.trim(), "READY=1");
+    let health = process.get("/health").await;
+    assert_eq!(health.status, http::StatusCode::OK, "answers as soon as it said so");
+
+    let stopping = receive(socket);
+    let exit = process.terminate(Duration::from_secs(10));
+    let (_, stopping) = stopping.await.expect("joined");
+    assert_eq!(stopping.expect("a second notification").trim(), "STOPPING=1");
+    assert!(exit.is_some_and(|status| status.success()), "{exit:?}");
+}

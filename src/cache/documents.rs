@@ -82,6 +82,7 @@ impl Cache {
         let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
         let replaced = self.index.put(key, &entry)?;
         self.discard_replaced(key, replaced, &entry);
+        self.note_growth();
         Ok(entry)
     }
 
@@ -98,21 +99,7 @@ impl Cache {
     /// Forgets the documents `keys` covers, in memory and on disk; returns
     /// how many were on disk.
     pub fn remove_documents(&self, keys: &KeySet) -> Result<usize, StorageError> {
-        let covered = keys.clone();
-        if let Err(error) = self.hot.invalidate_entries_if(move |key, _| covered.contains(key)) {
-            tracing::warn!(%error, "could not drop documents from memory");
-        }
-        let mut on_disk = keys.exact.clone();
-        for prefix in &keys.prefixes {
-            on_disk.extend(self.index.keys_with_prefix(prefix)?);
-        }
-        let mut removed = 0;
-        for key in on_disk {
-            if self.index.get(&key)?.is_some_and(|e| e.kind != EntryKind::Blob) {
-                self.remove(&key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        self.remove_covered(keys, |entry| entry.kind != EntryKind::Blob)
+            .map(|purged| purged.objects)
     }
 }

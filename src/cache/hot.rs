@@ -27,6 +27,8 @@ pub(crate) struct HotBlob {
     /// Last hit (ms since the epoch): recorded without a lock, written to
     /// the index in batches.
     accessed: AtomicU64,
+    /// Hits while in memory, for the status page's most requested packages.
+    hits: AtomicU64,
 }
 
 impl HotBlob {
@@ -44,6 +46,7 @@ impl HotBlob {
                 .and_then(|v| HeaderValue::from_str(v).ok()),
             body,
             accessed: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
             entry,
         }
     }
@@ -51,6 +54,11 @@ impl HotBlob {
     /// Notes a hit.
     pub fn touch(&self) {
         self.accessed.store(now_ms(), Ordering::Relaxed);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// The last hit, if any since `since` (ms since the epoch).

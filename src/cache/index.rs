@@ -75,6 +75,8 @@ pub(crate) trait IndexStore: Send + Sync + 'static {
     fn totals(&self) -> Totals;
     /// Stores a batch of last-access times (ms since the epoch) in one go.
     fn record_access(&self, batch: &[(String, u64)]) -> Result<(), StorageError>;
+    /// `key`'s last recorded access (for the evictor, not hits).
+    fn last_access(&self, key: &str) -> Result<Option<u64>, StorageError>;
     /// Remembers the SHA-512 (hex) the metadata states for a package.
     fn put_hash(&self, package: &str, sha512_hex: &str) -> Result<(), StorageError>;
     fn hash(&self, package: &str) -> Result<Option<String>, StorageError>;

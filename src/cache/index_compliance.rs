@@ -62,7 +62,15 @@ pub(super) fn suite(index: &dyn IndexStore) {
         "an access leaves the record alone"
     );
     assert_eq!(index.totals().entries, 4, "access times are not records");
+    assert_eq!(index.last_access("v3/a").expect("access"), Some(1_000));
+    assert_eq!(index.last_access("v3/b/1").expect("access"), None, "never accessed");
     assert_eq!(index.remove("v3/a").expect("remove"), Some(entry(15)));
+    assert_eq!(
+        index.last_access("v3/a").expect("access"),
+        None,
+        "a removal drops its access time"
+    );
+    assert_eq!(index.last_access("v3/c").expect("access"), Some(2_000));
     assert_eq!(index.remove("v3/a").expect("remove twice"), None);
     assert_eq!(
         index.totals(),

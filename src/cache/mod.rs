@@ -10,12 +10,14 @@
 //! - `documents` / `packages`: reading and storing each kind;
 //! - `hot`: package files in memory; `reader`: verified reads;
 //! - `scrub`: the online re-hash; `health`: does the disk take writes;
+//! - `evict`: the disk cap (`cache.max_size`, `cache.min_free`), LRU;
 //! - `status`: HIT / MISS / STALE / REVALIDATED / UPDATING.
 
 mod blobs;
 #[cfg(test)]
 mod compliance;
 mod documents;
+pub(crate) mod evict;
 mod health;
 mod hot;
 mod index;
@@ -90,6 +92,13 @@ impl KeySet {
     }
 }
 
+/// What a purge removed from disk.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Purged {
+    pub objects: usize,
+    pub bytes: u64,
+}
+
 /// What `nucache verify` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -138,6 +147,9 @@ pub(crate) struct Cache {
     pub health: StorageHealth,
     /// Check every blob read against its checksum (`cache.verify_reads`).
     verify_reads: bool,
+    /// `cache.max_size` and `cache.min_free`, and the evictor's bell.
+    limits: evict::Limits,
+    evict_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Cache {
@@ -175,6 +187,8 @@ impl Cache {
             access_flushed: AtomicU64::new(0),
             health: StorageHealth::new(config.storage_retry),
             verify_reads: config.verify_reads,
+            limits: evict::Limits::of(config),
+            evict_wake: Arc::default(),
         };
         let repair = cache.repair()?;
         Ok((cache, repair))
@@ -281,6 +295,32 @@ impl Cache {
         }
     }
 
+    /// Forgets everything `keys` covers, package files and documents, in
+    /// memory and on disk (the admin purge): the next request fetches again.
+    pub fn purge(&self, keys: &KeySet) -> Result<Purged, StorageError> {
+        self.remove_covered(keys, |_| true)
+    }
+
+    fn remove_covered(&self, keys: &KeySet, removable: impl Fn(&Entry) -> bool) -> Result<Purged, StorageError> {
+        let covered = keys.clone();
+        if let Err(error) = self.hot.invalidate_entries_if(move |key, _| covered.contains(key)) {
+            tracing::warn!(%error, "could not drop documents from memory");
+        }
+        let mut on_disk = keys.exact.clone();
+        for prefix in &keys.prefixes {
+            on_disk.extend(self.index.keys_with_prefix(prefix)?);
+        }
+        let mut purged = Purged::default();
+        for key in on_disk {
+            if let Some(entry) = self.index.get(&key)?.filter(|entry| removable(entry)) {
+                self.remove(&key)?;
+                purged.objects += 1;
+                purged.bytes += entry.size;
+            }
+        }
+        Ok(purged)
+    }
+
     /// Writes the access times of the hot objects hit since the last
     /// flush to the index (hits themselves never write or lock).
     pub fn flush_access(&self) -> Result<usize, StorageError> {
@@ -304,6 +344,44 @@ impl Cache {
     pub fn flush(&self) -> Result<(), StorageError> {
         self.flush_access()?;
         self.index.flush()
+    }
+
+    /// Every cached package, `(lower id, lower version)` sorted: the
+    /// `.nupkg` files (`{mount}{id}/{version}/{id}.{version}.nupkg`) in the
+    /// index. For the air gap's export.
+    pub fn packages(&self) -> Vec<(String, String)> {
+        let mut packages: Vec<(String, String)> = self
+            .index
+            .records()
+            .filter(|(_, entry)| entry.as_ref().is_ok_and(|e| e.kind == EntryKind::Blob))
+            .filter_map(|(key, _)| {
+                let parts: Vec<&str> = key.split('/').collect();
+                match parts.as_slice() {
+                    [.., id, version, file] if *file == format!("{id}.{version}.nupkg") => {
+                        Some((id.to_string(), version.to_string()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        packages.sort();
+        packages.dedup();
+        packages
+    }
+
+    /// The `limit` package files (`.nupkg`) hit most while in memory, and
+    /// their hits (a walk of the hot blobs: for the status page, not hits).
+    pub fn most_requested(&self, limit: usize) -> Vec<(String, u64)> {
+        let mut hit: Vec<(String, u64)> = self
+            .hot_blobs
+            .iter()
+            .filter(|(key, _)| key.ends_with(".nupkg"))
+            .map(|(key, blob)| (key.as_str().to_owned(), blob.hits()))
+            .filter(|(_, hits)| *hits > 0)
+            .collect();
+        hit.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        hit.truncate(limit);
+        hit
     }
 
     pub fn entry(&self, key: &str) -> Result<Option<Entry>, StorageError> {

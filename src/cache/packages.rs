@@ -95,6 +95,7 @@ impl Cache {
             self.index.put(key, &entry).map(|replaced| (entry, replaced))
         }))?;
         self.discard_replaced(key, replaced, &entry);
+        self.note_growth();
         Ok(entry)
     }
 

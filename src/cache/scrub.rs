@@ -6,18 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Cache, Entry};
+use super::{Cache, Entry, Verification};
 
 /// Records looked at per index read.
 const BATCH: usize = 256;
-
-/// What one pass found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Scrubbed {
-    pub checked: usize,
-    pub bytes: u64,
-    pub dropped: usize,
-}
 
 /// Runs passes forever (until the task is aborted); `interval` 0 disables it.
 pub(crate) async fn run(cache: Arc<Cache>, interval: Duration, rate: u64) {
@@ -27,11 +19,11 @@ pub(crate) async fn run(cache: Arc<Cache>, interval: Duration, rate: u64) {
     loop {
         tokio::time::sleep(interval).await;
         let found = pass(&cache, rate).await;
-        if found.dropped > 0 {
+        if !found.dropped.is_empty() {
             tracing::warn!(
                 checked = found.checked,
                 bytes = found.bytes,
-                dropped = found.dropped,
+                dropped = found.dropped.len(),
                 "scrub: corrupted objects dropped"
             );
         } else {
@@ -40,9 +32,10 @@ pub(crate) async fn run(cache: Arc<Cache>, interval: Duration, rate: u64) {
     }
 }
 
-/// One pass over the index, in key order, batch by batch.
-pub(crate) async fn pass(cache: &Arc<Cache>, rate: u64) -> Scrubbed {
-    let mut found = Scrubbed::default();
+/// One pass over the index, in key order, batch by batch (0: no rate
+/// limit); also the admin API's online verify.
+pub(crate) async fn pass(cache: &Arc<Cache>, rate: u64) -> Verification {
+    let mut found = Verification::default();
     let mut after: Option<String> = None;
     loop {
         let (reading, from) = (cache.clone(), after.clone());
@@ -59,11 +52,12 @@ pub(crate) async fn pass(cache: &Arc<Cache>, rate: u64) -> Scrubbed {
         after = Some(last.clone());
         for (key, entry) in batch {
             let size = entry.size;
-            if check(cache, key, entry).await {
-                found.dropped += 1;
+            if check(cache, key.clone(), entry).await {
+                found.dropped.push(key);
+            } else {
+                found.bytes += size;
             }
             found.checked += 1;
-            found.bytes += size;
             if rate > 0 {
                 tokio::time::sleep(Duration::from_secs_f64(size as f64 / rate as f64)).await;
             }

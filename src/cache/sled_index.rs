@@ -153,6 +153,14 @@ impl IndexStore for SledIndex {
         Ok(())
     }
 
+    fn last_access(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        // A malformed value counts as never accessed.
+        Ok(self
+            .access
+            .get(key.as_bytes())?
+            .map(|raw| <[u8; 8]>::try_from(raw.as_ref()).map_or(0, u64::from_be_bytes)))
+    }
+
     fn put_hash(&self, package: &str, sha512_hex: &str) -> Result<(), StorageError> {
         self.hashes.insert(package.as_bytes(), sha512_hex.as_bytes())?;
         Ok(())

@@ -89,9 +89,86 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Free space to keep on the cache's file system: bytes, or a share of the
+/// file system (`"5%"`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    Bytes(ByteSize),
+    /// Percent of the file system's size, above 0 and below 100.
+    Percent(f64),
+}
+
+impl MinFree {
+    /// The bytes to keep free on a file system of `total` bytes.
+    pub fn of(self, total: u64) -> u64 {
+        match self {
+            MinFree::Bytes(size) => size.bytes(),
+            MinFree::Percent(percent) => (total as f64 * percent / 100.0) as u64,
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(number) = text.trim().strip_suffix('%') else {
+            return ByteSize::parse(text).map(MinFree::Bytes);
+        };
+        match number.trim().parse::<f64>() {
+            Ok(percent) if percent > 0.0 && percent < 100.0 => Ok(MinFree::Percent(percent)),
+            _ => Err(format!("{text:?}: a percentage is above 0% and below 100%")),
+        }
+    }
+}
+
+impl fmt::Display for MinFree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MinFree::Bytes(size) => size.fmt(f),
+            MinFree::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
+impl Serialize for MinFree {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for MinFree {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MinFreeVisitor;
+        impl Visitor<'_> for MinFreeVisitor {
+            type Value = MinFree;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as \"10GiB\" or a share of the file system such as \"5%\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<MinFree, E> {
+                Ok(MinFree::Bytes(ByteSize(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<MinFree, E> {
+                u64::try_from(v)
+                    .map(|v| MinFree::Bytes(ByteSize(v)))
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MinFree, E> {
+                MinFree::parse(v).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(MinFreeVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn min_free_is_bytes_or_a_share() {
+        assert_eq!(MinFree::parse("5%"), Ok(MinFree::Percent(5.0)));
+        assert_eq!(MinFree::parse("2GiB"), Ok(MinFree::Bytes(ByteSize(2 << 30))));
+        assert_eq!(MinFree::Percent(5.0).of(1000), 50);
+        assert!(MinFree::parse("100%").is_err() && MinFree::parse("0%").is_err() && MinFree::parse("x%").is_err());
+        assert_eq!(MinFree::Percent(2.5).to_string(), "2.5%");
+    }
 
     #[test]
     fn parses_and_prints_sizes() {

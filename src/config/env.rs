@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use figment::providers::Env;
 
-use super::{suggest, Config, CONFIG_ENV, ENV_PREFIX};
+use super::{suggest, Config, ADMIN_KEY_ENV, CONFIG_ENV, ENV_PREFIX};
 
 /// Every key path of the configuration (`listen`, `upstream`,
 /// `upstream.read_timeout`...), taken from the serialized defaults so that
@@ -61,11 +61,12 @@ pub(super) fn provider() -> Env {
     all().filter(move |key| is_known(&known, key.as_str().to_ascii_lowercase().as_str()))
 }
 
-/// Every `NUCACHE_*` variable but `NUCACHE_CONFIG`, as dotted keys.
+/// Every `NUCACHE_*` variable but `NUCACHE_CONFIG` and `NUCACHE_ADMIN_KEY`
+/// (the admin commands' key), as dotted keys.
 fn all() -> Env {
-    let config = CONFIG_ENV.trim_start_matches(ENV_PREFIX).to_ascii_lowercase();
+    let not_keys = [CONFIG_ENV, ADMIN_KEY_ENV].map(|name| name.trim_start_matches(ENV_PREFIX).to_ascii_lowercase());
     Env::prefixed(ENV_PREFIX)
-        .filter(move |key| !key.as_str().eq_ignore_ascii_case(&config))
+        .filter(move |key| !not_keys.iter().any(|name| key.as_str().eq_ignore_ascii_case(name)))
         .split("__")
 }
 

@@ -19,7 +19,7 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use bytesize::ByteSize;
+pub use bytesize::{ByteSize, MinFree};
 pub use proxy_url::ProxyUrl;
 use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
@@ -27,6 +27,9 @@ use wording::suggest;
 
 /// Environment variable that names the configuration file.
 pub const CONFIG_ENV: &str = "NUCACHE_CONFIG";
+/// Environment variable the admin commands (`nucache stats`...) take the
+/// admin key from; not a configuration key.
+pub const ADMIN_KEY_ENV: &str = "NUCACHE_ADMIN_KEY";
 const ENV_PREFIX: &str = "NUCACHE_";
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,35 @@ pub struct Config {
     pub publish: PublishConfig,
     pub auth: AuthConfig,
     pub tls: TlsConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+/// How log lines are written (the filter is `log_filter`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// One line per event either way (one per request for the access log).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// `key=value` pairs (logfmt), coloured on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
+/// The admin API under `/admin/` (stats, purge, online verify).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// SHA-256 hex digests of the admin keys (`nucache hash-key`); none:
+    /// `/admin/` answers 404.
+    pub keys: Vec<String>,
 }
 
 /// HTTPS serving: both files set, or neither (plain http).
@@ -214,6 +246,12 @@ pub struct CacheConfig {
     pub scrub_interval: Duration,
     /// Bytes per second the scrub may read.
     pub scrub_rate: ByteSize,
+    /// Largest size of the cached objects; above it the least recently
+    /// used are evicted down to 90% of it. Unset: no cap.
+    pub max_size: Option<ByteSize>,
+    /// Free space kept on the cache's file system (bytes or `"5%"`); below
+    /// it the least recently used objects are evicted too.
+    pub min_free: MinFree,
 }
 
 /// How long metadata is served without asking the upstream again.
@@ -267,6 +305,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             publish: PublishConfig::default(),
             auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
             tls: TlsConfig::default(),
         }
     }
@@ -333,6 +373,8 @@ impl Default for CacheConfig {
             verify_reads: true,
             scrub_interval: Duration::from_secs(24 * 3600),
             scrub_rate: ByteSize::mib(32),
+            max_size: None,
+            min_free: MinFree::Percent(5.0),
         }
     }
 }
@@ -529,6 +571,9 @@ impl Config {
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1");
         }
+        if self.cache.max_size.is_some_and(|cap| cap.bytes() == 0) {
+            return invalid("cache.max_size", "must be more than 0 (leave it unset for no cap)");
+        }
         if self.cache.dir.as_os_str().is_empty() {
             return invalid("cache.dir", "must not be empty");
         }
@@ -549,6 +594,7 @@ impl Config {
         for (key, digests) in [
             ("publish.client_keys", &self.publish.client_keys),
             ("auth.read_keys", &self.auth.read_keys),
+            ("admin.keys", &self.admin.keys),
         ] {
             if let Some(bad) = digests.iter().find(|d| !is_sha256_hex(d)) {
                 let reason = format!("{bad:?} is not a SHA-256 hex digest (make one with `nucache hash-key`)");
@@ -572,6 +618,13 @@ impl Config {
         let lower = |digests: &mut Vec<String>| digests.iter_mut().for_each(|d| *d = d.to_ascii_lowercase());
         lower(&mut self.publish.client_keys);
         lower(&mut self.auth.read_keys);
+        lower(&mut self.admin.keys);
+        self.upstream.auth_origins = self
+            .upstream
+            .auth_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_string())
+            .collect();
         let trim = |u: &mut UpstreamConfig| {
             u.auth_origins = u
                 .auth_origins

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::cache::{Cache, HotDoc};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::rewrite::{build_service_map, RewriteError, ServiceMap};
 use crate::stash::Stash;
 use crate::upstream::{Upstream, Upstreams};
@@ -42,8 +43,8 @@ pub(crate) struct Feeds {
 }
 
 impl Feeds {
-    pub fn new(config: &Config, cache: &Arc<Cache>) -> Feeds {
-        let upstreams = Upstreams::from_config(config);
+    pub fn new(config: &Config, cache: &Arc<Cache>, metrics: &Arc<Metrics>) -> Feeds {
+        let upstreams = Upstreams::from_config(config, metrics);
         let settings = config.upstream_set();
         let several = settings.len() > 1;
         let all = upstreams

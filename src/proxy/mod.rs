@@ -9,15 +9,20 @@
 //! 4. **respond** — render for the request's public base URL, negotiate
 //!    gzip, answer 304s, set `X-Cache` (`respond.rs`).
 
+mod admin;
+mod admin_import;
 mod base;
+mod export_listing;
 mod feeds;
 mod merged;
 mod metadata;
+mod offline_search;
 mod packages;
 mod publishing;
 mod reload;
 mod respond;
 mod service;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,13 +42,16 @@ use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
+use crate::metrics::{Metrics, RequestKind};
 use crate::publish;
+use crate::rewrite::MountKind;
 use crate::route::{self, Route, Target, TargetKind};
 use crate::stash::{DocSpec, Transform};
 use crate::upstream::BreakerState;
 use feeds::{Feed, Feeds, ServiceSnapshot};
 
 pub(crate) use respond::Reply;
+pub(crate) use service::SERVICE_INDEX_KEY;
 
 /// What dispatching learns of a request, for its access line.
 #[derive(Default)]
@@ -51,6 +59,8 @@ struct Noted {
     /// `id/version` (or `id`) of what was asked for, pushed or deleted.
     package: Option<String>,
     identity: auth::Identity,
+    /// What was asked for, for `nucache_requests_total`.
+    kind: RequestKind,
 }
 
 /// What `authorize` allowed a request to do.
@@ -59,6 +69,9 @@ enum Access {
     /// A publish call, with the key that goes upstream.
     Publish(auth::UpstreamKey),
 }
+
+/// How long an immutable document (a vulnerability page) counts as fresh.
+const IMMUTABLE_DOCUMENT: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
 
 /// Longest request path written to the access log.
 const LOGGED_PATH: usize = 300;
@@ -77,11 +90,14 @@ pub(crate) struct Proxy {
     started: Instant,
     /// `publish.api_key` as last read (SIGHUP re-reads its file).
     publish_key: std::sync::RwLock<Option<crate::config::Secret>>,
+    metrics: Arc<Metrics>,
+    /// Where today's figures of the status page start.
+    today: status::TodayCell,
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>) -> Proxy {
-        let feeds = Feeds::new(&config, &cache);
+    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
+        let feeds = Feeds::new(&config, &cache, &metrics);
         Proxy {
             config: config.clone(),
             cache,
@@ -89,6 +105,8 @@ impl Proxy {
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
             publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
+            metrics,
+            today: status::TodayCell::default(),
         }
     }
 
@@ -135,6 +153,8 @@ impl Proxy {
             error,
             started,
             bytes: 0,
+            kind: noted.kind,
+            metrics: self.metrics.clone(),
         };
         response.map(|body| Logged::new(body, record).boxed_unsync())
     }
@@ -150,12 +170,27 @@ impl Proxy {
             read_only(&parts)?;
             return Ok(Reply::plain(self.health(&parts.headers)));
         }
+        if route == Route::Ready {
+            read_only(&parts)?;
+            return Ok(Reply::plain(self.ready(&parts.headers)));
+        }
+        if let Route::Admin(path) = &route {
+            // The key is checked before anything else: without admin keys
+            // configured the admin API does not exist (404).
+            noted.identity = auth::check_admin(&self.config, &parts.headers)?;
+            return self.admin(&parts, body, path).await;
+        }
+        if route == Route::ServiceIndex {
+            noted.kind = RequestKind::ServiceIndex;
+        }
         let (access, identity) = self.authorize(&route, &parts)?;
         noted.identity = identity;
         let Route::Mounted(path) = route else {
             read_only(&parts)?;
             return match route {
                 Route::ServiceIndex => self.service_index(&parts).await,
+                Route::Metrics => Ok(Reply::plain(self.metrics_text())),
+                _ if status::wants_html(&parts.headers) => Ok(Reply::plain(self.status_page())),
                 _ => Ok(Reply::plain(self.home())),
             };
         };
@@ -167,6 +202,9 @@ impl Proxy {
             tracing::Span::current().record("package", name.as_str());
         }
         noted.package.clone_from(&target.package);
+        if let Some(mount) = mounts.get(target.mount) {
+            noted.kind = kind_of(&target, mount.kind);
+        }
         if target.kind == TargetKind::Publish {
             let Access::Publish(key) = access else {
                 // Publish paths take only the methods `authorize` treats as publish calls.
@@ -226,15 +264,19 @@ impl Proxy {
         parts: &Parts,
         target: &Target,
     ) -> Result<Reply, ProxyError> {
-        let (doc, status, max_age) = match self.read_document(feed, service, target).await? {
-            Read::Document(doc, status, max_age) => (doc, status, max_age),
-            Read::Package(url) => {
+        let base = base::public_base(&self.config, parts)?;
+        let (doc, status, max_age) = match self.read_document(feed, service, target).await {
+            Ok(Read::Document(doc, status, max_age)) => (doc, status, max_age),
+            Ok(Read::Package(url)) => {
                 let mut target = target.clone();
                 target.key = feed.key(&target.key);
                 return self.package_file(feed, &parts.headers, &target, url).await;
             }
+            Err(ProxyError::Upstream(error)) if target.kind == TargetKind::Search => {
+                return self.offline_search(parts, target, &base, error).await;
+            }
+            Err(error) => return Err(error),
         };
-        let base = base::public_base(&self.config, parts)?;
         let rendered = doc.body.render(&base.url);
         Ok(respond::document(
             &parts.headers,
@@ -267,6 +309,7 @@ impl Proxy {
             TargetKind::VersionList => (ttl.versions, true),
             TargetKind::Registration => (ttl.registration, true),
             TargetKind::Document => (ttl.documents, true),
+            TargetKind::VulnerabilityPage => (IMMUTABLE_DOCUMENT, true),
             TargetKind::Search => (ttl.search, false),
         };
         let spec = DocSpec {
@@ -353,9 +396,56 @@ impl Proxy {
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
             "cache_entries": totals.entries,
             "cache_bytes": totals.bytes,
-            "downloads_in_flight": self.feeds.all().iter().map(|f| f.stash.downloads_in_flight()).sum::<usize>(),
+            "downloads_in_flight": self.downloads_in_flight(),
         });
         respond::json(StatusCode::OK, body.to_string())
+    }
+
+    /// `/metrics`: the counters, and the states read now from their owners.
+    fn metrics_text(&self) -> Response<Body> {
+        let totals = self.cache.totals();
+        let origins = self.feeds.all().iter().flat_map(|f| f.client.breaker_status().origins);
+        let snapshot = crate::metrics::Snapshot {
+            cache_size_bytes: totals.bytes,
+            cache_entries: totals.entries as u64,
+            downloads_in_flight: self.downloads_in_flight() as u64,
+            storage_writable: self.cache.health.problem().is_none(),
+            breakers: origins
+                .filter_map(|b| Some((b.origin?, b.state == BreakerState::Open)))
+                .collect(),
+        };
+        respond::metrics(self.metrics.render(&snapshot))
+    }
+
+    /// Readiness, open like `/health`: 200 when the cache takes writes and a
+    /// service index is loaded or cached (so mounted paths can be served),
+    /// else 503 and why. Anonymous callers of a closed feed get no error text.
+    fn ready(&self, headers: &http::HeaderMap) -> Response<Body> {
+        let mut reasons = Vec::new();
+        if let Some(problem) = self.cache.health.problem() {
+            let mut reason = "the cache directory does not take writes".to_string();
+            if auth::check_read(&self.config, headers).is_ok() {
+                reason = format!("{reason}: {problem}");
+            }
+            reasons.push(reason);
+        }
+        let primary = self.feeds.primary();
+        let cached_index = || matches!(self.cache.entry(&primary.key(service::SERVICE_INDEX_KEY)), Ok(Some(_)));
+        if primary.service.current().is_none() && !cached_index() {
+            reasons.push("no service index loaded or cached yet: the upstream has not answered".to_string());
+        }
+        let status = if reasons.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::json!({ "ready": reasons.is_empty(), "reasons": reasons });
+        respond::json(status, body.to_string())
+    }
+
+    /// Package downloads running now, from every upstream.
+    pub(super) fn downloads_in_flight(&self) -> usize {
+        self.feeds.all().iter().map(|f| f.stash.downloads_in_flight()).sum()
     }
 
     /// Writes batched last-access times; called periodically and at shutdown.
@@ -375,6 +465,21 @@ enum Read {
     ),
     /// A package file, at this upstream URL.
     Package(String),
+}
+
+/// The `kind` label of a request under a mount.
+fn kind_of(target: &Target, mount: MountKind) -> RequestKind {
+    match (target.kind, mount) {
+        (TargetKind::VersionList, _) => RequestKind::Versions,
+        (TargetKind::PackageFile(_), _) => RequestKind::Package,
+        (TargetKind::Registration, _) => RequestKind::Registration,
+        (TargetKind::Publish, _) => RequestKind::Publish,
+        (_, MountKind::Search) => RequestKind::Search,
+        (_, MountKind::Autocomplete) => RequestKind::Autocomplete,
+        (_, MountKind::Catalog) => RequestKind::Catalog,
+        (_, MountKind::Vulnerabilities) => RequestKind::Vulnerability,
+        _ => RequestKind::Other,
+    }
 }
 
 /// Reads accept GET and HEAD only.

@@ -149,6 +149,16 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
+/// `/metrics`: Prometheus text, never cached by anyone on the way.
+pub(crate) fn metrics(text: String) -> Response<Body> {
+    let length = text.len().to_string();
+    let mut response = Response::new(full(text));
+    set(response.headers_mut(), CONTENT_TYPE, crate::metrics::CONTENT_TYPE);
+    set(response.headers_mut(), CONTENT_LENGTH, &length);
+    set(response.headers_mut(), CACHE_CONTROL, "no-store");
+    response
+}
+
 /// The error as a status and a one-line reason.
 pub(crate) fn error(error: &ProxyError) -> Response<Body> {
     let mut response = text(error.status(), &error.to_string());

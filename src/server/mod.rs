@@ -21,9 +21,10 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::cache::{scrub, Cache, Repair};
+use crate::cache::{evict, scrub, Cache, Repair};
 use crate::config::Config;
 use crate::error::StorageError;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 
 /// Largest request head accepted (request line and headers).
@@ -82,6 +83,7 @@ pub struct Server {
     cache: Arc<Cache>,
     config: Arc<Config>,
     repair: Repair,
+    metrics: Arc<Metrics>,
     tls: Option<Arc<Tls>>,
 }
 
@@ -105,13 +107,15 @@ impl Server {
                 source,
             })?;
         let cache = Arc::new(cache);
-        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone()));
+        let metrics = Arc::new(Metrics::new());
+        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone()));
         Ok(Server {
             listener,
             proxy,
             cache,
             config,
             repair,
+            metrics,
             tls,
         })
     }
@@ -142,11 +146,13 @@ impl Server {
             proxy,
             config,
             cache,
+            metrics,
             tls,
             ..
         } = self;
         let flusher = tokio::spawn(flush_periodically(proxy.clone()));
         let (interval, rate) = (config.cache.scrub_interval, config.cache.scrub_rate.bytes());
+        let evictor = tokio::spawn(evict::run(cache.clone(), metrics));
         let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(config.server.max_connections));
@@ -201,6 +207,7 @@ impl Server {
         }
         flusher.abort();
         scrubber.abort();
+        evictor.abort();
         let flushing = proxy.clone();
         let _ = tokio::task::spawn_blocking(move || flushing.flush()).await;
         tracing::info!("stopped");

@@ -37,6 +37,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamConfig;
 use crate::error::UpstreamError;
+use crate::metrics::{Metrics, UpstreamOutcome};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Request bodies sent upstream: empty for reads, streamed for publish.
@@ -73,6 +74,7 @@ pub(crate) struct Upstream {
     /// Replaced when SIGHUP re-reads the password or token file.
     credentials: RwLock<Option<Arc<Credentials>>>,
     breakers: Breakers,
+    metrics: Arc<Metrics>,
 }
 
 /// The `Authorization` value for a private upstream, and the only origins
@@ -120,7 +122,7 @@ pub(crate) enum Wanted {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
@@ -144,6 +146,7 @@ impl Upstream {
             config: config.clone(),
             credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
             breakers,
+            metrics,
         }
     }
 
@@ -368,7 +371,15 @@ impl Upstream {
         if let Some(authorization) = self.proxies.authorization_for(request.uri()) {
             request.headers_mut().insert(PROXY_AUTHORIZATION, authorization);
         }
-        match tokio::time::timeout(bound, self.client.request(request)).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(bound, self.client.request(request)).await;
+        let outcome = match &answer {
+            Ok(Ok(response)) => UpstreamOutcome::Status(response.status().as_u16()),
+            Ok(Err(_)) => UpstreamOutcome::Error,
+            Err(_) => UpstreamOutcome::Timeout,
+        };
+        self.metrics.upstream(&origin, outcome, started.elapsed());
+        match answer {
             Err(_) => Err(UpstreamError::Timeout {
                 origin,
                 phase: "waiting for the response",
@@ -393,7 +404,7 @@ fn failure_of(result: &Result<Fetched, UpstreamError>) -> Option<String> {
 }
 
 /// The webpki roots, the system's, and the upstream's own CA (`ca_file`).
-fn tls_config(private_cas: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::ClientConfig {
+pub(crate) fn tls_config(private_cas: &[rustls::pki_types::CertificateDer<'static>]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let native = rustls_native_certs::load_native_certs();

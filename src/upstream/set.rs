@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::Upstream;
 use crate::config::Config;
 use crate::merge::mapping::SourceMapping;
+use crate::metrics::Metrics;
 
 /// One configured upstream.
 pub(crate) struct Member {
@@ -28,17 +29,18 @@ pub(crate) struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn from_config(config: &Config) -> Upstreams {
+    /// Every client counts its requests into `metrics`.
+    pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Upstreams {
         let set = config.upstream_set();
         let member = |(name, upstream): &(&str, &crate::config::UpstreamConfig)| Member {
             name: name.to_string(),
-            client: Arc::new(Upstream::new(upstream)),
+            client: Arc::new(Upstream::new(upstream, metrics.clone())),
         };
         let mut members = set.iter().map(member);
         // upstream_set() is never empty; `[upstream]` stands in regardless.
         let first = members.next().unwrap_or_else(|| Member {
             name: "default".to_string(),
-            client: Arc::new(Upstream::new(&config.upstream)),
+            client: Arc::new(Upstream::new(&config.upstream, metrics.clone())),
         });
         let rest = members.collect();
         let patterns = set.iter().map(|(name, upstream)| (*name, upstream.packages.as_slice()));

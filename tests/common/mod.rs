@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod nucache;
 pub mod process;
 pub mod tinyproxy;

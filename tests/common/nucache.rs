@@ -106,6 +106,16 @@ impl Nucache {
     pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
         send(method, &self.url(path), headers, Bytes::new()).await
     }
+
+    pub async fn request_with_body(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Reply {
+        send(method, &self.url(path), headers, Bytes::from(body)).await
+    }
 }
 
 impl Drop for Nucache {

@@ -1,0 +1,392 @@
+//! What `/metrics` reports, in the Prometheus text format (0.0.4), with the
+//! Prometheus project's own client (`prometheus-client`).
+//!
+//! One [`Metrics`] is made per server and shared (`Arc`) by everything that
+//! counts. The request path only increments atomics: the request counters
+//! of every `kind` × `cache` pair are made up front, so a hit looks up an
+//! array slot, never a label map. What is a state rather than an event
+//! (cache size, entries, downloads in flight, breakers, storage) is read
+//! from its owner when `/metrics` is asked for ([`Snapshot`]).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of what [`Metrics::render`] returns.
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// What a request asked for: the `kind` label of `nucache_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum RequestKind {
+    ServiceIndex,
+    Versions,
+    Package,
+    Registration,
+    Search,
+    Autocomplete,
+    Catalog,
+    Vulnerability,
+    Publish,
+    #[default]
+    Other,
+}
+
+impl RequestKind {
+    const ALL: [RequestKind; 10] = [
+        RequestKind::ServiceIndex,
+        RequestKind::Versions,
+        RequestKind::Package,
+        RequestKind::Registration,
+        RequestKind::Search,
+        RequestKind::Autocomplete,
+        RequestKind::Catalog,
+        RequestKind::Vulnerability,
+        RequestKind::Publish,
+        RequestKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::ServiceIndex => "service_index",
+            RequestKind::Versions => "versions",
+            RequestKind::Package => "package",
+            RequestKind::Registration => "registration",
+            RequestKind::Search => "search",
+            RequestKind::Autocomplete => "autocomplete",
+            RequestKind::Catalog => "catalog",
+            RequestKind::Vulnerability => "vulnerability",
+            RequestKind::Publish => "publish",
+            RequestKind::Other => "other",
+        }
+    }
+}
+
+/// The `cache` label: the `X-Cache` values, then `none`.
+const CACHE_LABELS: [&str; 6] = ["HIT", "MISS", "UPDATING", "REVALIDATED", "STALE", "none"];
+/// Answers with these `X-Cache` values were served from the cache's bytes.
+const FROM_CACHE: [&str; 4] = ["HIT", "UPDATING", "REVALIDATED", "STALE"];
+
+fn cache_slot(x_cache: Option<&str>) -> usize {
+    let last = CACHE_LABELS.len() - 1;
+    x_cache
+        .and_then(|value| CACHE_LABELS[..last].iter().position(|label| *label == value))
+        .unwrap_or(last)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    kind: &'static str,
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    origin: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabels {
+    origin: String,
+}
+
+/// How an upstream request ended, for its `status` label.
+pub(crate) enum UpstreamOutcome {
+    Status(u16),
+    Timeout,
+    Error,
+}
+
+/// The states `/metrics` reports, read from their owners when asked.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Snapshot {
+    pub cache_size_bytes: u64,
+    pub cache_entries: u64,
+    pub downloads_in_flight: u64,
+    pub storage_writable: bool,
+    /// Each upstream origin and whether its breaker is open.
+    pub breakers: Vec<(String, bool)>,
+}
+
+/// Totals since start, for the status page.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Totals {
+    /// Answers served from the cache (any `X-Cache` but `MISS`).
+    pub from_cache: u64,
+    /// Answers with an `X-Cache` value.
+    pub cacheable: u64,
+    pub bytes_from_cache: u64,
+    pub bytes_from_upstream: u64,
+    pub evictions: u64,
+    pub evicted_bytes: u64,
+}
+
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// `nucache_requests_total`, slot `kind * CACHE_LABELS.len() + cache`.
+    requests: Vec<Counter>,
+    bytes_from_cache: Counter,
+    bytes_from_upstream: Counter,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_duration: Histogram,
+    cache_size: Gauge,
+    cache_entries: Gauge,
+    evictions: Counter,
+    evicted_bytes: Counter,
+    downloads_in_flight: Gauge,
+    breaker_open: Family<OriginLabels, Gauge>,
+    storage_writable: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("nucache");
+        let requests_family = Family::<RequestLabels, Counter>::default();
+        let mut requests = Vec::with_capacity(RequestKind::ALL.len() * CACHE_LABELS.len());
+        for kind in RequestKind::ALL {
+            for cache in CACHE_LABELS {
+                let labels = RequestLabels {
+                    kind: kind.as_str(),
+                    cache,
+                };
+                // A counter is a handle on one atomic: the family and this
+                // array share it.
+                requests.push(requests_family.get_or_create(&labels).clone());
+            }
+        }
+        registry.register(
+            "requests",
+            "Requests answered, by what they asked for and X-Cache (none: not a cached resource)",
+            requests_family,
+        );
+        let served = Family::<SourceLabels, Counter>::default();
+        let bytes_from_cache = served.get_or_create(&SourceLabels { source: "cache" }).clone();
+        let bytes_from_upstream = served.get_or_create(&SourceLabels { source: "upstream" }).clone();
+        registry.register(
+            "served_bytes",
+            "Body bytes sent to clients, from the cache or streamed from the upstream",
+            served,
+        );
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Requests sent upstream, by origin and status (timeout, error: no answer)",
+            upstream_requests.clone(),
+        );
+        // 5 ms .. ~41 s
+        let upstream_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Time from sending an upstream request to its response head",
+            upstream_duration.clone(),
+        );
+        let metrics = Metrics {
+            requests,
+            bytes_from_cache,
+            bytes_from_upstream,
+            upstream_requests,
+            upstream_duration,
+            cache_size: Gauge::default(),
+            cache_entries: Gauge::default(),
+            evictions: Counter::default(),
+            evicted_bytes: Counter::default(),
+            downloads_in_flight: Gauge::default(),
+            breaker_open: Family::default(),
+            storage_writable: Gauge::default(),
+            registry,
+        };
+        metrics.register_the_rest()
+    }
+
+    fn register_the_rest(mut self) -> Metrics {
+        let registry = &mut self.registry;
+        registry.register(
+            "cache_size_bytes",
+            "Bytes of the objects in the cache",
+            self.cache_size.clone(),
+        );
+        registry.register("cache_entries", "Objects in the cache", self.cache_entries.clone());
+        registry.register(
+            "evictions",
+            "Objects evicted to keep the cache under its cap",
+            self.evictions.clone(),
+        );
+        registry.register(
+            "evicted_bytes",
+            "Bytes evicted to keep the cache under its cap",
+            self.evicted_bytes.clone(),
+        );
+        registry.register(
+            "downloads_in_flight",
+            "Package downloads from the upstream under way",
+            self.downloads_in_flight.clone(),
+        );
+        registry.register(
+            "breaker_open",
+            "1 while the circuit breaker of an upstream origin is open",
+            self.breaker_open.clone(),
+        );
+        registry.register(
+            "storage_writable",
+            "1 while the cache directory takes writes",
+            self.storage_writable.clone(),
+        );
+        self
+    }
+
+    /// One answered request and the body bytes it sent (atomics only).
+    pub fn request(&self, kind: RequestKind, x_cache: Option<&str>, bytes: u64) {
+        let cache = cache_slot(x_cache);
+        let slot = kind as usize * CACHE_LABELS.len() + cache;
+        if let Some(counter) = self.requests.get(slot) {
+            counter.inc();
+        }
+        match x_cache {
+            Some(value) if FROM_CACHE.contains(&value) => {
+                self.bytes_from_cache.inc_by(bytes);
+            }
+            Some("MISS") => {
+                self.bytes_from_upstream.inc_by(bytes);
+            }
+            _ => {}
+        }
+    }
+
+    /// One request sent upstream (not a hit: the label map is fine here).
+    pub fn upstream(&self, origin: &str, outcome: UpstreamOutcome, took: Duration) {
+        let status = match outcome {
+            UpstreamOutcome::Status(code) => code.to_string(),
+            UpstreamOutcome::Timeout => "timeout".to_string(),
+            UpstreamOutcome::Error => "error".to_string(),
+        };
+        let labels = UpstreamLabels {
+            origin: origin.to_string(),
+            status,
+        };
+        self.upstream_requests.get_or_create(&labels).inc();
+        self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    /// Objects evicted by one run of the evictor.
+    pub fn evicted(&self, objects: u64, bytes: u64) {
+        self.evictions.inc_by(objects);
+        self.evicted_bytes.inc_by(bytes);
+    }
+
+    /// The counters as they stand, for the status page.
+    pub fn totals(&self) -> Totals {
+        let width = CACHE_LABELS.len();
+        let mut totals = Totals {
+            bytes_from_cache: self.bytes_from_cache.get(),
+            bytes_from_upstream: self.bytes_from_upstream.get(),
+            evictions: self.evictions.get(),
+            evicted_bytes: self.evicted_bytes.get(),
+            ..Totals::default()
+        };
+        for (slot, counter) in self.requests.iter().enumerate() {
+            let label = CACHE_LABELS[slot % width];
+            if label != "none" {
+                totals.cacheable += counter.get();
+            }
+            if FROM_CACHE.contains(&label) {
+                totals.from_cache += counter.get();
+            }
+        }
+        totals
+    }
+
+    /// The text `/metrics` answers, with the states of `snapshot`.
+    pub fn render(&self, snapshot: &Snapshot) -> String {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.cache_size.set(gauge(snapshot.cache_size_bytes));
+        self.cache_entries.set(gauge(snapshot.cache_entries));
+        self.downloads_in_flight.set(gauge(snapshot.downloads_in_flight));
+        self.storage_writable.set(i64::from(snapshot.storage_writable));
+        for (origin, open) in &snapshot.breakers {
+            let labels = OriginLabels { origin: origin.clone() };
+            self.breaker_open.get_or_create(&labels).set(i64::from(*open));
+        }
+        let mut text = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, line_start: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(line_start))
+            .and_then(|value| value.trim().parse().ok())
+    }
+
+    #[test]
+    fn a_request_counts_under_its_kind_and_cache_status_and_its_bytes_under_their_source() {
+        let metrics = Metrics::new();
+        metrics.request(RequestKind::Package, Some("HIT"), 100);
+        metrics.request(RequestKind::Package, Some("HIT"), 50);
+        metrics.request(RequestKind::Versions, Some("MISS"), 7);
+        metrics.request(RequestKind::Other, None, 1000);
+        let text = metrics.render(&Snapshot::default());
+        let count = |labels: &str| sample(&text, &format!("nucache_requests_total{{{labels}}} "));
+        assert_eq!(count("kind=\"package\",cache=\"HIT\""), Some(2.0), "{text}");
+        assert_eq!(count("kind=\"versions\",cache=\"MISS\""), Some(1.0));
+        assert_eq!(count("kind=\"other\",cache=\"none\""), Some(1.0));
+        assert_eq!(
+            count("kind=\"search\",cache=\"STALE\""),
+            Some(0.0),
+            "every pair is listed"
+        );
+        let bytes = |source: &str| sample(&text, &format!("nucache_served_bytes_total{{source=\"{source}\"}} "));
+        assert_eq!(bytes("cache"), Some(150.0));
+        assert_eq!(bytes("upstream"), Some(7.0), "uncached answers count under neither");
+    }
+
+    #[test]
+    fn states_are_rendered_from_the_snapshot() {
+        let metrics = Metrics::new();
+        metrics.upstream("http://up:1", UpstreamOutcome::Status(200), Duration::from_millis(20));
+        metrics.upstream("http://up:1", UpstreamOutcome::Timeout, Duration::from_secs(2));
+        let snapshot = Snapshot {
+            cache_size_bytes: 1234,
+            cache_entries: 3,
+            downloads_in_flight: 1,
+            storage_writable: true,
+            breakers: vec![("http://up:1".into(), true)],
+        };
+        let text = metrics.render(&snapshot);
+        assert_eq!(sample(&text, "nucache_cache_size_bytes "), Some(1234.0), "{text}");
+        assert_eq!(sample(&text, "nucache_cache_entries "), Some(3.0));
+        assert_eq!(sample(&text, "nucache_storage_writable "), Some(1.0));
+        assert_eq!(
+            sample(&text, "nucache_breaker_open{origin=\"http://up:1\"} "),
+            Some(1.0)
+        );
+        let upstream = "nucache_upstream_requests_total{origin=\"http://up:1\",status=";
+        assert_eq!(sample(&text, &format!("{upstream}\"200\"}} ")), Some(1.0));
+        assert_eq!(sample(&text, &format!("{upstream}\"timeout\"}} ")), Some(1.0));
+        assert_eq!(
+            sample(&text, "nucache_upstream_request_duration_seconds_count "),
+            Some(2.0)
+        );
+    }
+}
