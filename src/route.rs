@@ -23,6 +23,10 @@ pub enum RouteError {
     NotFound,
 }
 
+/// The cache key of the upstream service index (one upstream; among
+/// several, each upstream's key namespace holds one).
+pub(crate) const SERVICE_INDEX_KEY: &str = "index.json";
+
 /// The first cut, before the mount table is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {

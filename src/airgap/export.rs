@@ -135,7 +135,7 @@ struct Exporter {
     summary: ExportSummary,
 }
 
-pub async fn export(options: ExportOptions, config: &crate::Config) -> Result<ExportSummary, String> {
+pub async fn export(options: ExportOptions, config: &crate::config::Config) -> Result<ExportSummary, String> {
     // Files left there by something else would sit in the bundle unlisted.
     let occupied = match tokio::fs::read_dir(&options.dir).await {
         Ok(mut entries) => entries.next_entry().await.ok().flatten().is_some(),

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use super::bundle::{self, Manifest, SERVICE_INDEX, SOURCES};
 use crate::cache::{Cache, EntryKind, Origin};
 use crate::config::Config;
-use crate::proxy::SERVICE_INDEX_KEY;
 use crate::rewrite::{build_service_map, rewrite_with_hashes, MountKind, ServiceMap};
+use crate::route::SERVICE_INDEX_KEY;
 use crate::route::{self, TargetKind};
 
 const JSON: &str = "application/json; charset=utf-8";

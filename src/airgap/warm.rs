@@ -83,7 +83,7 @@ struct Resolved {
 }
 
 /// Runs the warm-up; an error means nothing could be done (no feed).
-pub async fn warm(options: WarmOptions, config: &crate::Config) -> Result<WarmSummary, String> {
+pub async fn warm(options: WarmOptions, config: &crate::config::Config) -> Result<WarmSummary, String> {
     let files = options.files.clone();
     let inputs = tokio::task::spawn_blocking(move || super::inputs::read_all(&files))
         .await

@@ -51,7 +51,6 @@ use crate::upstream::BreakerState;
 use feeds::{Feed, Feeds, ServiceSnapshot};
 
 pub(crate) use respond::Reply;
-pub(crate) use service::SERVICE_INDEX_KEY;
 
 /// What dispatching learns of a request, for its access line.
 #[derive(Default)]

@@ -15,8 +15,7 @@ use crate::error::{ProxyError, UpstreamError};
 use crate::stash::{DocSpec, Transform};
 use crate::upstream::origin_of;
 
-/// The cache key of the upstream service index.
-pub(crate) const SERVICE_INDEX_KEY: &str = "index.json";
+pub(crate) use crate::route::SERVICE_INDEX_KEY;
 
 impl Proxy {
     /// `feed`'s service index to route by, and how it stands. Requests under
