@@ -82,6 +82,14 @@ impl Proxy {
         }
     }
 
+    /// `path` read from `feed` alone; a path its mounts lack is a 404.
+    async fn read_in(self: &Arc<Self>, feed: &Arc<Feed>, parts: &Parts, path: &str) -> Result<Reply, ProxyError> {
+        match self.resolve_in(feed, parts, path).await? {
+            Some((service, target)) => self.read(feed, &service, parts, &target).await,
+            None => Err(ProxyError::NotFound),
+        }
+    }
+
     /// The first answer of `sources` (priority order) that is not a 404;
     /// an upstream that fails is passed over while a later one answers.
     async fn first_answer(
@@ -92,12 +100,7 @@ impl Proxy {
     ) -> Result<Reply, ProxyError> {
         let mut failure = None;
         for feed in sources {
-            let found = match self.resolve_in(feed, parts, path).await {
-                Ok(Some((service, target))) => self.read(feed, &service, parts, &target).await,
-                Ok(None) => continue,
-                Err(error) => Err(error),
-            };
-            match found {
+            match self.read_in(feed, parts, path).await {
                 Ok(reply) => return Ok(reply),
                 Err(ProxyError::NotFound) => {}
                 Err(error) => {
@@ -231,12 +234,7 @@ impl Proxy {
             if !listed {
                 continue;
             }
-            let found = match self.resolve_in(feed, parts, path).await {
-                Ok(Some((service, feed_target))) => self.read(feed, &service, parts, &feed_target).await,
-                Ok(None) => continue,
-                Err(error) => Err(error),
-            };
-            match found {
+            match self.read_in(feed, parts, path).await {
                 Ok(reply) => return Ok(reply),
                 Err(ProxyError::NotFound) => {}
                 Err(error) => {
