@@ -49,8 +49,12 @@ pub(crate) type AdminBody = BoxBody<Bytes, std::io::Error>;
 /// Calls `path` (below `/admin/`) with the key from the environment; the
 /// JSON answer of a 200.
 pub async fn call(base: &str, method: Method, path: &str) -> Result<serde_json::Value, AdminClientError> {
-    let empty = Empty::new().map_err(|never| match never {}).boxed();
-    call_with_body(base, method, path, empty).await
+    call_with_body(base, method, path, no_body()).await
+}
+
+/// The body of a call that sends none.
+pub(crate) fn no_body() -> AdminBody {
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// [`call`] with a request body.

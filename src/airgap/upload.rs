@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 
 use super::bundle::{self, Manifest, MANIFEST};
 use super::ImportSummary;
-use crate::admin_client::{call_with_body, AdminBody};
+use crate::admin_client::{call_with_body, no_body, AdminBody};
 
 /// Bytes read from a bundle file per request body chunk.
 const CHUNK: usize = 256 * 1024;
@@ -38,8 +38,7 @@ pub async fn import_through_server(dir: &Path, base: &str) -> Result<ImportSumma
             .await
             .map_err(|e| format!("uploading {path}: {e}"))?;
     }
-    let empty = http_body_util::Empty::new().map_err(|never| match never {}).boxed();
-    let answer = call_with_body(base, Method::POST, &format!("import/{upload}"), empty)
+    let answer = call_with_body(base, Method::POST, &format!("import/{upload}"), no_body())
         .await
         .map_err(|e| e.to_string())?;
     let count = |name: &str| answer.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0);
