@@ -13,17 +13,28 @@ use crate::server::Reloader;
 use crate::shutdown::Hangups;
 
 /// Keys applied live; every other change waits for a restart.
-const LIVE: [&str; 9] = [
+const LIVE: [&str; 5] = [
     "log_filter",
     "tls.cert",
     "tls.key",
     "publish.api_key",
     "publish.api_key_file",
-    "upstream.password",
-    "upstream.password_file",
-    "upstream.token",
-    "upstream.token_file",
 ];
+/// Keys of every upstream (`upstream.KEY`, `upstreams.NAME.KEY`) applied
+/// live: the credentials SIGHUP re-reads.
+const LIVE_PER_UPSTREAM: [&str; 4] = ["password", "password_file", "token", "token_file"];
+
+/// Whether a change of `key` takes effect without a restart.
+fn is_live(key: &str) -> bool {
+    if LIVE.contains(&key) {
+        return true;
+    }
+    let per_upstream = match key.strip_prefix("upstreams.") {
+        Some(rest) => rest.split_once('.').map(|(_, key)| key),
+        None => key.strip_prefix("upstream."),
+    };
+    per_upstream.is_some_and(|key| LIVE_PER_UPSTREAM.contains(&key))
+}
 
 /// What reloading needs: where the configuration came from, the one in use.
 pub struct Reload {
@@ -90,7 +101,7 @@ fn changed_keys(running: &Config, fresh: &Config) -> Vec<String> {
     let keys: BTreeSet<&String> = old
         .keys()
         .chain(new.keys())
-        .filter(|key| old.get(*key) != new.get(*key) && !LIVE.contains(&key.as_str()))
+        .filter(|key| old.get(*key) != new.get(*key) && !is_live(key))
         .collect();
     keys.into_iter().cloned().collect()
 }
@@ -136,5 +147,18 @@ mod tests {
         fresh.listen = "127.0.0.1:6000".parse().expect("address");
         fresh.ttl.versions = std::time::Duration::from_secs(1);
         assert_eq!(changed_keys(&running, &fresh), ["listen", "ttl.versions"]);
+    }
+
+    #[test]
+    fn every_upstream_s_credentials_are_applied_live() {
+        let mut running = Config::default();
+        running.upstreams.insert("acme".into(), Default::default());
+        let mut fresh = running.clone();
+        if let Some(acme) = fresh.upstreams.get_mut("acme") {
+            acme.token_file = Some("token".into());
+            acme.read_timeout = std::time::Duration::from_secs(1);
+        }
+        fresh.upstream.password_file = Some("password".into());
+        assert_eq!(changed_keys(&running, &fresh), ["upstreams.acme.read_timeout"]);
     }
 }

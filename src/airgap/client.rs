@@ -43,6 +43,7 @@ pub(crate) struct FeedClient {
 
 impl FeedClient {
     pub fn new(feed: &str, config: &Config) -> FeedClient {
+        let settings = config.settings_for(feed);
         let upstream = UpstreamConfig {
             service_index: feed.to_string(),
             username: None,
@@ -53,12 +54,12 @@ impl FeedClient {
             auth_origins: Vec::new(),
             // A failing package must not fail the ones after it.
             breaker_threshold: 0,
-            ..config.upstream.clone()
+            ..settings.clone()
         };
         FeedClient {
             // The CLI's requests count into metrics nobody reads.
             upstream: Arc::new(Upstream::new(&upstream, Arc::new(Metrics::new()))),
-            max_document: config.upstream.max_document_size.bytes(),
+            max_document: settings.max_document_size.bytes(),
         }
     }
 

@@ -112,7 +112,8 @@ impl Publisher<'_> {
             _ => None,
         };
         let (frames, upstream_body) = mpsc::channel(IN_FLIGHT_FRAMES);
-        let idle = self.config.upstream.read_timeout;
+        // The upstream pushes go to bounds a stalled upload as it bounds reads.
+        let idle = self.upstream.read_timeout();
         let feeder = tokio::spawn(feed(body, frames, max, tee, idle));
         let key = match key {
             UpstreamKey::Server => self
