@@ -113,9 +113,10 @@ fn named_upstreams_can_be_made_from_environment_variables() {
         let loaded = Config::load_with_warnings(None).map_err(|e| e.to_string())?;
         let names: Vec<&str> = loaded.config.upstream_set().iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["acme"]);
-        assert_eq!(loaded.config.upstream.service_index, "https://acme.corp/v3/index.json");
-        assert_eq!(loaded.config.upstream.packages, ["Acme.*"]);
-        assert_eq!(loaded.config.upstream.read_timeout, Duration::from_secs(4));
+        let (_, acme) = loaded.config.primary_upstream();
+        assert_eq!(acme.service_index, "https://acme.corp/v3/index.json");
+        assert_eq!(acme.packages, ["Acme.*"]);
+        assert_eq!(acme.read_timeout, Duration::from_secs(4));
         let warning = loaded
             .warnings
             .iter()
