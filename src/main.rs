@@ -457,7 +457,6 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
     runtime.block_on(async move {
         tracing::info!(config = %config.effective(), "effective configuration");
         let hangups = nucache::shutdown::Hangups::listen();
-        let probe_config = config.clone();
         let shown = config.clone();
         let server = match Server::bind(config).await {
             Ok(server) => server,
@@ -498,7 +497,6 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
             logging,
         };
         let reloading = tokio::spawn(reload.on_hangups(hangups));
-        tokio::spawn(probe_in_background(probe_config));
         server
             .run(async {
                 nucache::shutdown::signal().await;
@@ -508,18 +506,4 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
         reloading.abort();
         ExitCode::SUCCESS
     })
-}
-
-/// One line at start-up on whether the upstream is usable; serving does
-/// not wait for it.
-async fn probe_in_background(config: Config) {
-    for (name, upstream) in config.upstream_set() {
-        match nucache::probe::probe(&config, upstream).await {
-            Ok(report) => tracing::info!(upstream = name, "upstream probe: {report}"),
-            Err(error) => tracing::warn!(
-                upstream = name,
-                "upstream probe failed: {error}; until the upstream answers, only what is cached of it is served"
-            ),
-        }
-    }
 }

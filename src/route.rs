@@ -23,8 +23,8 @@ pub enum RouteError {
     NotFound,
 }
 
-/// The cache key of the upstream service index (one upstream; among
-/// several, each upstream's key namespace holds one).
+/// The cache key of an upstream's service index, in its namespace
+/// (`cache::namespace`).
 pub(crate) const SERVICE_INDEX_KEY: &str = "index.json";
 
 /// The first cut, before the mount table is needed.
@@ -270,7 +270,8 @@ fn publish_package(rest: &str) -> Result<Option<String>, RouteError> {
 /// A cache key as an operator reads it: `foo 1.0.0 (foo.1.0.0.nupkg)`,
 /// `foo (version list)`, `foo 1.0.0 (registration leaf, HIVE)`, `the
 /// service index`; other keys as they are. For `nucache verify`'s report.
-pub fn describe_key(key: &str) -> String {
+pub fn describe_key(namespaced: &str) -> String {
+    let key = crate::cache::namespace::local_of(namespaced);
     if key == "index.json" {
         return "the upstream service index (index.json)".to_string();
     }
@@ -290,7 +291,7 @@ pub fn describe_key(key: &str) -> String {
         }
         _ => return key.to_string(),
     };
-    format!("{described} [{key}]")
+    format!("{described} [{namespaced}]")
 }
 
 #[cfg(test)]

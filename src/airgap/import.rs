@@ -8,6 +8,16 @@
 //!
 //! Every file is checked against the manifest before anything is stored,
 //! and every path mapped to its cache key: a bad bundle imports nothing.
+//!
+//! A bundle is served as the upstream it came from (its manifest's
+//! `upstream`), and only by a nucache that fronts that upstream: its files
+//! go to that upstream's cache namespace, whatever else is configured, and
+//! only the ids the patterns let that upstream serve are stored. A bundle
+//! from an upstream this nucache does not front is refused: its packages
+//! would otherwise stand in for another feed's (a public squatter's
+//! `Acme.Core` served as the private feed's). Its service index is that
+//! upstream's offline copy, stored only when none is cached; it never
+//! replaces another upstream's index.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,8 +25,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::bundle::{self, Manifest, SERVICE_INDEX, SOURCES};
-use crate::cache::{Cache, EntryKind, Origin};
+use crate::cache::{Cache, EntryKind, Namespace, Origin};
 use crate::config::Config;
+use crate::merge::mapping::SourceMapping;
 use crate::rewrite::{build_service_map, rewrite_with_hashes, MountKind, ServiceMap};
 use crate::route::SERVICE_INDEX_KEY;
 use crate::route::{self, TargetKind};
@@ -30,6 +41,8 @@ pub struct ImportSummary {
     pub package_files: usize,
     pub documents: usize,
     pub bytes: u64,
+    /// Files left out: ids the patterns do not let the bundle's upstream serve.
+    pub refused: usize,
 }
 
 impl std::fmt::Display for ImportSummary {
@@ -38,16 +51,77 @@ impl std::fmt::Display for ImportSummary {
             f,
             "import: every file matches the manifest; stored {} packages ({} package files) and {} metadata documents, {} bytes",
             self.packages, self.package_files, self.documents, self.bytes
-        )
+        )?;
+        if self.refused > 0 {
+            writeln!(
+                f,
+                "import: left out {} files of ids the patterns do not let the bundle's upstream serve",
+                self.refused
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// One file to store: its bundle path, cache key, upstream URL and how.
+/// Where a bundle goes: the configured upstream it came from.
+struct Destination {
+    name: String,
+    namespace: Namespace,
+    /// Its service index URL as configured.
+    url: String,
+    mapping: SourceMapping,
+    /// The primary's namespace, when the destination is not the primary
+    /// (its mounts are then aligned to the primary's local names).
+    primary: Option<Namespace>,
+}
+
+impl Destination {
+    /// The configured upstream the bundle (its manifest's `upstream`) came
+    /// from; an error naming both when none is.
+    fn of(manifest: &Manifest, config: &Config) -> Result<Destination, String> {
+        let wanted = Namespace::of_upstream(&manifest.upstream);
+        let set = config.upstream_set();
+        let Some((name, upstream)) = set
+            .iter()
+            .find(|(_, upstream)| Namespace::of_upstream(&upstream.service_index) == wanted)
+        else {
+            let configured: Vec<&str> = set.iter().map(|(_, u)| u.service_index.as_str()).collect();
+            return Err(format!(
+                "refused, nothing imported: the bundle comes from {}, which is not an upstream of this nucache ({}); \
+                 a bundle is only served as the upstream it came from",
+                manifest.upstream,
+                configured.join(", ")
+            ));
+        };
+        let patterns = set.iter().map(|(name, u)| (*name, u.packages.as_slice()));
+        let mapping = SourceMapping::new(patterns).map_err(|e| e.to_string())?;
+        let primary = set
+            .first()
+            .filter(|(first, _)| first != name)
+            .map(|(_, u)| Namespace::of_upstream(&u.service_index));
+        Ok(Destination {
+            name: name.to_string(),
+            namespace: wanted,
+            url: upstream.service_index.clone(),
+            mapping,
+            primary,
+        })
+    }
+
+    /// Whether the destination may serve package `id`.
+    fn serves(&self, id: &str) -> bool {
+        self.mapping.sources_for(id).contains(&self.name.as_str())
+    }
+}
+
+/// One file to store: its bundle path, cache key (local: before the
+/// namespace), upstream URL, the package id it is about, and how.
 #[derive(Debug)]
 struct Planned {
     path: String,
     key: String,
     url: String,
+    id: Option<String>,
     kind: Stored,
 }
 
@@ -78,62 +152,67 @@ pub(crate) fn import_into_running(bundle_dir: &Path, cache: &Cache, config: &Con
     store_bundle(bundle_dir, checked, cache, config)
 }
 
-/// A bundle whose files all match its manifest, and (when it has its
-/// service index) every file's place in the cache.
+/// A bundle whose files all match its manifest, from an upstream this
+/// nucache fronts.
 struct Checked {
     manifest: Manifest,
+    destination: Destination,
     bundled: Option<Bytes>,
-    mapped: Option<(ServiceMap, Vec<Planned>)>,
 }
 
-/// Verifies every file before anything is stored; with the service index in
-/// the bundle, every path is mapped to its key before the cache is touched.
+/// Verifies every file, and where the bundle goes, before anything is
+/// stored; with the service index in the bundle, every path is mapped to
+/// its key before the cache is touched.
 fn check_bundle(bundle_dir: &Path, config: &Config) -> Result<Checked, String> {
     let manifest = Manifest::read(bundle_dir).map_err(|e| e.to_string())?;
     bundle::verify(bundle_dir, &manifest).map_err(|e| format!("refused, nothing imported: {e}"))?;
+    let destination = Destination::of(&manifest, config)?;
     let bundled = bundled_index(bundle_dir, &manifest)?;
-    let mapped = bundled
-        .as_ref()
-        .map(|index| mapped(index, &manifest, config))
-        .transpose()?;
+    if let Some(index) = &bundled {
+        mapped(index, &manifest, None, config)?;
+    }
     Ok(Checked {
         manifest,
+        destination,
         bundled,
-        mapped,
     })
 }
 
 fn store_bundle(bundle_dir: &Path, checked: Checked, cache: &Cache, config: &Config) -> Result<ImportSummary, String> {
     let Checked {
         manifest,
+        destination,
         bundled,
-        mapped: checked,
     } = checked;
-    let service_index = match bundled {
-        Some(index) => index,
-        None => cached_index(cache)?,
+    let index_key = destination.namespace.key(SERVICE_INDEX_KEY);
+    let service_index = match &bundled {
+        Some(index) => index.clone(),
+        None => cached_index(cache, &index_key)?,
     };
-    let (map, plan) = match checked {
-        Some(checked) => checked,
-        None => mapped(&service_index, &manifest, config)?,
-    };
+    let primary = primary_mounts(cache, &destination, config);
+    let (map, plan) = mapped(&service_index, &manifest, primary.as_ref(), config)?;
     let mut summary = ImportSummary::default();
-    if manifest.files.iter().any(|f| f.path == SERVICE_INDEX) {
+    if bundled.is_some() && !matches!(cache.entry(&index_key), Ok(Some(_))) {
+        // The upstream's offline copy, under its own namespace only.
         let origin = Origin {
-            url: manifest.upstream.clone(),
+            url: destination.url.clone(),
             content_type: JSON.into(),
             ..Origin::default()
         };
         cache
-            .store_document(SERVICE_INDEX_KEY, EntryKind::ServiceIndex, origin, service_index, true)
+            .store_document(&index_key, EntryKind::ServiceIndex, origin, service_index, true)
             .map_err(|e| format!("storing the service index: {e}"))?;
         summary.documents += 1;
     }
     for planned in &plan {
+        if planned.id.as_deref().is_some_and(|id| !destination.serves(id)) {
+            summary.refused += 1;
+            continue;
+        }
         let file = bundle_dir.join(bundle::checked_path(&planned.path).map_err(|e| e.to_string())?);
         let stored = match planned.kind {
-            Stored::Document => store_document(cache, &map, planned, &file),
-            Stored::Nupkg | Stored::Nuspec => store_blob(cache, planned, &file),
+            Stored::Document => store_document(cache, &map, &destination.namespace, planned, &file),
+            Stored::Nupkg | Stored::Nuspec => store_blob(cache, &destination.namespace, planned, &file),
         }
         .map_err(|e| format!("{}: {e}", planned.path))?;
         summary.bytes += stored;
@@ -145,6 +224,13 @@ fn store_bundle(bundle_dir: &Path, checked: Checked, cache: &Cache, config: &Con
             }
             Stored::Nuspec => summary.package_files += 1,
         }
+    }
+    if summary.refused > 0 {
+        tracing::warn!(
+            refused = summary.refused,
+            upstream = destination.name,
+            "import: files of ids the patterns give to other upstreams were left out"
+        );
     }
     cache.flush().map_err(|e| format!("flushing the cache index: {e}"))?;
     Ok(summary)
@@ -161,21 +247,39 @@ fn bundled_index(bundle_dir: &Path, manifest: &Manifest) -> Result<Option<Bytes>
         .map_err(|e| format!("{SERVICE_INDEX}: {e}"))
 }
 
-/// The cache's service index, for an incremental bundle whose index did
-/// not change.
-fn cached_index(cache: &Cache) -> Result<Bytes, String> {
-    match cache.document(SERVICE_INDEX_KEY) {
+/// The cache's service index of the bundle's upstream, for an incremental
+/// bundle whose index did not change.
+fn cached_index(cache: &Cache, key: &str) -> Result<Bytes, String> {
+    match cache.document(key) {
         Ok(Some(doc)) => Ok(doc.body.text().clone()),
         _ => Err(format!(
-            "the bundle has no {SERVICE_INDEX} and the cache no service index: import the full bundle first"
+            "the bundle has no {SERVICE_INDEX} and the cache no service index of its upstream: import the full bundle first"
         )),
     }
 }
 
-/// The mounts of `service_index` and every file's place in the cache.
-fn mapped(service_index: &Bytes, manifest: &Manifest, config: &Config) -> Result<(ServiceMap, Vec<Planned>), String> {
-    let map = build_service_map(service_index, config.publish.enabled)
+/// The primary's mounts, when the destination is another upstream and the
+/// primary's index is cached: the destination's mounts are aligned to them,
+/// as the running nucache aligns them.
+fn primary_mounts(cache: &Cache, destination: &Destination, config: &Config) -> Option<ServiceMap> {
+    let primary = destination.primary.as_ref()?;
+    let doc = cache.document(&primary.key(SERVICE_INDEX_KEY)).ok()??;
+    build_service_map(doc.body.text(), config.publish.enabled).ok()
+}
+
+/// The mounts of `service_index` (aligned to `primary`'s, when given) and
+/// every file's place in the cache.
+fn mapped(
+    service_index: &Bytes,
+    manifest: &Manifest,
+    primary: Option<&ServiceMap>,
+    config: &Config,
+) -> Result<(ServiceMap, Vec<Planned>), String> {
+    let mut map = build_service_map(service_index, config.publish.enabled)
         .map_err(|e| format!("{SERVICE_INDEX}: not a usable service index: {e}"))?;
+    if let Some(primary) = primary {
+        map.align(&primary.mounts);
+    }
     let plan = plan(manifest, &map)?;
     Ok((map, plan))
 }
@@ -212,6 +316,7 @@ fn plan(manifest: &Manifest, map: &ServiceMap) -> Result<Vec<Planned>, String> {
                 .unwrap_or_default();
             plan.push(Planned {
                 path: path.to_string(),
+                id: target.read_id().map(str::to_string),
                 key: target.key,
                 url,
                 kind: Stored::Document,
@@ -229,6 +334,7 @@ fn plan(manifest: &Manifest, map: &ServiceMap) -> Result<Vec<Planned>, String> {
             };
             plan.push(Planned {
                 path: path.to_string(),
+                id: target.read_id().map(str::to_string),
                 key: target.key,
                 url: flat.upstream_url(&target.rest),
                 kind,
@@ -242,7 +348,13 @@ fn plan(manifest: &Manifest, map: &ServiceMap) -> Result<Vec<Planned>, String> {
 
 /// A document as the fetcher stores it: rewritten into a template, with
 /// the package hashes it states recorded.
-fn store_document(cache: &Cache, map: &ServiceMap, planned: &Planned, file: &PathBuf) -> Result<u64, String> {
+fn store_document(
+    cache: &Cache,
+    map: &ServiceMap,
+    namespace: &Namespace,
+    planned: &Planned,
+    file: &PathBuf,
+) -> Result<u64, String> {
     let body = std::fs::read(file).map_err(|e| e.to_string())?;
     let (template, hashes) = rewrite_with_hashes(&body, &map.mounts).map_err(|e| e.to_string())?;
     let origin = Origin {
@@ -251,14 +363,21 @@ fn store_document(cache: &Cache, map: &ServiceMap, planned: &Planned, file: &Pat
         ..Origin::default()
     };
     cache
-        .store_document(&planned.key, EntryKind::Document, origin, template, true)
+        .store_document(&namespace.key(&planned.key), EntryKind::Document, origin, template, true)
         .map_err(|e| e.to_string())?;
+    let hashes: Vec<_> = hashes
+        .into_iter()
+        .map(|h| crate::nuget::PackageHash {
+            lower_id: namespace.key(&h.lower_id),
+            ..h
+        })
+        .collect();
     cache.record_package_hashes(&hashes).map_err(|e| e.to_string())?;
     Ok(body.len() as u64)
 }
 
 /// A package file as a blob, streamed from the bundle.
-fn store_blob(cache: &Cache, planned: &Planned, file: &PathBuf) -> Result<u64, String> {
+fn store_blob(cache: &Cache, namespace: &Namespace, planned: &Planned, file: &PathBuf) -> Result<u64, String> {
     let mut reader = std::fs::File::open(file).map_err(|e| e.to_string())?;
     let mut writer = cache.start_blob().map_err(|e| e.to_string())?;
     let mut buffer = vec![0; 256 * 1024];
@@ -279,7 +398,7 @@ fn store_blob(cache: &Cache, planned: &Planned, file: &PathBuf) -> Result<u64, S
         ..Origin::default()
     };
     let entry = cache
-        .commit_blob(&planned.key, writer, origin)
+        .commit_blob(&namespace.key(&planned.key), writer, origin)
         .map_err(|e| e.to_string())?;
     Ok(entry.size)
 }

@@ -47,6 +47,7 @@ pub async fn import_through_server(dir: &Path, base: &str) -> Result<ImportSumma
         package_files: count("package_files") as usize,
         documents: count("documents") as usize,
         bytes: count("bytes"),
+        refused: count("refused") as usize,
     })
 }
 

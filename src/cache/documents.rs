@@ -30,6 +30,26 @@ impl Cache {
         Ok(Some(self.remember(key, entry, body)))
     }
 
+    /// A document kept in memory, without looking on disk (merged answers
+    /// live in memory only).
+    pub fn hot_document(&self, key: &str) -> Option<Arc<HotDoc>> {
+        self.hot.get(key)
+    }
+
+    /// A document nucache made itself (a merged answer), with `entry` as
+    /// its record: kept in memory when `keep`, never written to disk.
+    pub fn hold_document(&self, key: &str, entry: Entry, body: Bytes, keep: bool) -> Arc<HotDoc> {
+        if keep {
+            return self.remember(key, entry, body);
+        }
+        let content_id = entry.sha512.clone();
+        Arc::new(HotDoc {
+            entry,
+            body: Template::new(body, &content_id),
+            accessed: AtomicU64::new(0),
+        })
+    }
+
     fn read_verified(&self, key: &str, entry: &Entry) -> Result<Option<Bytes>, StorageError> {
         let Some(mut file) = self.blobs.open(key, &info(entry))? else {
             return Ok(None);

@@ -21,6 +21,7 @@ pub(crate) mod evict;
 mod health;
 mod hot;
 mod index;
+pub(crate) mod namespace;
 #[cfg(test)]
 mod index_compliance;
 mod packages;
@@ -42,6 +43,7 @@ pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 pub(crate) use health::StorageHealth;
 pub(crate) use hot::{blob_etag, HotBlob};
 pub(crate) use index::IndexStore;
+pub(crate) use namespace::Namespace;
 pub use index::{now_ms, Entry, EntryKind, Totals};
 pub(crate) use reader::{BlobReader, ReadError};
 pub use status::CacheStatus;
@@ -354,16 +356,24 @@ impl Cache {
             .index
             .records()
             .filter(|(_, entry)| entry.as_ref().is_ok_and(|e| e.kind == EntryKind::Blob))
-            .filter_map(|(key, _)| {
-                let parts: Vec<&str> = key.split('/').collect();
-                match parts.as_slice() {
-                    [.., id, version, file] if *file == format!("{id}.{version}.nupkg") => {
-                        Some((id.to_string(), version.to_string()))
-                    }
-                    _ => None,
-                }
-            })
+            .filter_map(|(key, _)| nupkg_of(&key))
             .collect();
+        packages.sort();
+        packages.dedup();
+        packages
+    }
+
+    /// The packages (`.nupkg`) cached in `namespace`, `(lower id, lower
+    /// version)` sorted.
+    pub fn packages_in(&self, namespace: &Namespace) -> Vec<(String, String)> {
+        let keys = match self.index.keys_with_prefix(namespace.prefix()) {
+            Ok(keys) => keys,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list cached packages");
+                return Vec::new();
+            }
+        };
+        let mut packages: Vec<(String, String)> = keys.iter().filter_map(|key| nupkg_of(key)).collect();
         packages.sort();
         packages.dedup();
         packages
@@ -391,6 +401,15 @@ impl Cache {
     /// Records and the bytes of their files, as running totals (O(1)).
     pub fn totals(&self) -> Totals {
         self.index.totals()
+    }
+}
+
+/// `(id, version)` of a `.nupkg`'s key (`…{id}/{version}/{id}.{version}.nupkg`).
+fn nupkg_of(key: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        [.., id, version, file] if *file == format!("{id}.{version}.nupkg") => Some((id.to_string(), version.to_string())),
+        _ => None,
     }
 }
 

@@ -52,11 +52,10 @@ pub struct Merged {
     pub pages: Vec<(String, Value)>,
 }
 
-/// Merges the leaves of each upstream (`leaves_by_upstream`, priority
-/// order) under `index_url` (nucache's URL of the merged index). `first`
-/// is the highest-priority upstream's index, whose `@type`, `commitId`,
-/// `commitTimeStamp` and `@context` the merged index keeps.
-pub fn merge(index_url: &str, first: &Value, leaves_by_upstream: Vec<Vec<Value>>) -> Merged {
+/// The leaves of each upstream (`leaves_by_upstream`, priority order) as
+/// one list: one leaf per version (the highest-priority upstream's), in
+/// NuGet version order; leaves without a version are dropped.
+pub fn merge_leaves(leaves_by_upstream: Vec<Vec<Value>>) -> Vec<(NuGetVersion, Value)> {
     let mut leaves: Vec<(NuGetVersion, Value)> = Vec::new();
     for leaf in leaves_by_upstream.into_iter().flatten() {
         let Some(version) = leaf_version(&leaf) else {
@@ -67,46 +66,63 @@ pub fn merge(index_url: &str, first: &Value, leaves_by_upstream: Vec<Vec<Value>>
         }
     }
     leaves.sort_by(|(a, _), (b, _)| a.precedence(b));
-    let inline = leaves.len() < INLINE_BELOW;
-    let base = index_url.strip_suffix("index.json").unwrap_or(index_url);
-    let mut items = Vec::new();
-    let mut outlined = Vec::new();
-    for chunk in leaves.chunks(PAGE_SIZE) {
-        let lower = chunk.first().map(|(v, _)| v.normalized()).unwrap_or_default();
-        let upper = chunk.last().map(|(v, _)| v.normalized()).unwrap_or_default();
-        let page_leaves: Vec<Value> = chunk.iter().map(|(_, leaf)| leaf.clone()).collect();
-        let bounds = format!("{}/{}", lower.to_lowercase(), upper.to_lowercase());
-        if inline {
-            items.push(json!({
-                "@id": format!("{index_url}#page/{bounds}"),
-                "@type": "catalog:CatalogPage",
-                "count": chunk.len(),
-                "items": page_leaves,
-                "lower": lower,
-                "upper": upper,
-                "parent": index_url,
-            }));
-        } else {
-            let url = format!("{base}page/{bounds}.json");
-            items.push(json!({
-                "@id": url,
-                "@type": "catalog:CatalogPage",
-                "count": chunk.len(),
-                "lower": lower,
-                "upper": upper,
-            }));
-            let page = json!({
-                "@id": url,
-                "@type": "catalog:CatalogPage",
-                "count": chunk.len(),
-                "items": page_leaves,
-                "parent": index_url,
-                "lower": lower,
-                "upper": upper,
-            });
-            outlined.push((url, page));
-        }
+    leaves
+}
+
+/// One page of `leaves`: its bounds (`lower/upper`, lower-cased) and its
+/// lower and upper versions as written.
+struct Bounds {
+    path: String,
+    lower: String,
+    upper: String,
+}
+
+fn bounds(chunk: &[(NuGetVersion, Value)]) -> Bounds {
+    let lower = chunk.first().map(|(v, _)| v.normalized()).unwrap_or_default();
+    let upper = chunk.last().map(|(v, _)| v.normalized()).unwrap_or_default();
+    Bounds {
+        path: format!("{}/{}", lower.to_lowercase(), upper.to_lowercase()),
+        lower,
+        upper,
     }
+}
+
+/// Where the page of `bounds` is served when pages are not inlined.
+fn page_url(index_url: &str, bounds: &Bounds) -> String {
+    let base = index_url.strip_suffix("index.json").unwrap_or(index_url);
+    format!("{base}page/{}.json", bounds.path)
+}
+
+/// The merged index at `index_url` (nucache's URL of it) over `leaves`
+/// (from [`merge_leaves`]), paged as nuget.org pages. `first` is the
+/// highest-priority upstream's index, whose `@type`, `commitId`,
+/// `commitTimeStamp` and `@context` it keeps.
+pub fn index(index_url: &str, first: &Value, leaves: &[(NuGetVersion, Value)]) -> Value {
+    let inline = leaves.len() < INLINE_BELOW;
+    let items: Vec<Value> = leaves
+        .chunks(PAGE_SIZE)
+        .map(|chunk| {
+            let bounds = bounds(chunk);
+            match inline {
+                true => json!({
+                    "@id": format!("{index_url}#page/{}", bounds.path),
+                    "@type": "catalog:CatalogPage",
+                    "count": chunk.len(),
+                    "items": chunk.iter().map(|(_, leaf)| leaf.clone()).collect::<Vec<_>>(),
+                    "lower": bounds.lower,
+                    "upper": bounds.upper,
+                    "parent": index_url,
+                }),
+                false => json!({
+                    "@id": page_url(index_url, &bounds),
+                    "@type": "catalog:CatalogPage",
+                    "count": chunk.len(),
+                    "lower": bounds.lower,
+                    "upper": bounds.upper,
+                }),
+            }
+        })
+        .collect();
     let mut index = json!({
         "@id": index_url,
         "@type": first.get("@type").cloned().unwrap_or(json!(["catalog:CatalogRoot", "PackageRegistration"])),
@@ -118,7 +134,47 @@ pub fn merge(index_url: &str, first: &Value, leaves_by_upstream: Vec<Vec<Value>>
             out.insert(kept.to_string(), value.clone());
         }
     }
-    Merged { index, pages: outlined }
+    index
+}
+
+/// The page document at `wanted` of the merged index at `index_url`, built
+/// alone (no other page is); `None` when the index has no such page (or
+/// inlines its pages).
+pub fn page(index_url: &str, leaves: &[(NuGetVersion, Value)], wanted: &str) -> Option<Value> {
+    if leaves.len() < INLINE_BELOW {
+        return None;
+    }
+    let chunk = leaves
+        .chunks(PAGE_SIZE)
+        .find(|chunk| page_url(index_url, &bounds(chunk)) == wanted)?;
+    let bounds = bounds(chunk);
+    Some(json!({
+        "@id": wanted,
+        "@type": "catalog:CatalogPage",
+        "count": chunk.len(),
+        "items": chunk.iter().map(|(_, leaf)| leaf.clone()).collect::<Vec<_>>(),
+        "parent": index_url,
+        "lower": bounds.lower,
+        "upper": bounds.upper,
+    }))
+}
+
+/// The whole merge: the index and every page document (tests and tools;
+/// the pipeline builds one document at a time).
+pub fn merge(index_url: &str, first: &Value, leaves_by_upstream: Vec<Vec<Value>>) -> Merged {
+    let leaves = merge_leaves(leaves_by_upstream);
+    let index = index(index_url, first, &leaves);
+    let pages = match leaves.len() < INLINE_BELOW {
+        true => Vec::new(),
+        false => leaves
+            .chunks(PAGE_SIZE)
+            .filter_map(|chunk| {
+                let url = page_url(index_url, &bounds(chunk));
+                page(index_url, &leaves, &url).map(|page| (url, page))
+            })
+            .collect(),
+    };
+    Merged { index, pages }
 }
 
 #[cfg(test)]

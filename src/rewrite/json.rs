@@ -55,6 +55,25 @@ pub fn rewrite_with_hashes(body: &[u8], mounts: &Mounts) -> Result<(Bytes, Vec<P
     Ok((Bytes::from(splicer.finish()), hashes.found))
 }
 
+/// A template (see `template.rs`) as a JSON value: each placeholder
+/// becomes a NUL character in its string, which [`to_template`] writes
+/// back as the placeholder. For merging documents without rendering them
+/// for any one base URL.
+pub fn template_value(template: &[u8]) -> Result<Value, RewriteError> {
+    let holes = memchr::memchr_iter(0, template).count();
+    if holes == 0 {
+        return parse_json(template);
+    }
+    let mut escaped = Vec::with_capacity(template.len() + holes * 5);
+    for (i, piece) in template.split(|b| *b == 0).enumerate() {
+        if i > 0 {
+            escaped.extend_from_slice(b"\\u0000");
+        }
+        escaped.extend_from_slice(piece);
+    }
+    parse_json(&escaped)
+}
+
 pub fn parse_json(body: &[u8]) -> Result<Value, RewriteError> {
     serde_json::from_slice(body).map_err(|e| RewriteError::Json(e.to_string()))
 }
@@ -127,6 +146,21 @@ mod tests {
             decode_body(&[0x1f, 0x8b, 1, 2, 3], 100),
             Err(RewriteError::Gzip(_))
         ));
+    }
+
+    #[test]
+    fn a_template_reads_as_a_value_and_back() {
+        let mut mounts = Mounts::default();
+        mounts.add(MountKind::PackageBase, "https://api.example/flat/", "");
+        let body = br#"{"a":["https://api.example/flat/x.nupkg",1],"k\u0000":"b"}"#;
+        let template = rewrite_document(body, &mounts).unwrap_or_default();
+        let value = template_value(&template).map_err(|e| e.to_string());
+        assert_eq!(
+            value.as_ref().map(|v| v["a"][0].clone()),
+            Ok(Value::from("\0/v3/flatcontainer/x.nupkg"))
+        );
+        let again = value.ok().and_then(|v| to_template(&v).ok());
+        assert_eq!(again, Some(template));
     }
 
     #[test]

@@ -23,7 +23,9 @@ mod service_index;
 mod splice;
 mod template;
 
-pub use json::{decode_body, parse_json, rewrite_document, rewrite_value, rewrite_with_hashes, to_template};
+pub use json::{
+    decode_body, parse_json, rewrite_document, rewrite_value, rewrite_with_hashes, template_value, to_template,
+};
 pub use mounts::{Mount, MountKind, Mounts};
 pub use service_index::{build as build_service_map, render_for, ServiceMap};
 pub use template::{gzip, Rendered, Template};

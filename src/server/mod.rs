@@ -151,6 +151,9 @@ impl Server {
             ..
         } = self;
         let flusher = tokio::spawn(flush_periodically(proxy.clone()));
+        // Every upstream's service index, loaded without waiting for a
+        // client: `/ready` turns 200 when they are.
+        let loader = tokio::spawn(proxy.pipeline().clone().load_every_index());
         let (interval, rate) = (config.cache.scrub_interval, config.cache.scrub_rate.bytes());
         let evictor = tokio::spawn(evict::run(cache.clone(), metrics));
         let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
@@ -206,6 +209,7 @@ impl Server {
             );
         }
         flusher.abort();
+        loader.abort();
         scrubber.abort();
         evictor.abort();
         let flushing = proxy.clone();

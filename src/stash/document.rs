@@ -78,7 +78,7 @@ pub(super) async fn fetch_document(
                 let hashes: Vec<PackageHash> = hashes
                     .into_iter()
                     .map(|h| PackageHash {
-                        lower_id: format!("{}{}", stash.hash_prefix, h.lower_id),
+                        lower_id: stash.namespace.key(&h.lower_id),
                         ..h
                     })
                     .collect();

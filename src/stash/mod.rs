@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
-use crate::cache::{Cache, HotDoc, Origin};
+use crate::cache::{Cache, HotDoc, Namespace, Origin};
 use crate::error::{ProxyError, StorageError, UpstreamError};
 use crate::upstream::Upstream;
 
@@ -58,21 +58,21 @@ pub(crate) struct Stash {
     upstream: Arc<Upstream>,
     /// Largest metadata document, after decoding.
     max_document: u64,
-    /// Put before the package hashes this upstream's documents state (its
-    /// cache-key namespace among several upstreams): another upstream may
-    /// have a different package under the same id and version.
-    hash_prefix: String,
+    /// This upstream's cache-key namespace, which the package hashes its
+    /// documents state are kept in too: another upstream may have a
+    /// different package under the same id and version.
+    namespace: Namespace,
     documents: Flights<DocOutcome>,
     blobs: Flights<BlobOutcome>,
 }
 
 impl Stash {
-    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64, hash_prefix: &str) -> Stash {
+    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64, namespace: Namespace) -> Stash {
         Stash {
             cache,
             upstream,
             max_document,
-            hash_prefix: hash_prefix.to_string(),
+            namespace,
             documents: Flights::default(),
             blobs: Flights::default(),
         }

@@ -9,14 +9,12 @@
 mod breaker;
 mod connect;
 mod reading;
-mod set;
 mod urls;
 
 use breaker::{Breaker, Breakers, Transition};
 pub use breaker::{BreakerState, UpstreamStatus};
 use connect::{Proxies, ProxyConnector};
 pub(crate) use reading::{check_length, check_not_longer, chunk_now, content_length};
-pub(crate) use set::Upstreams;
 use urls::breaker_origin;
 pub(crate) use urls::{join_url, origin_of};
 

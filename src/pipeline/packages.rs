@@ -1,21 +1,26 @@
-//! Package files through the cache: immutable, so a cached copy is always
-//! served (checked against its checksum as it goes); a miss streams one
-//! upstream download to every client asking, through the disk or, while
-//! the disk fails, through memory.
+//! Package files through the cache (phases 4, 5 and 7 for `.nupkg` and
+//! `.nuspec`): immutable, so a copy any allowed upstream gave before is
+//! served as it is (checked against its checksum as it goes); a miss is
+//! fetched from the highest-priority upstream whose version list has the
+//! version (with one upstream, from it: no list is needed), streamed by one
+//! download to every client asking, through the disk or, while the disk
+//! fails, through memory.
 
 use std::fs::File;
 use std::sync::Arc;
 
 use http::header::HeaderMap;
+use http::request::Parts;
 
-use super::feeds::Feed;
-use super::respond::{self, Reply};
-use super::Proxy;
+use super::resolve::{Part, Plan};
+use super::Pipeline;
 use crate::body::{blocking_stream, empty, full, Body};
 use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
 use crate::error::{ProxyError, UpstreamError};
+use crate::merge::versions;
 use crate::nuget::PackageFile;
-use crate::route::{Target, TargetKind};
+use crate::reply::{self, Reply};
+use crate::route::TargetKind;
 use crate::stash::{blocking, BlobOutcome, BlobRequest};
 use crate::upstream::origin_of;
 
@@ -24,28 +29,76 @@ const READ_CHUNK: usize = 256 * 1024;
 /// Attempts to join (or start) the download of a package.
 const JOIN_TRIES: usize = 20;
 
-impl Proxy {
-    /// A package file from `feed` (`target` resolved against its mounts,
-    /// its key in the feed's namespace).
-    pub(super) async fn package_file(
+impl Pipeline {
+    /// A package file: the cached copy of any allowed upstream, else the
+    /// owner's, fetched.
+    pub(super) async fn serve_package(self: &Arc<Self>, plan: &Plan, request: &Parts) -> Result<Reply, ProxyError> {
+        let keys: Vec<String> = plan.parts.iter().map(Part::key).collect();
+        for key in &keys {
+            if let Some(reply) = self.cached_package_file(&request.headers, key).await? {
+                return Ok(reply);
+            }
+        }
+        let mut failure = None;
+        for (n, part) in self.owners(plan).await {
+            match self.fetch_package(part, &keys[n], &request.headers, plan).await {
+                Ok(reply) => return Ok(reply),
+                Err(ProxyError::NotFound) => {}
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        Err(failure.unwrap_or(ProxyError::NotFound))
+    }
+
+    /// The parts that may have the version, in priority order: every part
+    /// whose version list has it (a failing list is passed over), or the
+    /// only part.
+    async fn owners<'p>(self: &Arc<Self>, plan: &'p Plan) -> Vec<(usize, &'p Part)> {
+        let numbered = plan.parts.iter().enumerate();
+        if plan.parts.len() < 2 {
+            return numbered.collect();
+        }
+        let Some((id, version)) = plan.target().package.as_deref().and_then(|p| p.split_once('/')) else {
+            return Vec::new();
+        };
+        let mut owners = Vec::new();
+        for (n, part) in numbered {
+            let list = part.sibling(&format!("{id}/index.json"));
+            let listed = match self.part_document(&list, TargetKind::VersionList).await {
+                Ok((doc, _)) => versions::flat_versions(doc.body.text())
+                    .is_ok_and(|list| versions::owner_of(&[(part.feed.name.as_str(), list)], version).is_some()),
+                Err(error) => {
+                    tracing::debug!(upstream = part.feed.name, %error, "no version list; not asking it for the package");
+                    false
+                }
+            };
+            if listed {
+                owners.push((n, part));
+            }
+        }
+        owners
+    }
+
+    /// Fetches the package file of `part` (its key `key`), or joins the
+    /// download in flight.
+    async fn fetch_package(
         self: &Arc<Self>,
-        feed: &Feed,
+        part: &Part,
+        key: &str,
         request: &HeaderMap,
-        target: &Target,
-        url: String,
+        plan: &Plan,
     ) -> Result<Reply, ProxyError> {
-        let key = target.key.as_str();
         if self.cache.is_missing(key) {
             return Err(ProxyError::NotFound);
         }
-        if let Some(reply) = self.cached_package_file(request, key).await? {
-            return Ok(reply);
-        }
         let blob = BlobRequest {
             key: key.to_string(),
-            url,
-            expected_sha512: self.expected_sha512(feed, target),
+            url: part.url(),
+            expected_sha512: self.expected_sha512(part, plan),
         };
+        let feed = &part.feed;
         // A download whose start has left memory (the disk failed) takes no
         // new readers; its flight ends then, and the next try starts anew.
         for _ in 0..JOIN_TRIES {
@@ -56,7 +109,7 @@ impl Proxy {
                         return Err(UpstreamError::Body { origin, reason }.into());
                     }
                     if let Some(reader) = download.reader() {
-                        return Ok(respond::streaming_blob(key, &download, reader));
+                        return Ok(reply::streaming_blob(key, &download, reader));
                     }
                     tokio::task::yield_now().await;
                 }
@@ -112,7 +165,7 @@ impl Proxy {
             (None, Some(file)) => self.verified_body(key, &hot.entry, file),
             (None, None) => empty(),
         };
-        Ok(Some(respond::cached_blob(request, &hot, body, CacheStatus::Hit)))
+        Ok(Some(reply::cached_blob(request, &hot, body, CacheStatus::Hit)))
     }
 
     /// Streams a committed blob, checked against its checksum as it goes:
@@ -138,12 +191,13 @@ impl Proxy {
         })
     }
 
-    /// The SHA-512 earlier metadata stated for this `.nupkg`, if any.
-    fn expected_sha512(&self, feed: &Feed, target: &Target) -> Option<String> {
-        let package = target.package.as_deref()?;
-        if target.kind != TargetKind::PackageFile(PackageFile::Nupkg) {
+    /// The SHA-512 earlier metadata of `part`'s upstream stated for this
+    /// `.nupkg`, if any.
+    fn expected_sha512(&self, part: &Part, plan: &Plan) -> Option<String> {
+        let package = plan.target().package.as_deref()?;
+        if plan.target().kind != TargetKind::PackageFile(PackageFile::Nupkg) {
             return None;
         }
-        self.cache.package_hash(&feed.key(package)).ok().flatten()
+        self.cache.package_hash(&part.feed.namespace.key(package)).ok().flatten()
     }
 }

@@ -1,6 +1,9 @@
-//! Building responses: headers every cached resource carries (ETag,
-//! X-Cache, Content-Length, Cache-Control), 304s, gzip negotiation, and
-//! one-line error bodies.
+//! Building responses, for the pipeline, the operations surface and the
+//! front door alike: headers every cached resource carries (ETag, X-Cache,
+//! Content-Length, Cache-Control), 304s, gzip negotiation, one-line error
+//! bodies; `base`: the public base URL a request's answer is rendered for.
+
+pub(crate) mod base;
 
 use std::time::Duration;
 
@@ -17,6 +20,8 @@ use crate::rewrite::Rendered;
 use crate::stash::{Download, DownloadReader};
 
 pub(crate) const X_CACHE: &str = "x-cache";
+/// The header naming the upstreams an answer lacks.
+pub(crate) const MISSING_UPSTREAMS: &str = "x-nucache-missing-upstreams";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// A response and how it relates to the cache.
@@ -65,6 +70,17 @@ pub(crate) fn document(
     };
     set(&mut headers, CONTENT_LENGTH, &body.len().to_string());
     finish(StatusCode::OK, headers, full(body), status)
+}
+
+/// Names in `X-Nucache-Missing-Upstreams` the upstreams (by name) an
+/// answer lacks, when any does.
+pub(crate) fn name_missing(reply: &mut Reply, missing: &[String]) {
+    if missing.is_empty() {
+        return;
+    }
+    if let Ok(value) = HeaderValue::from_str(&missing.join(",")) {
+        reply.response.headers_mut().insert(MISSING_UPSTREAMS, value);
+    }
 }
 
 /// A committed blob, with the headers made when it was loaded; `body`

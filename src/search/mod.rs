@@ -1,63 +1,15 @@
-//! Search and autocomplete when the upstream's search fails: answered from
-//! the packages in the cache (their cached `.nupkg` versions, described by
-//! the cached registration documents), honouring `q`, `skip`, `take`,
-//! `prerelease` and `semVerLevel`, so that `nuget search` and IDE browsing
-//! work inside an air gap. Served `X-Cache: STALE`.
+//! The offline search engine: search and autocomplete answered from the
+//! packages nucache holds, honouring `q`, `skip`, `take`, `prerelease` and
+//! `semVerLevel`, so that `nuget search` and IDE browsing work while every
+//! upstream's search fails (inside an air gap, say). Pure code over
+//! [`CachedPackage`]s: the pipeline gathers them from the cache
+//! (`pipeline/search.rs`). [`Query`] is also how the pipeline reads the
+//! ids a search names, to keep them from upstreams the patterns do not
+//! give them to.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
-use http::request::Parts;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha512};
 
-use super::base::Base;
-use super::{respond, Proxy, Reply};
-use crate::cache::{Cache, CacheStatus};
-use crate::error::{ProxyError, UpstreamError};
 use crate::nuget::NuGetVersion;
-use crate::rewrite::{MountKind, Mounts, Template};
-use crate::route::Target;
-use crate::stash::blocking;
-
-impl Proxy {
-    /// The answer to a search whose upstream failed with `error`.
-    pub(super) async fn offline_search(
-        self: &Arc<Self>,
-        parts: &Parts,
-        target: &Target,
-        base: &Base,
-        error: UpstreamError,
-    ) -> Result<Reply, ProxyError> {
-        let (snapshot, _) = self.service_map(self.feeds.primary(), false).await?;
-        let autocomplete = snapshot
-            .map
-            .mounts
-            .get(target.mount)
-            .is_some_and(|m| m.kind == MountKind::Autocomplete);
-        let query = Query::parse(parts.uri.query());
-        let (cache, map, url) = (self.cache.clone(), snapshot.map.clone(), base.url.clone());
-        let packages = blocking(move || Ok(gather(&cache, &map.mounts, &url))).await?;
-        let answer = match autocomplete {
-            true => self::autocomplete(&query, &packages),
-            false => search(&query, &packages),
-        };
-        tracing::info!(%error, hits = %answer["totalHits"], "upstream search failed; answered from the cache");
-        let body = Bytes::from(answer.to_string());
-        let content_id = hex::encode(&Sha512::digest(&body)[..12]);
-        let rendered = Template::new(body, &content_id).render(&base.url);
-        Ok(respond::document(
-            &parts.headers,
-            &rendered,
-            None,
-            CacheStatus::Stale,
-            Duration::ZERO,
-            base.vary,
-        ))
-    }
-}
 
 /// nuget.org's bound on `take`.
 const MAX_TAKE: usize = 1000;
@@ -65,7 +17,7 @@ const DEFAULT_TAKE: usize = 20;
 
 /// One cached version and what the metadata says of it.
 #[derive(Debug, Clone)]
-pub(super) struct CachedVersion {
+pub(crate) struct CachedVersion {
     pub version: NuGetVersion,
     pub listed: bool,
     pub id: String,
@@ -79,7 +31,7 @@ pub(super) struct CachedVersion {
 
 /// A cached package id and its cached versions.
 #[derive(Debug, Clone)]
-pub(super) struct CachedPackage {
+pub(crate) struct CachedPackage {
     pub lower_id: String,
     pub registration: Option<String>,
     pub versions: Vec<CachedVersion>,
@@ -87,24 +39,27 @@ pub(super) struct CachedPackage {
 
 /// The parameters of a search or autocomplete request.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct Query {
+pub(crate) struct Query {
     pub q: String,
     pub id: Option<String>,
     pub skip: usize,
     pub take: usize,
     pub prerelease: bool,
     pub semver2: bool,
+    /// The ids `q` names exactly (`packageid:X`, any case), lower-cased.
+    pub package_ids: Vec<String>,
 }
 
 impl Query {
+    /// Reads a query string as `application/x-www-form-urlencoded`
+    /// (percent-decoding, `+` for space); parameter names in any case.
     pub fn parse(query: Option<&str>) -> Query {
         let mut parsed = Query {
             take: DEFAULT_TAKE,
             ..Query::default()
         };
-        for pair in query.unwrap_or("").split('&') {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = decode(value);
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let value = value.into_owned();
             match name.to_ascii_lowercase().as_str() {
                 "q" => parsed.q = value,
                 "id" => parsed.id = Some(value),
@@ -115,7 +70,15 @@ impl Query {
                 _ => {}
             }
         }
+        parsed.package_ids = exact_ids(&parsed.q);
         parsed
+    }
+
+    /// The `take` the client asked for, if it did.
+    pub fn asked_take(query: Option<&str>) -> Option<usize> {
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(name, _)| name.eq_ignore_ascii_case("take"))
+            .and_then(|(_, value)| value.parse().ok())
     }
 
     fn admits(&self, version: &CachedVersion) -> bool {
@@ -148,32 +111,17 @@ impl Query {
     }
 }
 
-/// `+` and `%XX` decoded; undecodable input is kept as it is.
-fn decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let byte = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|hex| std::str::from_utf8(hex).ok())
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-                match byte {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The ids a search query names with `packageid:` (NuGet's exact-id
+/// field), lower-cased; quotes around a value are dropped.
+fn exact_ids(q: &str) -> Vec<String> {
+    q.split_whitespace()
+        .filter_map(|term| {
+            let (field, value) = term.split_once(':')?;
+            let value = value.trim_matches('"');
+            (field.eq_ignore_ascii_case("packageid") && !value.is_empty())
+                .then(|| crate::nuget::lower_invariant(value))
+        })
+        .collect()
 }
 
 /// The admitted versions of `package`, ascending, with the latest last.
@@ -184,7 +132,7 @@ fn admitted<'p>(query: &Query, package: &'p CachedPackage) -> Vec<&'p CachedVers
 }
 
 /// The `SearchQueryService` answer.
-pub(super) fn search(query: &Query, packages: &[CachedPackage]) -> Value {
+pub(crate) fn search(query: &Query, packages: &[CachedPackage]) -> Value {
     let hits: Vec<(&CachedPackage, Vec<&CachedVersion>)> = packages
         .iter()
         .filter_map(|p| {
@@ -226,7 +174,7 @@ pub(super) fn search(query: &Query, packages: &[CachedPackage]) -> Value {
 }
 
 /// The `SearchAutocompleteService` answer: ids by `q`, or `id`'s versions.
-pub(super) fn autocomplete(query: &Query, packages: &[CachedPackage]) -> Value {
+pub(crate) fn autocomplete(query: &Query, packages: &[CachedPackage]) -> Value {
     if let Some(id) = &query.id {
         let wanted = crate::nuget::lower_invariant(id);
         let versions: Vec<String> = packages
@@ -245,105 +193,6 @@ pub(super) fn autocomplete(query: &Query, packages: &[CachedPackage]) -> Value {
         .collect();
     let data: Vec<&String> = ids.iter().skip(query.skip).take(query.take).collect();
     json!({"totalHits": ids.len(), "data": data})
-}
-
-/// The cached packages, described by their cached registration documents
-/// rendered for `base` (blocking I/O).
-pub(super) fn gather(cache: &Cache, mounts: &Mounts, base: &str) -> Vec<CachedPackage> {
-    let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (id, version) in cache.packages() {
-        by_id.entry(id).or_default().push(version);
-    }
-    // The semver2 hive describes every version; the others are fallbacks.
-    let mut hives: Vec<&str> = mounts
-        .iter()
-        .filter(|m| m.kind == MountKind::Registrations)
-        .map(|m| m.local.as_str())
-        .collect();
-    hives.sort_by_key(|local| !local.contains("semver2"));
-    by_id
-        .into_iter()
-        .map(|(lower_id, versions)| describe(cache, &hives, base, lower_id, versions))
-        .collect()
-}
-
-fn describe(cache: &Cache, hives: &[&str], base: &str, lower_id: String, versions: Vec<String>) -> CachedPackage {
-    let mut registration = None;
-    let mut leaves: BTreeMap<String, Value> = BTreeMap::new();
-    for hive in hives {
-        let key = format!("{hive}{lower_id}/index.json");
-        let Some(index) = rendered_json(cache, &key, base) else {
-            continue;
-        };
-        registration = Some(format!("{base}/v3/{key}"));
-        for page in index.get("items").and_then(Value::as_array).into_iter().flatten() {
-            let page = match page.get("items") {
-                Some(_) => page.clone(),
-                None => page
-                    .get("@id")
-                    .and_then(Value::as_str)
-                    .and_then(|url| url.strip_prefix(&format!("{base}/v3/")))
-                    .and_then(|key| rendered_json(cache, key, base))
-                    .unwrap_or(Value::Null),
-            };
-            for leaf in page.get("items").and_then(Value::as_array).into_iter().flatten() {
-                let version = leaf
-                    .pointer("/catalogEntry/version")
-                    .and_then(Value::as_str)
-                    .and_then(|v| NuGetVersion::parse(v).ok());
-                if let Some(version) = version {
-                    leaves.insert(version.lower_normalized(), leaf.clone());
-                }
-            }
-        }
-        break;
-    }
-    let versions = versions
-        .into_iter()
-        .filter_map(|text| {
-            let leaf = leaves.get(&text);
-            let entry = leaf.and_then(|l| l.get("catalogEntry"));
-            let field = |name: &str| entry.and_then(|e| e.get(name));
-            let full = field("version").and_then(Value::as_str).unwrap_or(&text);
-            Some(CachedVersion {
-                version: NuGetVersion::parse(full).ok()?,
-                listed: field("listed").and_then(Value::as_bool).unwrap_or(true),
-                id: field("id").and_then(Value::as_str).unwrap_or(&lower_id).to_string(),
-                title: field("title").and_then(Value::as_str).unwrap_or("").to_string(),
-                description: field("description").and_then(Value::as_str).unwrap_or("").to_string(),
-                authors: strings(field("authors")),
-                tags: strings(field("tags")),
-                leaf: leaf
-                    .and_then(|l| l.get("@id"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-            })
-        })
-        .collect();
-    CachedPackage {
-        lower_id,
-        registration,
-        versions,
-    }
-}
-
-fn rendered_json(cache: &Cache, key: &str, base: &str) -> Option<Value> {
-    let doc = cache.document(key).ok()??;
-    serde_json::from_slice(doc.body.render(base).identity()).ok()
-}
-
-/// A string or an array of strings (`authors` is either, `tags` too);
-/// a comma-separated string is split.
-fn strings(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect(),
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-        _ => Vec::new(),
-    }
 }
 
 #[cfg(test)]
@@ -450,5 +299,16 @@ mod tests {
         assert_eq!(Query::parse(Some("q=a%20b+c&take=5000")).q, "a b c");
         assert_eq!(Query::parse(Some("take=5000")).take, MAX_TAKE);
         assert_eq!(Query::parse(Some("q=100%")).q, "100%");
+        assert_eq!(Query::parse(Some("ID=Acme%2ECore")).id.as_deref(), Some("Acme.Core"));
+        assert_eq!(Query::asked_take(Some("Take=5")), Some(5));
+    }
+
+    #[test]
+    fn exact_ids_are_read_from_q_in_any_spelling() {
+        let ids = |q: &str| Query::parse(Some(q)).package_ids;
+        assert_eq!(ids("q=packageid:Acme.Core"), ["acme.core"]);
+        assert_eq!(ids("Q=PackageId%3AAcme%2ECore+json"), ["acme.core"]);
+        assert_eq!(ids("q=packageId:%22Acme.Core%22 packageid:b"), ["acme.core", "b"]);
+        assert!(ids("q=id:acme.core").is_empty(), "id: is a fuzzy field, not an exact id");
     }
 }

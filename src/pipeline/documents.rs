@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::feeds::Feed;
-use super::Proxy;
+use super::Pipeline;
 use crate::cache::{now_ms, CacheStatus, HotDoc};
 use crate::error::ProxyError;
 use crate::stash::{DocOutcome, DocSpec};
 
 /// How a cached copy stands against its TTL.
-pub(super) enum Lookup {
+pub(crate) enum Lookup {
     Fresh(Arc<HotDoc>),
     /// Expired, but within `ttl.max_stale`: serve it and refresh behind.
     Stale(Arc<HotDoc>),
@@ -23,7 +23,7 @@ pub(super) enum Lookup {
     Missing,
 }
 
-impl Proxy {
+impl Pipeline {
     /// `spec` (its key in `feed`'s namespace) through the cache, from `feed`.
     pub(super) async fn document(
         self: &Arc<Self>,
@@ -96,11 +96,11 @@ impl Proxy {
     /// Refreshes `spec` behind the answer already given; joins a refresh in
     /// flight rather than starting a second one.
     fn refresh_in_background(self: &Arc<Self>, feed: &Arc<Feed>, spec: DocSpec, cached: Arc<HotDoc>) {
-        let (proxy, feed) = (self.clone(), feed.clone());
+        let (pipeline, feed) = (self.clone(), feed.clone());
         tokio::spawn(async move {
             let key = spec.key.clone();
             match feed.stash.document(spec, Some(cached)).await {
-                Ok(DocOutcome::NotFound) => proxy.cache.mark_missing(&key),
+                Ok(DocOutcome::NotFound) => pipeline.cache.mark_missing(&key),
                 Ok(_) => {}
                 Err(error) => tracing::debug!(key, %error, "background refresh failed; the cached copy stays"),
             }

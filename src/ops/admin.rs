@@ -2,7 +2,7 @@
 //! stats | purge | verify --online` commands. The key was checked by
 //! `dispatch` (`auth::check_admin`) before anything here runs. New calls
 //! are a variant of [`AdminCall`] and an arm in [`AdminCall::parse`] and
-//! [`Proxy::admin`].
+//! [`Ops::admin`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,13 +12,12 @@ use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::json;
 
-use super::respond::{self, Reply};
-use super::Proxy;
+use super::Ops;
+use crate::reply::{self as respond, Reply};
 use crate::body::Body;
-use crate::cache::{scrub, KeySet};
+use crate::cache::scrub;
 use crate::error::{ClientError, ProxyError};
 use crate::nuget::{LowerId, NuGetVersion};
-use crate::rewrite::MountKind;
 use crate::route::{describe_key, RouteError};
 
 /// What an admin request asks for.
@@ -105,8 +104,8 @@ fn purge(id: &str, version: Option<&str>) -> Result<AdminCall, ClientError> {
     Ok(AdminCall::Purge { id, version })
 }
 
-impl Proxy {
-    pub(super) async fn admin(
+impl Ops {
+    pub(crate) async fn admin(
         self: &Arc<Self>,
         parts: &Parts,
         body: Incoming,
@@ -127,23 +126,8 @@ impl Proxy {
     /// documents that list it: version list and every hive's registration
     /// documents. Remembered 404s for it are forgotten too.
     async fn purge(self: &Arc<Self>, id: &LowerId, version: Option<&str>) -> Result<Response<Body>, ProxyError> {
-        let mut keys = KeySet::default();
-        // Every upstream's copies, each in its own cache-key namespace.
-        for feed in self.feeds.all() {
-            let (snapshot, _) = self.service_map(feed, false).await?;
-            for mount in snapshot.map.mounts.iter() {
-                let local = &mount.local;
-                match (mount.kind, version) {
-                    (MountKind::PackageBase, Some(version)) => {
-                        keys.exact.push(feed.key(&format!("{local}{id}/index.json")));
-                        keys.prefixes.push(feed.key(&format!("{local}{id}/{version}/")));
-                    }
-                    (MountKind::PackageBase, None) => keys.prefixes.push(feed.key(&format!("{local}{id}/"))),
-                    (MountKind::Registrations, _) => keys.prefixes.push(feed.key(&format!("{local}{id}/"))),
-                    _ => {}
-                }
-            }
-        }
+        // Every upstream's copies, each in its own namespace, and merged answers.
+        let keys = self.pipeline.package_keys(id.as_str(), version);
         let cache = self.cache.clone();
         let covered = keys.clone();
         let purged = crate::stash::blocking(move || cache.purge(&covered))
@@ -178,7 +162,12 @@ impl Proxy {
     fn stats(&self) -> serde_json::Value {
         let totals = self.cache.totals();
         let served = self.metrics.totals();
-        let upstream = self.feeds.primary().client.breaker_status();
+        let upstreams = self.pipeline.upstreams();
+        let upstream = upstreams.first().map(|u| u.status.clone());
+        let every: Vec<serde_json::Value> = upstreams
+            .iter()
+            .map(|u| json!({ "name": u.name, "service_index": u.index.as_str(), "breakers": u.status }))
+            .collect();
         let hit_ratio = (served.cacheable > 0).then(|| served.from_cache as f64 / served.cacheable as f64);
         json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -196,8 +185,9 @@ impl Proxy {
             },
             "served_bytes": { "cache": served.bytes_from_cache, "upstream": served.bytes_from_upstream },
             "evictions": { "objects": served.evictions, "bytes": served.evicted_bytes },
-            "downloads_in_flight": self.downloads_in_flight(),
+            "downloads_in_flight": self.pipeline.downloads_in_flight(),
             "upstream": upstream,
+            "upstreams": every,
         })
     }
 }

@@ -16,8 +16,8 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::respond;
-use super::Proxy;
+use super::Ops;
+use crate::reply as respond;
 use crate::airgap::import_into_running;
 use crate::body::Body;
 use crate::cache::KeySet;
@@ -26,11 +26,11 @@ use crate::stash::blocking;
 
 /// Where an upload is staged: `{cache.dir}/import/{upload}` (the upload
 /// name is checked by `AdminCall::parse`: letters and digits only).
-fn staging(proxy: &Proxy, upload: &str) -> PathBuf {
-    proxy.config.cache.dir.join("import").join(upload)
+fn staging(ops: &Ops, upload: &str) -> PathBuf {
+    ops.config.cache.dir.join("import").join(upload)
 }
 
-impl Proxy {
+impl Ops {
     /// Writes one uploaded bundle file (`path` already checked to stay
     /// inside the bundle) into the upload's staging directory.
     pub(super) async fn receive_import_file(
@@ -88,6 +88,7 @@ impl Proxy {
                     packages = summary.packages,
                     documents = summary.documents,
                     bytes = summary.bytes,
+                    refused = summary.refused,
                     "bundle imported"
                 );
                 let body = json!({
@@ -95,6 +96,7 @@ impl Proxy {
                     "package_files": summary.package_files,
                     "documents": summary.documents,
                     "bytes": summary.bytes,
+                    "refused": summary.refused,
                 });
                 Ok(respond::json(StatusCode::OK, body.to_string()))
             }

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use http::header::{HeaderMap, ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use http::{HeaderValue, Response, StatusCode};
 
-use super::Proxy;
+use super::Ops;
 use crate::body::{full, Body};
 use crate::cache::now_ms;
 use crate::metrics::Totals;
@@ -38,7 +38,7 @@ impl Default for Today {
 }
 
 /// `Accept` names `text/html` (a browser).
-pub(super) fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get_all(ACCEPT)
         .iter()
@@ -46,8 +46,8 @@ pub(super) fn wants_html(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("text/html"))
 }
 
-impl Proxy {
-    pub(super) fn status_page(&self) -> Response<Body> {
+impl Ops {
+    pub(crate) fn status_page(&self) -> Response<Body> {
         let totals = self.metrics.totals();
         let today = self.today(totals);
         let html = self.render_status(totals, today);
@@ -117,11 +117,17 @@ impl Proxy {
         ];
         let mut html = String::with_capacity(8 * 1024);
         html.push_str(&head());
+        let fronted: Vec<String> = self
+            .pipeline
+            .upstreams()
+            .iter()
+            .map(|u| escape(crate::upstream::origin_of(&u.service_index)))
+            .collect();
         html.push_str(&format!(
             "<h1>nucache {}</h1>\n<p class=\"sub\">up {} &middot; in front of {} &middot; refreshes every {REFRESH_S} s</p>\n",
             env!("CARGO_PKG_VERSION"),
             uptime(self.started.elapsed().as_secs()),
-            escape(crate::upstream::origin_of(&self.config.upstream.service_index)),
+            fronted.join(" and "),
         ));
         html.push_str("<table id=\"traffic\">\n<tr><th></th><th>since start</th><th>today (UTC)</th></tr>\n");
         for (name, start, day) in rows {
@@ -138,7 +144,7 @@ impl Proxy {
             ("Entries", cache.entries.to_string()),
             ("Free disk", free.map_or("unknown".to_string(), bytes)),
             ("Storage", storage.to_string()),
-            ("Downloads in flight", self.downloads_in_flight().to_string()),
+            ("Downloads in flight", self.pipeline.downloads_in_flight().to_string()),
         ] {
             html.push_str(&format!("<tr><td>{name}</td><td>{value}</td></tr>\n"));
         }
@@ -151,7 +157,7 @@ impl Proxy {
 
     fn upstream_table(&self) -> String {
         let mut html = String::from("<h2>Upstream</h2>\n<table id=\"upstream\">\n");
-        for origin in self.feeds.all().iter().flat_map(|f| f.client.breaker_status().origins) {
+        for origin in self.pipeline.upstreams().into_iter().flat_map(|u| u.status.origins) {
             let state = match origin.state {
                 BreakerState::Closed => "up".to_string(),
                 BreakerState::Open => format!(
@@ -188,10 +194,10 @@ impl Proxy {
     }
 }
 
-/// `flatcontainer/{id}/{version}/{file}` -> `id version`.
+/// `…/flatcontainer/{id}/{version}/{file}` -> `id version`.
 fn package_of(key: &str) -> String {
     match key.split('/').collect::<Vec<_>>().as_slice() {
-        [_, id, version, _] => format!("{id} {version}"),
+        [.., id, version, _] => format!("{id} {version}"),
         _ => key.to_string(),
     }
 }

@@ -1,0 +1,124 @@
+//! Cache-key namespaces: the one place a cache key gets its prefix.
+//!
+//! Every object an upstream gave lives under its upstream's namespace,
+//! `@{id}/` followed by the canonical local path below `/v3/` (`route.rs`).
+//! The id is a hash of the upstream's normalised service index URL, not of
+//! its name or of how many upstreams there are: adding, removing or
+//! renaming an upstream leaves every other upstream's entries where they
+//! are, and nodes that front the same upstream agree on its keys whatever
+//! they call it. Merged answers (several upstreams as one document) live
+//! under `@merged/`, in memory only. Keys of caches made before namespaces
+//! (no prefix, or `NAME@/`) are moved once at start-up (`legacy_prefix`).
+
+use sha2::{Digest, Sha256};
+
+/// Hex digits of the URL hash in a namespace id: 48 bits, far from any
+/// collision among the handful of upstreams one nucache fronts.
+const ID_DIGITS: usize = 12;
+const MERGED: &str = "@merged/";
+
+/// A key prefix owned by one upstream (or by merged answers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Namespace {
+    prefix: String,
+}
+
+impl Namespace {
+    /// The namespace of the upstream whose service index is `service_index`.
+    pub fn of_upstream(service_index: &str) -> Namespace {
+        let digest = hex::encode(Sha256::digest(normalized_url(service_index).as_bytes()));
+        Namespace {
+            prefix: format!("@{}/", &digest[..ID_DIGITS]),
+        }
+    }
+
+    /// Where answers merged from several upstreams are kept.
+    pub fn merged() -> Namespace {
+        Namespace {
+            prefix: MERGED.to_string(),
+        }
+    }
+
+    /// `local` (a canonical path below `/v3/`, or `index.json`) in this namespace.
+    pub fn key(&self, local: &str) -> String {
+        format!("{}{local}", self.prefix)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The local path of `key` when it is in this namespace.
+    pub fn local<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(self.prefix.as_str())
+    }
+}
+
+/// The local path of any namespaced key (`@…/` stripped), for reports.
+pub(crate) fn local_of(key: &str) -> &str {
+    match key.strip_prefix('@').and_then(|rest| rest.split_once('/')) {
+        Some((_, local)) => local,
+        None => key,
+    }
+}
+
+/// The prefix of a key written before namespaces: `""` for a cache with one
+/// upstream, `NAME@/` among several. `None` for keys already namespaced.
+pub(crate) fn legacy_prefix(key: &str) -> Option<&str> {
+    if key.starts_with('@') {
+        return None;
+    }
+    match key.find("@/") {
+        Some(at) => Some(&key[..at + 2]),
+        None => Some(""),
+    }
+}
+
+/// A service index URL with what does not change the resource taken out:
+/// scheme and host in lower case, the default port dropped, no fragment,
+/// no trailing `/`. Text that is not a URL is kept as it is.
+pub(crate) fn normalized_url(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut parsed) => {
+            parsed.set_fragment(None);
+            parsed.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => url.trim().trim_end_matches('/').to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_upstream_gets_the_same_namespace_however_it_is_spelled() {
+        let a = Namespace::of_upstream("https://api.nuget.org/v3/index.json");
+        assert_eq!(a, Namespace::of_upstream("HTTPS://API.NuGet.org:443/v3/index.json"));
+        assert_eq!(a, Namespace::of_upstream("https://api.nuget.org/v3/index.json/"));
+        assert_ne!(a, Namespace::of_upstream("https://api.nuget.org/v3/INDEX.json"));
+        assert_ne!(a, Namespace::of_upstream("http://api.nuget.org/v3/index.json"));
+        assert_ne!(a, Namespace::merged());
+        assert!(a.prefix().starts_with('@') && a.prefix().ends_with('/'));
+        assert_eq!(a.prefix().len(), ID_DIGITS + 2);
+    }
+
+    #[test]
+    fn keys_and_local_paths() {
+        let ns = Namespace::of_upstream("https://feed.corp/v3/index.json");
+        let key = ns.key("flatcontainer/foo/index.json");
+        assert_eq!(ns.local(&key), Some("flatcontainer/foo/index.json"));
+        assert_eq!(local_of(&key), "flatcontainer/foo/index.json");
+        assert_eq!(Namespace::merged().local(&key), None);
+        assert_eq!(local_of("flatcontainer/foo/index.json"), "flatcontainer/foo/index.json");
+    }
+
+    #[test]
+    fn legacy_keys_are_told_apart_from_namespaced_ones() {
+        assert_eq!(legacy_prefix("flatcontainer/foo/index.json"), Some(""));
+        assert_eq!(legacy_prefix("index.json"), Some(""));
+        assert_eq!(legacy_prefix("acme@/flatcontainer/foo/index.json"), Some("acme@/"));
+        assert_eq!(legacy_prefix("@0123456789ab/index.json"), None);
+        assert_eq!(legacy_prefix("@merged/query?q=x"), None);
+    }
+}
