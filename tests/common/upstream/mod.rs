@@ -16,12 +16,20 @@
 //! ([`Fault`]) and basic auth apply to the api and search hosts only.
 //! Dropping the [`FakeUpstream`] closes the listeners and ends every task
 //! it spawned.
+//!
+//! A request goes `listener` (sockets, accept loops) -> `pipeline` (record,
+//! faults, auth, validators; `connection` lets a fault act on the socket)
+//! -> `routes` (path to reply, from the `model`'s packages, the `layout`'s
+//! URLs and the `docs`' JSON) -> `framing` (how the body goes out).
 
+mod connection;
 mod docs;
+mod framing;
 mod layout;
+mod listener;
 mod model;
+mod pipeline;
 mod routes;
-mod server;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +45,8 @@ use tokio::task::JoinHandle;
 pub use model::Corpus;
 
 use layout::Layout;
+use listener::{Ctl, Listener};
 use model::Store;
-use server::{Ctl, Listener};
 
 /// Deterministic pseudo-random `.nupkg` bytes (20-24 KiB, seeded by id and
 /// version, starting with `PK\x03\x04`; not a valid zip), as the corpus uses.
@@ -184,7 +192,7 @@ impl FakeUpstream {
         let tasks = shared
             .listeners
             .iter()
-            .map(|(role, _)| tokio::spawn(server::accept_loop(shared.clone(), *role)))
+            .map(|(role, _)| tokio::spawn(listener::accept_loop(shared.clone(), *role)))
             .collect();
         FakeUpstream { shared, tasks }
     }

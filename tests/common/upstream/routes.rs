@@ -1,5 +1,5 @@
 //! Request routing: turns a fully read request into a [`Reply`] (no faults
-//! here; see `server.rs` for those).
+//! here; see `pipeline.rs` for those).
 
 use std::io::Write as _;
 
