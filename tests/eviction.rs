@@ -55,26 +55,13 @@ fn bytes_on_disk(nucache: &Nucache) -> u64 {
         .sum()
 }
 
-/// GETs `path` until it is served from the cache (committed).
-async fn until_hit(nucache: &Nucache, path: &str) {
-    for _ in 0..250 {
-        let reply = nucache.get(path).await;
-        assert_eq!(reply.status, StatusCode::OK, "{path}");
-        if reply.x_cache() == Some("HIT") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} never became a HIT");
-}
-
 #[tokio::test]
 async fn under_a_cap_far_below_the_working_set_the_least_recently_used_go() {
     let (upstream, working_set) = upstream_with_packages().await;
     let nucache = Nucache::start(&upstream.index_url(), capped).await;
     // Used in order: package 0 is the least recently used, 39 the most.
     for i in 0..PACKAGES {
-        until_hit(&nucache, &path(i)).await;
+        nucache.until_hit(&path(i)).await;
     }
     let scraped = scrape_until(&nucache, "the cache is back under its cap", |s| {
         s.value("nucache_cache_size_bytes", &[]) <= CAP as f64

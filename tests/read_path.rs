@@ -282,12 +282,7 @@ async fn head_answers_headers_without_a_body() {
         assert_eq!(head.header("content-length"), Some(size.to_string().as_str()));
         assert_eq!(head.x_cache(), Some(expected_cache));
         // The HEAD miss downloads in the background; wait for it before the HIT.
-        for _ in 0..50 {
-            if nucache.get(path).await.x_cache() == Some("HIT") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        nucache.until_hit(path).await;
     }
     let doc = nucache.request(Method::HEAD, "/v3/index.json", &[]).await;
     assert_eq!(doc.status, StatusCode::OK);

@@ -2,6 +2,7 @@
 
 pub mod metrics;
 pub mod nucache;
+pub mod poll;
 pub mod process;
 pub mod tinyproxy;
 pub mod tls;
