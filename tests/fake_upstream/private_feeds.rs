@@ -22,12 +22,9 @@ async fn start_private(options: FakeOptions) -> FakeUpstream {
 
 /// Every string in `doc` that is a URL on one of the fake's hosts.
 fn urls_in(doc: &Value) -> Vec<String> {
-    match doc {
-        Value::String(s) if s.starts_with("http://127.0.0.1:") => vec![s.clone()],
-        Value::Array(items) => items.iter().flat_map(urls_in).collect(),
-        Value::Object(map) => map.values().flat_map(urls_in).collect(),
-        _ => Vec::new(),
-    }
+    let mut urls = crate::common::urls_in(doc);
+    urls.retain(|url| url.starts_with("http://127.0.0.1:"));
+    urls
 }
 
 #[tokio::test]
