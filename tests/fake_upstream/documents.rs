@@ -5,7 +5,7 @@ use http::StatusCode;
 use serde_json::Value;
 
 use crate::client::{get, gunzip, nupkg_path};
-use crate::common::upstream::{fake_nupkg, Corpus, FakeUpstream};
+use crate::common::upstream::{fake_nupkg, Corpus, FakeOptions, FakeUpstream};
 
 #[tokio::test]
 async fn service_index_has_nuget_org_shape() {
@@ -124,6 +124,31 @@ async fn service_index_has_nuget_org_shape() {
         .unwrap();
     let example = format!("{api}/v3-flatcontainer/{{id-lower}}/{{version-lower}}/{{id-lower}}.{{version-lower}}.nupkg");
     assert!(flat["comment"].as_str().unwrap().contains(&example));
+}
+
+#[tokio::test]
+async fn byte_order_mark_starts_every_json_document_and_only_those() {
+    let options = FakeOptions {
+        byte_order_mark: true,
+        ..FakeOptions::default()
+    };
+    let up = FakeUpstream::start_with_options(Corpus::default_corpus(), options).await;
+    const BOM: &[u8] = b"\xef\xbb\xbf";
+    let index = get(&up.index_url()).await;
+    assert!(index.body.starts_with(BOM), "the service index");
+    let doc: Value = serde_json::from_slice(&index.body[BOM.len()..]).expect("JSON after the mark");
+    assert!(doc["resources"].is_array());
+    let gz = get(&format!(
+        "{}/v3/registration5-gz-semver2/fake.core/index.json",
+        up.api()
+    ))
+    .await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let plain = gunzip(&gz.body);
+    assert!(plain.starts_with(BOM), "inside the gzip stream");
+    serde_json::from_slice::<Value>(&plain[BOM.len()..]).expect("JSON after the mark");
+    let nupkg = get(&format!("{}{}", up.api(), nupkg_path("fake.core", "1.0.0"))).await;
+    assert_eq!(Some(nupkg.body.to_vec()), up.nupkg_bytes("fake.core", "1.0.0"));
 }
 
 #[tokio::test]

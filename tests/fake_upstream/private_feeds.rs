@@ -60,6 +60,7 @@ async fn private_feed_lists_only_prefixed_urls_on_the_api_host() {
         ("RegistrationsBaseUrl/Versioned", &semver2),
         ("PackageBaseAddress/3.0.0", &flat),
         ("PackagePublish/2.0.0", &publish),
+        ("LegacyGallery/2.0.0", &publish),
     ]
     .into_iter()
     .map(|(t, id)| (t, id.as_str()))

@@ -107,6 +107,10 @@ pub struct FakeOptions {
     /// from a test CA, see `common::tls::Ca::server_config`); origins are
     /// `https://127.0.0.1:PORT`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every JSON document starts with a UTF-8 byte order mark (inside the
+    /// gzip stream of a gzipped one), as some feeds write them; NuGet's
+    /// client accepts it.
+    pub byte_order_mark: bool,
 }
 
 /// One request as received (recorded before any fault is applied).
@@ -188,6 +192,7 @@ impl FakeUpstream {
         };
         let mut shared = Shared::new(layout, options.chunked, Store::new(corpus), listeners);
         shared.tls = options.tls.map(tokio_rustls::TlsAcceptor::from);
+        shared.byte_order_mark = options.byte_order_mark;
         let shared = Arc::new(shared);
         let tasks = shared
             .listeners
@@ -377,6 +382,8 @@ pub(crate) struct Shared {
     layout: Layout,
     /// Bodies go out chunked ([`FakeOptions::chunked`]).
     chunked: bool,
+    /// [`FakeOptions::byte_order_mark`].
+    byte_order_mark: bool,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     /// Bumped on every fault change (wakes `Hang` and `StallBody`).
@@ -402,6 +409,7 @@ impl Shared {
         Shared {
             layout,
             chunked,
+            byte_order_mark: false,
             store: Mutex::new(store),
             faults: Mutex::new(Faults {
                 global: Fault::Ok,

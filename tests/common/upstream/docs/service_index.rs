@@ -160,7 +160,8 @@ fn nuget_org_resources(l: &Layout) -> Vec<Resource> {
 
 /// An Azure Artifacts-like feed: everything on the api host under the
 /// prefix; no catalog, repository signatures, vulnerability info or
-/// human pages.
+/// human pages; its V2 endpoint is both where packages are pushed and the
+/// legacy gallery.
 fn private_feed_resources(l: &Layout) -> Vec<Resource> {
     let mut t = search_resources(l, "the feed's search service");
     let mut add = |ty: &str, id: String, comment: String| t.push((ty.to_string(), id, comment));
@@ -183,5 +184,6 @@ fn private_feed_resources(l: &Layout) -> Vec<Resource> {
         l.publish_url(),
         "The feed's publish endpoint.".into(),
     );
+    add("LegacyGallery/2.0.0", l.publish_url(), "The feed's V2 endpoint.".into());
     t
 }
