@@ -76,6 +76,17 @@ pub(crate) async fn get(url: &str) -> Resp {
     get_with(url, &[]).await
 }
 
+/// The versions of the leaves of a registration index's first (inlined)
+/// page, in order.
+pub(crate) fn leaf_versions(doc: &Value) -> Vec<String> {
+    doc["items"][0]["items"]
+        .as_array()
+        .expect("an inlined page")
+        .iter()
+        .map(|leaf| leaf["catalogEntry"]["version"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 pub(crate) fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data)

@@ -4,7 +4,7 @@
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::client::{get, gunzip, nupkg_path};
+use crate::client::{get, gunzip, leaf_versions, nupkg_path};
 use crate::common::upstream::{fake_nupkg, Corpus, FakeOptions, FakeUpstream};
 
 #[tokio::test]
@@ -203,14 +203,6 @@ async fn flat_container_serves_versions_packages_and_nuspecs() {
 async fn gz_hives_are_gzip_and_semver1_hives_hide_semver2() {
     let up = FakeUpstream::start().await;
     let api = up.api();
-    let versions = |doc: &Value| -> Vec<String> {
-        doc["items"][0]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|leaf| leaf["catalogEntry"]["version"].as_str().unwrap().to_string())
-            .collect()
-    };
 
     let gz2 = get(&format!("{api}/v3/registration5-gz-semver2/fake.core/index.json")).await;
     assert_eq!(gz2.status, StatusCode::OK);
@@ -218,17 +210,17 @@ async fn gz_hives_are_gzip_and_semver1_hives_hide_semver2() {
     assert_eq!(&gz2.body[..2], &[0x1f, 0x8b], "gzip magic");
     let doc: Value = serde_json::from_slice(&gunzip(&gz2.body)).unwrap();
     let all = ["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0", "2.0.0-rc.1", "3.0.0+build.7"];
-    assert_eq!(versions(&doc), all);
+    assert_eq!(leaf_versions(&doc), all);
 
     let gz1 = get(&format!("{api}/v3/registration5-gz-semver1/fake.core/index.json")).await;
     assert_eq!(gz1.header("content-encoding"), Some("gzip"));
     let doc: Value = serde_json::from_slice(&gunzip(&gz1.body)).unwrap();
-    assert_eq!(versions(&doc), all[..4]);
+    assert_eq!(leaf_versions(&doc), all[..4]);
 
     let plain = get(&format!("{api}/v3/registration5-semver1/fake.core/index.json")).await;
     assert_eq!(plain.header("content-encoding"), None);
     let doc = plain.json();
-    assert_eq!(versions(&doc), all[..4]);
+    assert_eq!(leaf_versions(&doc), all[..4]);
     let leaves = doc["items"][0]["items"].as_array().unwrap();
     let entry = |v: &str| &leaves.iter().find(|l| l["catalogEntry"]["version"] == v).unwrap()["catalogEntry"];
     let dep = &entry("1.1.0")["dependencyGroups"][0];

@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use serde_json::Value;
 use tokio::net::TcpStream;
 
-use crate::client::{full, get, get_with, host_port, nupkg_path, raw_get, raw_request, send};
+use crate::client::{full, get, get_with, host_port, leaf_versions, nupkg_path, raw_get, raw_request, send};
 use crate::common::upstream::{Corpus, FakeOptions, FakeUpstream, Fault, Role};
 
 const PREFIX: &str = "/_packaging/feed/nuget";
@@ -125,20 +125,15 @@ async fn private_feed_lists_only_prefixed_urls_on_the_api_host() {
 async fn private_feed_hives_and_publishing() {
     let up = start_private(FakeOptions::default()).await;
     let feed = format!("{}{PREFIX}", up.api());
-    let versions = |doc: &Value| -> Vec<String> {
-        doc["items"][0]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|leaf| leaf["catalogEntry"]["version"].as_str().unwrap().to_string())
-            .collect()
-    };
     let semver1 = get(&format!("{feed}/v3/registrations2/fake.core/index.json")).await;
     assert_eq!(semver1.header("content-encoding"), None);
-    assert_eq!(versions(&semver1.json()), ["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0"]);
+    assert_eq!(
+        leaf_versions(&semver1.json()),
+        ["1.0.0", "1.1.0", "1.2.0-beta", "1.3.0"]
+    );
     let semver2 = get(&format!("{feed}/v3/registrations2-semver2/fake.core/index.json")).await;
     assert_eq!(semver2.header("content-encoding"), None);
-    assert_eq!(versions(&semver2.json()).last().unwrap(), "3.0.0+build.7");
+    assert_eq!(leaf_versions(&semver2.json()).last().unwrap(), "3.0.0+build.7");
     let paged = get(&format!("{feed}/v3/registrations2/fake.many/index.json"))
         .await
         .json();
