@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use common::nucache::Nucache;
 use common::process::BINARY;
@@ -24,17 +23,6 @@ async fn with_admin_key(upstream: &FakeUpstream) -> Nucache {
     Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(KEY)]).await
 }
 
-/// GETs `path` until it is a HIT (the commit follows the last byte).
-async fn cached(nucache: &Nucache, path: &str) {
-    for _ in 0..250 {
-        if nucache.get(path).await.x_cache() == Some("HIT") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} never became a HIT");
-}
-
 fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     let pair = format!("{user}:{password}");
@@ -46,9 +34,9 @@ async fn a_purged_version_is_a_miss_next_time_and_other_versions_stay() {
     let upstream = FakeUpstream::start().await;
     let nucache = with_admin_key(&upstream).await;
     let first = nucache.get(NUPKG).await;
-    cached(&nucache, NUPKG).await;
-    cached(&nucache, OTHER_NUPKG).await;
-    cached(&nucache, VERSIONS).await;
+    nucache.until_hit(NUPKG).await;
+    nucache.until_hit(OTHER_NUPKG).await;
+    nucache.until_hit(VERSIONS).await;
 
     let purged = nucache
         .request(Method::POST, "/admin/purge/Fake.Core/1.1.0", &[("x-nuget-apikey", KEY)])
@@ -89,7 +77,7 @@ async fn a_purged_version_is_a_miss_next_time_and_other_versions_stay() {
 async fn a_missing_or_wrong_admin_key_is_refused_and_purges_nothing() {
     let upstream = FakeUpstream::start().await;
     let nucache = with_admin_key(&upstream).await;
-    cached(&nucache, NUPKG).await;
+    nucache.until_hit(NUPKG).await;
     let path = "/admin/purge/fake.core/1.1.0";
     let missing = nucache.request(Method::POST, path, &[]).await;
     assert_eq!(missing.status, StatusCode::UNAUTHORIZED, "{}", missing.text());
@@ -116,7 +104,7 @@ async fn a_missing_or_wrong_admin_key_is_refused_and_purges_nothing() {
 async fn without_admin_keys_there_is_no_admin_api() {
     let upstream = FakeUpstream::start().await;
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
-    cached(&nucache, NUPKG).await;
+    nucache.until_hit(NUPKG).await;
     for (method, path) in [
         (Method::GET, "/admin/stats"),
         (Method::POST, "/admin/purge/fake.core/1.1.0"),
@@ -132,7 +120,7 @@ async fn without_admin_keys_there_is_no_admin_api() {
 async fn stats_and_the_online_verify_through_the_commands() {
     let upstream = FakeUpstream::start().await;
     let nucache = with_admin_key(&upstream).await;
-    cached(&nucache, NUPKG).await;
+    nucache.until_hit(NUPKG).await;
 
     let stats = run(&nucache, &["stats"], Some(KEY)).await;
     assert!(stats.status.success(), "{}", String::from_utf8_lossy(&stats.stderr));

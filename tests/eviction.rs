@@ -1,8 +1,8 @@
 //! The disk cap: with `cache.max_size` far below the working set, the
 //! cache stays under it (by `nucache_cache_size_bytes` and by the files on
-//! disk), the most recently used packages stay HITs, the least recently
-//! used become MISSes, and eviction during concurrent downloads and reads
-//! never breaks a response.
+//! disk); what goes is what was used least recently (a hit keeps an old
+//! package, newer ones nobody asked for again go first); and eviction
+//! during concurrent downloads and reads never breaks a response.
 
 mod common;
 
@@ -55,26 +55,13 @@ fn bytes_on_disk(nucache: &Nucache) -> u64 {
         .sum()
 }
 
-/// GETs `path` until it is served from the cache (committed).
-async fn until_hit(nucache: &Nucache, path: &str) {
-    for _ in 0..250 {
-        let reply = nucache.get(path).await;
-        assert_eq!(reply.status, StatusCode::OK, "{path}");
-        if reply.x_cache() == Some("HIT") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} never became a HIT");
-}
-
 #[tokio::test]
-async fn under_a_cap_far_below_the_working_set_the_least_recently_used_go() {
+async fn under_a_cap_far_below_the_working_set_the_cache_stays_under_it() {
     let (upstream, working_set) = upstream_with_packages().await;
     let nucache = Nucache::start(&upstream.index_url(), capped).await;
     // Used in order: package 0 is the least recently used, 39 the most.
     for i in 0..PACKAGES {
-        until_hit(&nucache, &path(i)).await;
+        nucache.until_hit(&path(i)).await;
     }
     let scraped = scrape_until(&nucache, "the cache is back under its cap", |s| {
         s.value("nucache_cache_size_bytes", &[]) <= CAP as f64
@@ -127,6 +114,52 @@ async fn under_a_cap_far_below_the_working_set_the_least_recently_used_go() {
     assert!(bytes_on_disk(&restarted) <= smaller);
     restarted.stop().await;
     drop(temp);
+}
+
+/// The cache fills in the order of the packages; a hit then makes the
+/// oldest package the most recently used, so eviction (which reads the
+/// access times hits record, flushed into the index before it chooses)
+/// must pass it over for newer packages nobody asked for again. An
+/// evictor that goes by age (FIFO) evicts it first.
+#[tokio::test]
+async fn a_hit_keeps_an_old_package_while_newer_untouched_ones_are_evicted() {
+    const BEFORE_THE_CAP: usize = 8;
+    const IN_ALL: usize = 14;
+    let (upstream, _) = upstream_with_packages().await;
+    let nucache = Nucache::start(&upstream.index_url(), capped).await;
+    for i in 0..BEFORE_THE_CAP {
+        nucache.until_hit(&path(i)).await;
+    }
+    let nothing_evicted = scrape(&nucache).await.value("nucache_evictions_total", &[]);
+    assert_eq!(
+        nothing_evicted, 0.0,
+        "the first {BEFORE_THE_CAP} packages fit under the cap"
+    );
+    let touched = nucache.get(&path(0)).await;
+    assert_eq!(touched.x_cache(), Some("HIT"), "the oldest package is hit");
+    // Past the cap: the evictor makes room, more than once.
+    for i in BEFORE_THE_CAP..IN_ALL {
+        nucache.until_hit(&path(i)).await;
+    }
+    let scraped = scrape_until(&nucache, "evicted back under the cap", |s| {
+        s.value("nucache_evictions_total", &[]) >= 2.0 && s.value("nucache_cache_size_bytes", &[]) <= CAP as f64
+    })
+    .await;
+    let evictions = scraped.value("nucache_evictions_total", &[]);
+    let oldest = nucache.get(&path(0)).await;
+    assert_eq!(
+        (oldest.status, oldest.x_cache()),
+        (StatusCode::OK, Some("HIT")),
+        "the package hit last was evicted ({evictions} evictions)"
+    );
+    let untouched = nucache.get(&path(1)).await;
+    assert_eq!(
+        (untouched.status, untouched.x_cache()),
+        (StatusCode::OK, Some("MISS")),
+        "{} was stored after {} and never asked for again, yet it was kept ({evictions} evictions)",
+        id(1),
+        id(0)
+    );
 }
 
 #[tokio::test]

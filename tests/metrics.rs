@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::metrics::{scrape, scrape_until, scrape_with};
 use common::nucache::Nucache;
+use common::poll;
 use common::upstream::{FakeUpstream, Fault};
 use http::{Method, StatusCode};
 use nucache::config::{digest_hex, ReadAccess};
@@ -39,15 +40,8 @@ async fn counters_follow_a_miss_hits_a_stale_answer_and_an_upstream_failure() {
     let size = upstream.nupkg_bytes("Fake.Core", "1.1.0").expect("corpus").len() as f64;
     let miss = nucache.get(NUPKG).await;
     assert_eq!((miss.status, miss.x_cache()), (StatusCode::OK, Some("MISS")));
-    let (mut misses, mut hits) = (1.0, 0.0);
-    loop {
-        match nucache.request(Method::HEAD, NUPKG, &[]).await.x_cache() {
-            Some("HIT") => break hits += 1.0,
-            Some("MISS") => misses += 1.0,
-            other => panic!("HEAD answered {other:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let heads = poll::until_hit(Method::HEAD, &nucache.url(NUPKG)).await;
+    let (misses, mut hits) = (1.0 + f64::from(heads.misses), 1.0);
     let hit = nucache.get(NUPKG).await;
     assert_eq!(hit.x_cache(), Some("HIT"));
     hits += 1.0;

@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nucache::Nucache;
+use common::poll;
 use common::upstream::{FakeUpstream, Fault};
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
@@ -29,19 +30,8 @@ async fn concurrent_misses_share_one_upstream_download() {
     assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
     assert!(replies.iter().filter(|r| r.x_cache() == Some("MISS")).count() >= 1);
     // The last bytes reach clients just before the commit: wait for it.
-    assert!(becomes_a_hit(&nucache, NUPKG).await, "the download was never committed");
+    poll::until_hit(Method::HEAD, &nucache.url(NUPKG)).await;
     assert_eq!(upstream.count("fake.core.1.1.0.nupkg"), 1);
-}
-
-/// Polls (HEAD) until `path` is served from the cache, for up to 5 s.
-async fn becomes_a_hit(nucache: &Nucache, path: &str) -> bool {
-    for _ in 0..200 {
-        if nucache.request(Method::HEAD, path, &[]).await.x_cache() == Some("HIT") {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
 }
 
 #[tokio::test]
@@ -110,7 +100,7 @@ async fn a_truncated_upstream_body_never_becomes_a_cache_entry() {
     assert_eq!(healed.status, StatusCode::OK);
     assert_eq!(healed.x_cache(), Some("MISS"), "the broken download was cached");
     assert_eq!(healed.body, expected);
-    assert!(becomes_a_hit(&nucache, NUPKG).await);
+    poll::until_hit(Method::HEAD, &nucache.url(NUPKG)).await;
     let temp_files = std::fs::read_dir(nucache.dir.join("tmp"))
         .map(|d| d.count())
         .unwrap_or(0);

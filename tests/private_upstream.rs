@@ -64,9 +64,13 @@ async fn a_prefixed_chunked_private_feed_works_like_nuget_org() {
         "PackageBaseAddress/3.0.0",
         "RegistrationsBaseUrl/Versioned",
         "SearchQueryService/3.0.0-beta",
+        "PackagePublish/2.0.0",
     ] {
         assert!(types.contains(wanted), "{wanted} missing");
     }
+    // The feed lists its V2 gallery at its publish URL (as Azure Artifacts
+    // does): nucache serves no V2 gallery, at its push endpoint or anywhere.
+    assert!(!types.contains("LegacyGallery"), "{types}");
     for path in [
         "/v3/flatcontainer/fake.core/index.json",
         "/v3/registration/registrations2-semver2/fake.core/index.json",

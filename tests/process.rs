@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::poll;
 use common::process::{Launch, Process, Rng};
 use common::upstream::{Corpus, FakeUpstream};
 use http::StatusCode;
@@ -88,7 +89,8 @@ async fn fifty_kill_9_cycles_never_serve_a_partial_package() {
                 hits += 1;
             }
         }
-        // Downloads in flight, then SIGKILL at a random moment.
+        // Downloads in flight, then SIGKILL at a random moment (a random
+        // wait, on purpose: no signal to wait for).
         let downloads: Vec<_> = (0..4)
             .map(|_| {
                 let url = process.url(&path_of(rng.below(PACKAGES as u64) as usize));
@@ -137,21 +139,30 @@ fn assert_index_matches_files(cache: &Path) {
 async fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
     const SIZE: usize = 512 * KIB;
     let upstream = upstream_with_big_packages(1, SIZE).await;
-    upstream.set_body_chunking(16 * KIB, Duration::from_millis(10));
+    upstream.set_body_chunking(16 * KIB, Duration::from_millis(20));
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
     let mut process = launch(&index, &cache).spawn();
     process.ready().await;
-    let (url, port) = (process.url(&path_of(0)), process.port);
+    let (url, port, log) = (process.url(&path_of(0)), process.port, process.log.clone());
     let download = tokio::spawn(async move { common::nucache::get(&url).await });
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // The download is in flight once the upstream has its request (the
+    // body then takes about 640 ms).
+    poll::until_true("the download reaches the upstream", async || {
+        upstream.count("big.0.1.0.0.nupkg") == 1
+    })
+    .await;
     let status = tokio::task::spawn_blocking(move || {
         let status = process.terminate(Duration::from_secs(10));
         (status, process)
     });
     // While draining, nucache accepts no new connections.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    poll::until_true("nucache says it is draining", async || {
+        std::fs::read_to_string(&log).is_ok_and(|log| log.contains("no longer accepting connections"))
+    })
+    .await;
+    assert!(!download.is_finished(), "the download ended before the drain began");
     let refused = tokio::net::TcpStream::connect(("127.0.0.1", port)).await;
     assert!(refused.is_err(), "a new connection was accepted while draining");
     let reply = download.await.expect("download task");
@@ -199,12 +210,10 @@ async fn a_full_disk_passes_responses_through_and_caching_resumes() {
     assert_eq!(health["storage"]["writable"], false, "{health}");
     let log = process.log_with("serving without caching").await;
     assert_eq!(log.matches("serving without caching").count(), 1, "{log}");
-    // Space is back: after storage_retry, packages are cached again.
+    // Space is back: once storage_retry (1 s) has passed, a miss is
+    // stored again and the next request is a hit.
     std::fs::remove_file(&filler).expect("remove filler");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(process.get(&path_of(1)).await.body, bytes_of(1, SIZE));
-    let cached = process.get(&path_of(1)).await;
-    assert_eq!(cached.x_cache(), Some("HIT"), "{}", process.log_text());
+    let cached = process.until_hit(&path_of(1)).await;
     assert_eq!(cached.body, bytes_of(1, SIZE));
     process.log_with("caching resumed").await;
 }
@@ -240,14 +249,9 @@ async fn a_read_only_cache_directory_passes_responses_through() {
         Ok(()),
         "make it writable again"
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    process.get(&path_of(2)).await;
-    assert_eq!(
-        process.get(&path_of(2)).await.x_cache(),
-        Some("HIT"),
-        "{}",
-        process.log_text()
-    );
+    // Once storage_retry (1 s) has passed, caching resumes.
+    let cached = process.until_hit(&path_of(2)).await;
+    assert_eq!(cached.body, bytes_of(2, SIZE));
 }
 
 /// Temporary files left in the cache's `tmp` (as `process` sees it).

@@ -4,7 +4,7 @@
 mod common;
 
 use common::nucache::{send, Nucache};
-use common::upstream::FakeUpstream;
+use common::upstream::{Corpus, FakeOptions, FakeUpstream};
 use http::{Method, StatusCode};
 
 /// Fails the test when an upstream API address appears in `text`. Human web
@@ -18,6 +18,30 @@ fn assert_no_upstream(upstream: &FakeUpstream, what: &str, text: &str) {
             "{what} still points at the upstream {origin}:\n{text}"
         );
     }
+}
+
+/// A document of every kind the fake serves, by nucache's paths: version
+/// list, search, autocomplete, vulnerabilities, catalog, and registration
+/// indexes (inlined and paged) and leaves of every hive.
+fn documents_of_every_kind() -> Vec<String> {
+    let mut documents = vec![
+        "/v3/flatcontainer/fake.core/index.json".to_string(),
+        "/v3/query?q=fake&prerelease=true&semVerLevel=2.0.0".to_string(),
+        "/v3/query?q=fake".to_string(),
+        "/v3/autocomplete?q=fake".to_string(),
+        "/v3/vulnerabilities/index.json".to_string(),
+        "/v3/catalog/index.json".to_string(),
+    ];
+    for hive in [
+        "registration5-semver1",
+        "registration5-gz-semver1",
+        "registration5-gz-semver2",
+    ] {
+        documents.push(format!("/v3/registration/{hive}/fake.core/index.json"));
+        documents.push(format!("/v3/registration/{hive}/fake.core/1.1.0.json"));
+        documents.push(format!("/v3/registration/{hive}/fake.many/index.json"));
+    }
+    documents
 }
 
 fn ids_of(index: &serde_json::Value) -> Vec<String> {
@@ -102,23 +126,7 @@ async fn documents_of_every_kind_carry_no_upstream_address() {
     let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
     let index = nucache.get("/v3/index.json").await.json();
     let mut checked = 0;
-    let mut documents = vec![
-        "/v3/flatcontainer/fake.core/index.json".to_string(),
-        "/v3/query?q=fake&prerelease=true&semVerLevel=2.0.0".to_string(),
-        "/v3/query?q=fake".to_string(),
-        "/v3/autocomplete?q=fake".to_string(),
-        "/v3/vulnerabilities/index.json".to_string(),
-        "/v3/catalog/index.json".to_string(),
-    ];
-    for hive in [
-        "registration5-semver1",
-        "registration5-gz-semver1",
-        "registration5-gz-semver2",
-    ] {
-        documents.push(format!("/v3/registration/{hive}/fake.core/index.json"));
-        documents.push(format!("/v3/registration/{hive}/fake.core/1.1.0.json"));
-        documents.push(format!("/v3/registration/{hive}/fake.many/index.json"));
-    }
+    let documents = documents_of_every_kind();
     for path in &documents {
         let reply = nucache.get(path).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
@@ -141,6 +149,33 @@ async fn documents_of_every_kind_carry_no_upstream_address() {
     }
     assert!(ids_of(&index).len() > 5);
     assert_eq!(checked, documents.len());
+}
+
+/// Some feeds write a UTF-8 byte order mark before their JSON, which
+/// NuGet's client accepts: the service index and every kind of document
+/// (plain and gzipped) are read, rewritten and served as JSON without it.
+#[tokio::test]
+async fn a_feed_whose_json_starts_with_a_byte_order_mark_is_served_like_any_other() {
+    let options = FakeOptions {
+        byte_order_mark: true,
+        ..FakeOptions::default()
+    };
+    let upstream = FakeUpstream::start_with_options(Corpus::default_corpus(), options).await;
+    let nucache = Nucache::start(&upstream.index_url(), |_| {}).await;
+    let index = nucache.get("/v3/index.json").await;
+    assert_eq!(index.status, StatusCode::OK, "{}", index.text());
+    assert!(ids_of(&index.json()).len() > 5);
+    for path in documents_of_every_kind() {
+        let reply = nucache.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+        assert!(!reply.body.starts_with(b"\xef\xbb\xbf"), "{path} keeps the mark");
+        assert!(reply.json().is_object() || reply.json().is_array(), "{path}");
+        assert_no_upstream(&upstream, &path, &reply.text());
+    }
+    let path = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
+    let package = nucache.get(path).await;
+    assert_eq!(package.status, StatusCode::OK, "{}", package.text());
+    assert_eq!(Some(package.body.to_vec()), upstream.nupkg_bytes("Fake.Core", "1.1.0"));
 }
 
 #[tokio::test]
@@ -282,12 +317,7 @@ async fn head_answers_headers_without_a_body() {
         assert_eq!(head.header("content-length"), Some(size.to_string().as_str()));
         assert_eq!(head.x_cache(), Some(expected_cache));
         // The HEAD miss downloads in the background; wait for it before the HIT.
-        for _ in 0..50 {
-            if nucache.get(path).await.x_cache() == Some("HIT") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        nucache.until_hit(path).await;
     }
     let doc = nucache.request(Method::HEAD, "/v3/index.json", &[]).await;
     assert_eq!(doc.status, StatusCode::OK);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::nucache::{get, Nucache};
 use common::upstream::FakeUpstream;
 use http::StatusCode;
+use serde_json::Value;
 
 const EXAMPLE: &str = include_str!("../examples/nginx-prefix.conf");
 
@@ -95,6 +96,41 @@ async fn start_nginx(dir: &Path, listen: u16, nucache: u16) -> Nginx {
     nginx
 }
 
+/// Web pages a user's browser opens: they keep pointing upstream, by design.
+const HUMAN_PAGES: [&str; 4] = [
+    "PackageDetailsUriTemplate",
+    "ReportAbuseUriTemplate",
+    "OwnerDetailsUriTemplate",
+    "LicenseUriTemplate",
+];
+
+fn is_human_page(resource: &Value) -> bool {
+    let name = resource["@type"].as_str().and_then(|t| t.split('/').next());
+    name.is_some_and(|name| HUMAN_PAGES.contains(&name))
+}
+
+/// The `@id` of the first resource of type `ty`.
+fn resource(index: &Value, ty: &str) -> String {
+    let resources = index["resources"].as_array().cloned().unwrap_or_default();
+    let found = resources.iter().find(|r| r["@type"] == ty);
+    found.and_then(|r| r["@id"].as_str()).expect(ty).to_string()
+}
+
+/// Every URL in `doc` on this machine (the upstream's hosts, nucache's
+/// own address, nginx's), except human pages on the upstream's www host,
+/// is under `public`; `doc` has some. (Third parties' URLs, such as JSON-LD
+/// vocabularies and `projectUrl`s, are left alone.)
+fn assert_every_url_under(doc: &Value, public: &str, upstream: &FakeUpstream, what: &str) {
+    let urls = common::urls_in(doc);
+    let nucaches: Vec<&String> = urls
+        .iter()
+        .filter(|url| url.starts_with("http://127.0.0.1:") && !url.starts_with(&upstream.www()))
+        .collect();
+    assert!(!nucaches.is_empty(), "{what}: no URL to check");
+    let stray: Vec<&&String> = nucaches.iter().filter(|url| !url.starts_with(public)).collect();
+    assert!(stray.is_empty(), "{what}: URLs outside {public}: {stray:?}");
+}
+
 #[tokio::test]
 async fn nucache_serves_under_the_public_url_prefix_behind_nginx() {
     if !nginx_available() {
@@ -107,29 +143,41 @@ async fn nucache_serves_under_the_public_url_prefix_behind_nginx() {
     let nucache = Nucache::start(&upstream.index_url(), move |c| c.public_url = Some(public_url)).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let _nginx = start_nginx(dir.path(), listen, nucache.addr.port()).await;
+    let under = format!("{public}/v3/");
 
+    // Every resource of the index: at nucache under the prefix, or a human
+    // page (by its type, not by where it points) on the upstream's www host.
     let index = get(&format!("{public}/v3/index.json")).await;
     assert_eq!(index.status, StatusCode::OK, "{}", index.text());
-    let resources = index.json()["resources"].as_array().cloned().unwrap_or_default();
-    let ids: Vec<String> = resources
-        .iter()
-        .filter_map(|r| r["@id"].as_str().map(str::to_string))
-        // Human web-page templates keep pointing upstream, by design.
-        .filter(|id| !upstream.origins().iter().any(|origin| id.starts_with(origin.as_str())))
-        .collect();
-    assert!(!ids.is_empty());
-    assert!(ids.iter().all(|id| id.starts_with(&format!("{public}/v3/"))), "{ids:?}");
-    let flat = resources
-        .iter()
-        .find(|r| r["@type"] == "PackageBaseAddress/3.0.0")
-        .and_then(|r| r["@id"].as_str())
-        .expect("PackageBaseAddress")
-        .trim_end_matches('/')
-        .to_string();
+    let index = index.json();
+    let resources = index["resources"].as_array().cloned().unwrap_or_default();
+    assert!(resources.len() > 20, "{} resources", resources.len());
+    for r in &resources {
+        let id = r["@id"].as_str().unwrap_or_default();
+        let home = if is_human_page(r) {
+            upstream.www()
+        } else {
+            under.clone()
+        };
+        assert!(id.starts_with(&home), "{} at {id}, not under {home}", r["@type"]);
+    }
+    assert_every_url_under(&index, &under, &upstream, "the service index");
 
-    let versions = get(&format!("{flat}/fake.core/index.json")).await;
-    assert_eq!(versions.status, StatusCode::OK);
-    let package = get(&format!("{flat}/fake.core/1.1.0/fake.core.1.1.0.nupkg")).await;
+    // URLs inside documents, read through the prefix, point under it too.
+    let registration = resource(&index, "RegistrationsBaseUrl/3.6.0");
+    let registration = get(&format!("{registration}fake.core/index.json")).await;
+    assert_eq!(registration.status, StatusCode::OK, "{}", registration.text());
+    assert_every_url_under(&registration.json(), &under, &upstream, "a registration index");
+    let search = get(&format!("{}?q=fake", resource(&index, "SearchQueryService/3.0.0-beta"))).await;
+    assert_eq!(search.status, StatusCode::OK, "{}", search.text());
+    assert_every_url_under(&search.json(), &under, &upstream, "a search answer");
+
+    // The package where the registration says it is.
+    let content = common::urls_in(&registration.json())
+        .into_iter()
+        .find(|url| url.ends_with("/fake.core.1.1.0.nupkg"))
+        .expect("packageContent of 1.1.0");
+    let package = get(&content).await;
     assert_eq!(package.status, StatusCode::OK);
     assert_eq!(
         package.body.to_vec(),

@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::nucache::Nucache;
+use common::poll;
 use common::upstream::{FakeUpstream, Fault};
 use futures_util::future::join_all;
 use http::StatusCode;
@@ -17,15 +18,6 @@ const VERSIONS: &str = "/v3/flatcontainer/fake.core/index.json";
 const UPSTREAM_VERSIONS: &str = "v3-flatcontainer/fake.core/index.json";
 /// The upstream answers this late while a test wants it slow.
 const SLOW: Duration = Duration::from_secs(4);
-
-/// Polls `check` every 20 ms for up to 10 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test]
 async fn an_expired_version_list_is_served_at_once_while_one_refresh_runs() {
@@ -51,14 +43,14 @@ async fn an_expired_version_list_is_served_at_once_while_one_refresh_runs() {
         waited < SLOW / 2,
         "answered after {waited:?}: the clients waited for the upstream"
     );
-    eventually("the refresh reaches the upstream", async || {
+    poll::until_true("the refresh reaches the upstream", async || {
         upstream.count(UPSTREAM_VERSIONS) >= 1
     })
     .await;
     assert_eq!(upstream.count(UPSTREAM_VERSIONS), 1, "one refresh for five clients");
 
     upstream.clear_faults();
-    eventually("the refreshed list is served", async || {
+    poll::until_true("the refreshed list is served", async || {
         nucache.get(VERSIONS).await.text().contains("9.9.9")
     })
     .await;
@@ -111,7 +103,7 @@ async fn an_expired_service_index_is_served_at_once_while_it_refreshes() {
     assert!(started.elapsed() < SLOW / 2, "the client waited for the upstream");
     assert_eq!((reply.status, reply.x_cache()), (StatusCode::OK, Some("UPDATING")));
     assert_eq!(reply.body, first.body);
-    eventually("the refresh reaches the upstream", async || {
+    poll::until_true("the refresh reaches the upstream", async || {
         upstream.count("/v3/index.json") >= 1
     })
     .await;

@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::nucache::Nucache;
 use common::upstream::FakeUpstream;
@@ -21,13 +20,7 @@ const PUBLISH_KEY: &str = "nuget-org-api-key";
 /// A package missed once, then hit until it comes from the cache.
 async fn some_traffic(nucache: &Nucache) {
     assert_eq!(nucache.get(NUPKG).await.x_cache(), Some("MISS"));
-    for _ in 0..250 {
-        if nucache.get(NUPKG).await.x_cache() == Some("HIT") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never a HIT");
+    nucache.until_hit(NUPKG).await;
 }
 
 #[tokio::test]

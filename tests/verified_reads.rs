@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::nucache::Nucache;
+use common::poll;
 use common::upstream::FakeUpstream;
 use http::{Method, StatusCode};
 use sha2::{Digest, Sha256};
@@ -41,16 +42,9 @@ fn content_file(dir: &Path) -> Option<PathBuf> {
         .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
 }
 
-/// Polls (HEAD) until the package is served from the cache, for up to 5 s.
+/// HEADs the package until it is served from the cache.
 async fn until_a_hit(nucache: &Nucache) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if nucache.request(Method::HEAD, &path(), &[]).await.x_cache() == Some("HIT") {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the package was never committed");
+    poll::until_hit(Method::HEAD, &nucache.url(&path())).await;
 }
 
 /// Caches the package, then flips 64 bytes in the middle of its file.

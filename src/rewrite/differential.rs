@@ -35,23 +35,9 @@ fn agree(body: &[u8], mounts: &Mounts) -> Option<String> {
         (Err(_), Err(_)) => {}
         _ => panic!("one rewriter refused {shown}: new {new:?}, old {old:?}"),
     }
-    let reference_hashes = serde_json::from_slice(body).ok().map(|doc| package_hashes(&doc));
+    let reference_hashes = super::parse_json(body).ok().map(|doc| package_hashes(&doc));
     assert_eq!(hashes, reference_hashes, "package hashes differ for {shown}");
     new.ok().map(|doc| doc.to_string())
-}
-
-fn realdocs() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realdocs");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{} is missing under CI",
-        dir.display()
-    );
-    eprintln!("skipping: no {}", dir.display());
-    None
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {
@@ -65,7 +51,7 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn real_nuget_org_documents_rewrite_as_the_reference_does() {
-    let Some(dir) = realdocs() else { return };
+    let Some(dir) = super::realdocs::dir() else { return };
     let index = std::fs::read(dir.join("nuget.index.json")).unwrap_or_default();
     let map = super::build_service_map(&index, true).map_err(|e| e.to_string());
     let mounts = map.map(|m| m.mounts).unwrap_or_default();

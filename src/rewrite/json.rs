@@ -20,12 +20,21 @@ use crate::nuget::PackageHash;
 /// The two bytes every gzip stream starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// The UTF-8 byte order mark some feeds put before their JSON. NuGet's
+/// client skips it, so a feed that sends it works there and must here.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// `body` without a leading byte order mark.
+fn without_bom(body: &[u8]) -> &[u8] {
+    body.strip_prefix(BOM).unwrap_or(body)
+}
+
 /// Decodes a body that may be gzip-compressed, recognised by its magic
 /// bytes rather than by `Content-Encoding` (blob stores mislabel), refusing
-/// to inflate beyond `cap` bytes.
+/// to inflate beyond `cap` bytes, and drops a leading byte order mark.
 pub fn decode_body(body: &[u8], cap: u64) -> Result<Bytes, RewriteError> {
     if !body.starts_with(&GZIP_MAGIC) {
-        return Ok(Bytes::copy_from_slice(body));
+        return Ok(Bytes::copy_from_slice(without_bom(body)));
     }
     let mut out = Vec::with_capacity(body.len() * 4);
     let mut decoder = flate2::read::MultiGzDecoder::new(body).take(cap + 1);
@@ -35,7 +44,9 @@ pub fn decode_body(body: &[u8], cap: u64) -> Result<Bytes, RewriteError> {
     if out.len() as u64 > cap {
         return Err(RewriteError::TooLarge(cap));
     }
-    Ok(Bytes::from(out))
+    let out = Bytes::from(out);
+    let mark = out.len() - without_bom(&out).len();
+    Ok(out.slice(mark..))
 }
 
 /// Returns `body`, which must be JSON, as a template with every mounted
@@ -48,7 +59,10 @@ pub fn rewrite_document(body: &[u8], mounts: &Mounts) -> Result<Bytes, RewriteEr
 /// `nuget::package_hashes` finds them), read in the same single pass: it
 /// validates the text as serde_json would, copies it through as the
 /// upstream wrote it and rewrites string values where a mounted prefix is.
+/// A leading byte order mark is dropped (bodies read from a file, e.g. an
+/// air-gap bundle's, have not been through `decode_body`).
 pub fn rewrite_with_hashes(body: &[u8], mounts: &Mounts) -> Result<(Bytes, Vec<PackageHash>), RewriteError> {
+    let body = without_bom(body);
     let mut events = (Splicer::new(body, mounts), HashCollector::new(body));
     scan(body, &mut events)?;
     let (splicer, hashes) = events;
@@ -74,8 +88,9 @@ pub fn template_value(template: &[u8]) -> Result<Value, RewriteError> {
     parse_json(&escaped)
 }
 
+/// Parses JSON, after a leading byte order mark.
 pub fn parse_json(body: &[u8]) -> Result<Value, RewriteError> {
-    serde_json::from_slice(body).map_err(|e| RewriteError::Json(e.to_string()))
+    serde_json::from_slice(without_bom(body)).map_err(|e| RewriteError::Json(e.to_string()))
 }
 
 /// Rewrites all string values below `value` in place.
@@ -161,6 +176,37 @@ mod tests {
         );
         let again = value.ok().and_then(|v| to_template(&v).ok());
         assert_eq!(again, Some(template));
+    }
+
+    #[test]
+    fn decoding_drops_a_leading_byte_order_mark_plain_or_gzipped() {
+        let doc = br#"{"a":"\u00e9"}"#;
+        let marked = [BOM, doc].concat();
+        assert_eq!(decode_body(&marked, 1000).ok(), Some(Bytes::from_static(doc)));
+        let zipped = crate::rewrite::template::gzip(&marked);
+        assert_eq!(decode_body(&zipped, 1000).ok(), Some(Bytes::from_static(doc)));
+        // Only a leading one: inside, it is the document's (invalid) text.
+        let inner = [b" ", BOM, doc].concat();
+        assert_eq!(decode_body(&inner, 1000).ok(), Some(Bytes::from(inner)));
+    }
+
+    #[test]
+    fn a_real_registration_that_starts_with_a_byte_order_mark_is_rewritten() {
+        let (Some(index), Some(nunit)) = (
+            crate::rewrite::realdocs::read("nuget.index.json"),
+            crate::rewrite::realdocs::read("nunit.registration.json"),
+        ) else {
+            return;
+        };
+        let mounts = crate::rewrite::build_service_map(&index, false)
+            .map(|map| map.mounts)
+            .unwrap_or_default();
+        let marked = [BOM, &nunit].concat();
+        let plain = rewrite_with_hashes(&nunit, &mounts).map_err(|e| e.to_string());
+        let template = plain.as_ref().map(|(template, _)| template.clone()).unwrap_or_default();
+        assert!(template.windows(4).any(|w| w == b"\0/v3"), "nothing rewritten");
+        assert!(rewrite_with_hashes(&marked, &mounts).map_err(|e| e.to_string()) == plain);
+        assert_eq!(parse_json(&marked).ok(), parse_json(&nunit).ok());
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod json;
 mod matcher;
 mod mounts;
 mod placeholder;
+#[cfg(test)]
+mod realdocs;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 mod scan;

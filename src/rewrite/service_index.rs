@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use sha2::{Digest, Sha512};
 
-use super::json::{rewrite_value, to_template};
+use super::json::{parse_json, rewrite_value, to_template};
 use super::{MountKind, Mounts, RewriteError, Template, PLACEHOLDER};
 
 /// Templates opened by a user's browser, never fetched by the client.
@@ -18,6 +18,12 @@ const HUMAN_PAGES: [&str; 4] = [
     "OwnerDetailsUriTemplate",
     "LicenseUriTemplate",
 ];
+
+/// Resources nucache does not implement, dropped even when their URL falls
+/// under a mount: Azure Artifacts and Artifactory list their V2 gallery at
+/// the URL of `PackagePublish`, and kept it would send V2 clients to
+/// nucache's push endpoint (protocol doc §11.18).
+const NOT_SERVED: [&str; 2] = ["LegacyGallery", "SearchGalleryQueryService"];
 
 /// The upstream service index as nucache serves it.
 #[derive(Debug)]
@@ -51,6 +57,7 @@ impl ServiceMap {
 enum Role {
     Serve(MountKind),
     HumanPage,
+    NotServed,
     /// Kept (rewritten) only when its URL falls under a mount, e.g. the
     /// README and display-metadata templates; dropped otherwise.
     Other,
@@ -59,7 +66,7 @@ enum Role {
 /// Builds the mounts and the rewritten index from the upstream's bytes.
 /// `publish` lists the publish resources (nucache forwards them) or drops them.
 pub fn build(upstream: &[u8], publish: bool) -> Result<ServiceMap, RewriteError> {
-    let index: Value = serde_json::from_slice(upstream).map_err(|e| RewriteError::Json(e.to_string()))?;
+    let index = parse_json(upstream)?;
     check_shape(&index)?;
     let resources = index
         .get("resources")
@@ -126,6 +133,7 @@ fn role_of(resource: &Value, publish: bool) -> Role {
             "PackagePublish" if publish => MountKind::Publish,
             "SymbolPackagePublish" if publish => MountKind::SymbolPublish,
             _ if HUMAN_PAGES.contains(&name) => return Role::HumanPage,
+            _ if NOT_SERVED.contains(&name) => return Role::NotServed,
             _ => continue,
         };
         return Role::Serve(kind);
@@ -196,6 +204,10 @@ fn rewrite_resources(resources: &[Value], roles: &[Role], mounts: &Mounts, https
     for (resource, role) in resources.iter().zip(roles) {
         if *role == Role::HumanPage {
             kept.push(resource.clone());
+            continue;
+        }
+        if *role == Role::NotServed {
+            tracing::debug!(types = ?types_of(resource), "service index: dropping a resource nucache does not implement");
             continue;
         }
         if *role == Role::Serve(MountKind::RepositorySignatures) && !https {
@@ -313,6 +325,86 @@ mod tests {
         let plain = rendered(true, "http://proxy");
         let plain_ids: Vec<String> = ids_and_types(&plain).into_iter().map(|(id, _)| id).collect();
         assert!(!plain_ids.iter().any(|id| id.contains("repository-signatures")));
+    }
+
+    /// The shape of an Azure Artifacts feed's index: its V2 endpoint is
+    /// both where packages are pushed and the legacy gallery.
+    const AZURE_ARTIFACTS: &str = r#"{
+      "version": "3.0.0",
+      "resources": [
+        {"@id": "https://pkgs.up/org/_packaging/feed/nuget/v3/query2/", "@type": "SearchQueryService/3.0.0-beta"},
+        {"@id": "https://pkgs.up/org/_packaging/feed/nuget/v3/registrations2/", "@type": "RegistrationsBaseUrl/3.0.0-beta"},
+        {"@id": "https://pkgs.up/org/_packaging/feed/nuget/v3/flat2/", "@type": "PackageBaseAddress/3.0.0"},
+        {"@id": "https://pkgs.up/org/_packaging/feed/nuget/v2/", "@type": "PackagePublish/2.0.0"},
+        {"@id": "https://pkgs.up/org/_packaging/feed/nuget/v2/", "@type": "LegacyGallery/2.0.0"}
+      ]
+    }"#;
+
+    /// The shape of an Artifactory feed's index: the same, without the
+    /// trailing slash and with the bare `LegacyGallery` type too.
+    const ARTIFACTORY: &str = r#"{
+      "version": "3.0.0",
+      "resources": [
+        {"@id": "https://art.up/artifactory/api/nuget/v3/feed/query", "@type": "SearchQueryService/3.0.0-beta"},
+        {"@id": "https://art.up/artifactory/api/nuget/v3/feed/registration-semver2/", "@type": "RegistrationsBaseUrl/Versioned"},
+        {"@id": "https://art.up/artifactory/api/nuget/feed", "@type": "LegacyGallery"},
+        {"@id": "https://art.up/artifactory/api/nuget/feed", "@type": "LegacyGallery/2.0.0"},
+        {"@id": "https://art.up/artifactory/api/nuget/feed", "@type": "PackagePublish/2.0.0"}
+      ]
+    }"#;
+
+    fn types_served(index: &[u8], base: &str) -> Vec<(String, String)> {
+        let map = build(index, true).map_err(|e| e.to_string());
+        let body = map.map(|m| render_for(&m, base)).unwrap_or_default();
+        ids_and_types(&serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[test]
+    fn legacy_gallery_is_dropped_even_at_the_publish_url() {
+        for (feed, index) in [("Azure Artifacts", AZURE_ARTIFACTS), ("Artifactory", ARTIFACTORY)] {
+            let served = types_served(index.as_bytes(), "https://proxy");
+            assert!(
+                !served.iter().any(|(_, ty)| ty.contains("LegacyGallery")),
+                "{feed}: {served:?}"
+            );
+            let publish = served.iter().find(|(_, ty)| ty.contains("PackagePublish"));
+            let at_nucache = publish.is_some_and(|(id, _)| id.trim_end_matches('/') == "https://proxy/v3/package");
+            assert!(at_nucache, "{feed}: {served:?}");
+        }
+    }
+
+    #[test]
+    fn nuget_org_index_serves_no_v2_gallery_and_no_gallery_search() {
+        let Some(index) = super::super::realdocs::read("nuget.index.json") else {
+            return;
+        };
+        let served = types_served(&index, "https://proxy");
+        assert!(served.len() > 20, "{served:?}");
+        for dropped in ["LegacyGallery", "SearchGalleryQueryService"] {
+            assert!(!served.iter().any(|(_, ty)| ty.contains(dropped)), "{served:?}");
+        }
+        assert!(
+            served.iter().all(|(id, _)| id.starts_with("https://proxy/v3/")
+                || id.starts_with("https://www.nuget.org/packages/")
+                || id.starts_with("https://www.nuget.org/profiles/")),
+            "{served:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_index_that_starts_with_a_byte_order_mark_is_read() {
+        let Some(index) = super::super::realdocs::read("nuget.index.json") else {
+            return;
+        };
+        let with_bom = [&b"\xef\xbb\xbf"[..], &index].concat();
+        let map = build(&with_bom, true).map_err(|e| e.to_string());
+        let plain = build(&index, true).map_err(|e| e.to_string());
+        let rendered = map.map(|m| render_for(&m, "https://proxy"));
+        assert_eq!(rendered, plain.map(|m| render_for(&m, "https://proxy")));
+        assert!(
+            rendered.is_ok_and(|body| body.starts_with(b"{")),
+            "served without the mark"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod metrics;
 pub mod nucache;
+pub mod poll;
 pub mod process;
 pub mod tinyproxy;
 pub mod tls;
@@ -22,4 +23,16 @@ pub fn files_under(root: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Every string value in `doc` that is an absolute http(s) URL, in
+/// document order.
+pub fn urls_in(doc: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value;
+    match doc {
+        Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(urls_in).collect(),
+        Value::Object(map) => map.values().flat_map(urls_in).collect(),
+        _ => Vec::new(),
+    }
 }

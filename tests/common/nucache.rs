@@ -103,6 +103,12 @@ impl Nucache {
         self.request(Method::GET, path, &[]).await
     }
 
+    /// GETs `path` until it is served from the cache (see
+    /// [`super::poll::until_hit`]); that answer.
+    pub async fn until_hit(&self, path: &str) -> Reply {
+        super::poll::until_hit(Method::GET, &self.url(path)).await.reply
+    }
+
     pub async fn request(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
         send(method, &self.url(path), headers, Bytes::new()).await
     }

@@ -116,6 +116,12 @@ impl Process {
         get(&self.url(path)).await
     }
 
+    /// GETs `path` until it is served from the cache (see
+    /// [`super::poll::until_hit`]); that answer.
+    pub async fn until_hit(&self, path: &str) -> Reply {
+        super::poll::until_hit(http::Method::GET, &self.url(path)).await.reply
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::poll;
+
 pub const USER: &str = "nucache";
 pub const PASSWORD: &str = "Pr0xy-s3cret";
 
@@ -93,13 +95,35 @@ impl Tinyproxy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Requests tinyproxy received whose request line contains `needle`
-    /// (`CONNECT 127.0.0.1:PORT`, `GET http://...`).
+    /// Requests tinyproxy logged whose request line contains `needle`
+    /// (`CONNECT 127.0.0.1:PORT`, `GET http://...`). It logs a request line
+    /// as soon as it has read it, before it connects anywhere, so a request
+    /// that has been answered through it is in the log, if the log has been
+    /// written out yet: see [`Tinyproxy::wait_for_requests`].
     pub fn requests_with(&self, needle: &str) -> usize {
         self.log_text()
             .lines()
             .filter(|line| line.contains("Request (file descriptor") && line.contains(needle))
             .count()
+    }
+
+    /// Polls the log until it holds at least `count` requests with `needle`
+    /// (see [`Tinyproxy::requests_with`]); how many. Panics, with the log,
+    /// after `poll::DEADLINE`.
+    pub async fn wait_for_requests(&self, needle: &str, count: usize) -> usize {
+        let deadline = Instant::now() + poll::DEADLINE;
+        loop {
+            let seen = self.requests_with(needle);
+            if seen >= count {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tinyproxy logged {seen} requests with {needle:?}, not {count}: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

@@ -16,12 +16,20 @@
 //! ([`Fault`]) and basic auth apply to the api and search hosts only.
 //! Dropping the [`FakeUpstream`] closes the listeners and ends every task
 //! it spawned.
+//!
+//! A request goes `listener` (sockets, accept loops) -> `pipeline` (record,
+//! faults, auth, validators; `connection` lets a fault act on the socket)
+//! -> `routes` (path to reply, from the `model`'s packages, the `layout`'s
+//! URLs and the `docs`' JSON) -> `framing` (how the body goes out).
 
+mod connection;
 mod docs;
+mod framing;
 mod layout;
+mod listener;
 mod model;
+mod pipeline;
 mod routes;
-mod server;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,8 +45,8 @@ use tokio::task::JoinHandle;
 pub use model::Corpus;
 
 use layout::Layout;
+use listener::{Ctl, Listener};
 use model::Store;
-use server::{Ctl, Listener};
 
 /// Deterministic pseudo-random `.nupkg` bytes (20-24 KiB, seeded by id and
 /// version, starting with `PK\x03\x04`; not a valid zip), as the corpus uses.
@@ -99,6 +107,10 @@ pub struct FakeOptions {
     /// from a test CA, see `common::tls::Ca::server_config`); origins are
     /// `https://127.0.0.1:PORT`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Every JSON document starts with a UTF-8 byte order mark (inside the
+    /// gzip stream of a gzipped one), as some feeds write them; NuGet's
+    /// client accepts it.
+    pub byte_order_mark: bool,
 }
 
 /// One request as received (recorded before any fault is applied).
@@ -180,11 +192,12 @@ impl FakeUpstream {
         };
         let mut shared = Shared::new(layout, options.chunked, Store::new(corpus), listeners);
         shared.tls = options.tls.map(tokio_rustls::TlsAcceptor::from);
+        shared.byte_order_mark = options.byte_order_mark;
         let shared = Arc::new(shared);
         let tasks = shared
             .listeners
             .iter()
-            .map(|(role, _)| tokio::spawn(server::accept_loop(shared.clone(), *role)))
+            .map(|(role, _)| tokio::spawn(listener::accept_loop(shared.clone(), *role)))
             .collect();
         FakeUpstream { shared, tasks }
     }
@@ -369,6 +382,8 @@ pub(crate) struct Shared {
     layout: Layout,
     /// Bodies go out chunked ([`FakeOptions::chunked`]).
     chunked: bool,
+    /// [`FakeOptions::byte_order_mark`].
+    byte_order_mark: bool,
     store: Mutex<Store>,
     faults: Mutex<Faults>,
     /// Bumped on every fault change (wakes `Hang` and `StallBody`).
@@ -394,6 +409,7 @@ impl Shared {
         Shared {
             layout,
             chunked,
+            byte_order_mark: false,
             store: Mutex::new(store),
             faults: Mutex::new(Faults {
                 global: Fault::Ok,

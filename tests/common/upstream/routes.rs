@@ -1,7 +1,7 @@
 //! Request routing: turns a fully read request into a [`Reply`] (no faults
-//! here; see `server.rs` for those).
+//! here; see `pipeline.rs` for those).
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 
 use base64::Engine as _;
 use md5::Digest as _;
@@ -63,8 +63,7 @@ impl Reply {
 
     fn gzip_json(doc: &Value, last_modified: u64) -> Reply {
         let plain = serde_json::to_vec(doc).unwrap_or_default();
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        let gz = match enc.write_all(&plain).and_then(|()| enc.finish()) {
+        let gz = match gzip(&plain) {
             Ok(gz) => gz,
             Err(e) => return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         };
@@ -73,6 +72,27 @@ impl Reply {
         let gzip = HeaderValue::from_static("gzip");
         reply.headers.insert(CONTENT_ENCODING, gzip);
         reply
+    }
+
+    /// The same JSON document with a UTF-8 byte order mark in front
+    /// (inside the gzip stream when it is gzipped).
+    fn with_byte_order_mark(mut self) -> Reply {
+        let gzipped = self.headers.contains_key(CONTENT_ENCODING);
+        let mut marked = b"\xef\xbb\xbf".to_vec();
+        let body = match gzipped {
+            false => {
+                marked.extend_from_slice(&self.body);
+                Ok(marked)
+            }
+            true => flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_end(&mut marked)
+                .and_then(|_| gzip(&marked)),
+        };
+        match body {
+            Ok(body) => self.body = body.into(),
+            Err(e) => return Reply::error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+        self
     }
 
     /// `{"error": message}` with the given status.
@@ -110,12 +130,22 @@ pub(crate) struct Req<'a> {
 }
 
 pub(crate) fn route(shared: &Shared, req: &Req<'_>) -> Reply {
-    match req.role {
+    let reply = match req.role {
         Role::Www => route_www(req),
         Role::Search => route_search(shared, req),
         Role::Api => route_api(shared, req),
         Role::Cdn => route_cdn(shared, req),
+    };
+    match shared.byte_order_mark && reply.kind == Kind::Json {
+        true => reply.with_byte_order_mark(),
+        false => reply,
     }
+}
+
+fn gzip(plain: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(plain)?;
+    encoder.finish()
 }
 
 fn is_read(method: &Method) -> bool {
