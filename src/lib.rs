@@ -40,17 +40,17 @@ pub mod logging;
 pub mod merge;
 pub(crate) mod metrics;
 pub mod nuget;
-pub mod preflight;
-pub mod probe;
 pub(crate) mod ops;
 pub(crate) mod pipeline;
+pub mod preflight;
+pub mod probe;
 pub(crate) mod proxy;
 pub(crate) mod publish;
-pub(crate) mod reply;
-pub(crate) mod search;
 pub mod reload;
+pub(crate) mod reply;
 pub mod rewrite;
 pub mod route;
+pub(crate) mod search;
 pub mod shutdown;
 
 mod cache;
@@ -60,4 +60,12 @@ mod upstream;
 
 pub use cache::{is_cache_dir, verify_cache, CacheStatus, Repair, Verification};
 pub use config::Config;
+
+/// The cache key under which nucache keeps `local` (a canonical path below
+/// `/v3/`, e.g. `flatcontainer/foo/1.0.0/foo.1.0.0.nupkg`) of the upstream
+/// whose service index is `service_index`: for tools and tests that look
+/// at a cache directory.
+pub fn cache_key(service_index: &str, local: &str) -> String {
+    cache::Namespace::of_upstream(service_index).key(local)
+}
 pub use server::{Reloader, Server, StartError};

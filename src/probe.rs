@@ -65,7 +65,8 @@ pub async fn probe(config: &Config, settings: &UpstreamConfig) -> Result<ProbeRe
     Ok(report(url, &map))
 }
 
-fn report(url: String, map: &ServiceMap) -> ProbeReport {
+/// What `map` (of the service index at `url`) offers.
+pub(crate) fn report(url: String, map: &ServiceMap) -> ProbeReport {
     let hives = map
         .mounts
         .iter()

@@ -12,7 +12,6 @@ use common::process::BINARY;
 use common::upstream::FakeUpstream;
 use http::{Method, StatusCode};
 use nucache::config::digest_hex;
-use sha2::{Digest, Sha256};
 
 const KEY: &str = "admin-s3cret";
 const NUPKG: &str = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
@@ -138,11 +137,7 @@ async fn stats_and_the_online_verify_through_the_commands() {
 
     // Flip one byte of the package's file on disk (size kept).
     let key = NUPKG.trim_start_matches("/v3/");
-    let prefix = hex::encode(Sha256::digest(key.as_bytes()));
-    let file = common::files_under(&nucache.dir.join("content"))
-        .into_iter()
-        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
-        .expect("the package's content file");
+    let file = common::content_file(&nucache.dir, &nucache.upstream, key).expect("the package's content file");
     let mut bytes = std::fs::read(&file).expect("read");
     bytes[100] ^= 0xff;
     std::fs::write(&file, &bytes).expect("write");

@@ -77,9 +77,22 @@ fn manifest_without_created(bundle: &Path) -> String {
         .join("\n")
 }
 
-async fn import(bundle: &Path, cache: &Path) -> Result<nucache::airgap::ImportSummary, String> {
+/// `nucache import` into the cache at `cache` of a nucache whose one
+/// upstream is `upstream` (a bundle is only served as the upstream it came
+/// from).
+async fn import(bundle: &Path, cache: &Path, upstream: &str) -> Result<nucache::airgap::ImportSummary, String> {
+    let mut config = nucache::Config::default();
+    config.upstream.service_index = upstream.to_string();
+    import_with(bundle, cache, config).await
+}
+
+async fn import_with(
+    bundle: &Path,
+    cache: &Path,
+    config: nucache::Config,
+) -> Result<nucache::airgap::ImportSummary, String> {
     let (bundle, cache) = (bundle.to_path_buf(), cache.to_path_buf());
-    tokio::task::spawn_blocking(move || import_into_cache(&bundle, &cache, &nucache::Config::default()))
+    tokio::task::spawn_blocking(move || import_into_cache(&bundle, &cache, &config))
         .await
         .expect("import task")
 }
@@ -171,10 +184,10 @@ async fn warm_export_import_then_serve_with_no_upstream() {
     upstream.set_fault(Fault::Refuse);
     drop(a.stop().await);
     let cache_b = work.path().join("cache-b");
-    let imported = import(&bundle, &cache_b).await.expect("import");
+    let imported = import(&bundle, &cache_b, &upstream.index_url()).await.expect("import");
     assert_eq!(imported.packages, 3, "{imported}");
-    // Its own upstream a dead port, every document long past its TTL.
-    let mut config_b = test_config("http://127.0.0.1:9/v3/index.json", &cache_b);
+    // Its upstream unreachable, every document long past its TTL.
+    let mut config_b = test_config(&upstream.index_url(), &cache_b);
     config_b.ttl.versions = Duration::ZERO;
     config_b.ttl.registration = Duration::ZERO;
     config_b.ttl.max_stale = Duration::ZERO;
@@ -205,13 +218,15 @@ async fn warm_export_import_then_serve_with_no_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_with_a_corrupt_file_imports_nothing() {
-    let Exported { work, bundle, .. } = exported("Fake.Dep 1.0.1\n").await;
+    let Exported {
+        upstream, work, bundle, ..
+    } = exported("Fake.Dep 1.0.1\n").await;
     let victim = "packages/fake.dep/1.0.1/fake.dep.nuspec";
     let mut bytes = std::fs::read(bundle.join(victim)).expect("read");
     bytes[10] ^= 0x20;
     std::fs::write(bundle.join(victim), bytes).expect("corrupt");
     let cache = work.path().join("cache");
-    let refused = import(&bundle, &cache).await;
+    let refused = import(&bundle, &cache, &upstream.index_url()).await;
     assert!(
         refused
             .as_ref()
@@ -223,7 +238,9 @@ async fn a_bundle_with_a_corrupt_file_imports_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_the_cache_has_no_place_for_imports_nothing() {
-    let Exported { work, bundle, .. } = exported("Fake.Dep 1.0.1\n").await;
+    let Exported {
+        upstream, work, bundle, ..
+    } = exported("Fake.Dep 1.0.1\n").await;
     // A well-formed entry (right size and hash) that is no cache document.
     let stray = "metadata/nowhere/x.json";
     std::fs::create_dir_all(bundle.join("metadata/nowhere")).expect("mkdir");
@@ -240,7 +257,7 @@ async fn a_file_the_cache_has_no_place_for_imports_nothing() {
         .push(serde_json::json!({"path": stray, "size": 2, "sha512": sha512}));
     std::fs::write(&path, serde_json::to_vec(&manifest).expect("json")).expect("write");
     let cache = work.path().join("cache");
-    let refused = import(&bundle, &cache).await;
+    let refused = import(&bundle, &cache, &upstream.index_url()).await;
     assert!(
         refused
             .as_ref()
@@ -250,10 +267,11 @@ async fn a_file_the_cache_has_no_place_for_imports_nothing() {
     assert!(!cache.exists(), "nothing was written");
 }
 
-/// A nucache whose upstream is a dead port, with an admin key: the far
-/// side of the gap, running.
-async fn running_far_side(work: &Path) -> Nucache {
-    let mut config = test_config("http://127.0.0.1:9/v3/index.json", &work.join("cache-far"));
+/// A nucache in front of `upstream` (made unreachable), with an admin key:
+/// the far side of the gap, running.
+async fn running_far_side(work: &Path, upstream: &FakeUpstream) -> Nucache {
+    upstream.set_fault(Fault::Refuse);
+    let mut config = test_config(&upstream.index_url(), &work.join("cache-far"));
     config.admin.keys = vec![digest_hex(ADMIN_KEY)];
     Nucache::start_with(config).await
 }
@@ -263,7 +281,7 @@ async fn import_url_uploads_a_bundle_into_a_running_nucache() {
     let Exported {
         upstream, work, bundle, ..
     } = exported("Fake.Core [1.1.0]\n").await;
-    let b = running_far_side(work.path()).await;
+    let b = running_far_side(work.path(), &upstream).await;
     let path = "/v3/flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
     assert_eq!(b.get(path).await.status, StatusCode::BAD_GATEWAY, "not there before");
     // The same value for every test of this binary that sets it.
@@ -291,8 +309,10 @@ async fn import_url_uploads_a_bundle_into_a_running_nucache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_changed_on_its_way_to_a_running_nucache_imports_nothing() {
-    let Exported { work, bundle, .. } = exported("Fake.Dep 1.0.1\n").await;
-    let b = running_far_side(work.path()).await;
+    let Exported {
+        upstream, work, bundle, ..
+    } = exported("Fake.Dep 1.0.1\n").await;
+    let b = running_far_side(work.path(), &upstream).await;
     let key = [("x-nuget-apikey", ADMIN_KEY)];
     // Every file as the command would send it, one of them changed.
     let manifest: serde_json::Value =

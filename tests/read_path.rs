@@ -417,18 +417,31 @@ async fn wrong_methods_and_unknown_paths() {
         c.publish.client_keys = vec![nucache::config::digest_hex("client-key")];
     })
     .await;
+    nucache.until_ready().await;
     let post = nucache.request(Method::POST, "/v3/index.json", &[]).await;
     assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
-    // DELETE under /v3/ is a publish call: its key is checked first.
+    // Routing comes first: a method a resource does not have is a 405
+    // whatever the credentials (without a key, with a wrong one, with a
+    // good one); the key is checked for the resources that take it.
     let versions = "/v3/flatcontainer/fake.core/index.json";
-    let anonymous = nucache.request(Method::DELETE, versions, &[]).await;
-    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    let delete = nucache
-        .request(Method::DELETE, versions, &[("x-nuget-apikey", "client-key")])
-        .await;
-    assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(delete.header("allow"), Some("GET, HEAD"));
+    for method in [Method::DELETE, Method::POST, Method::PUT] {
+        for key in [None, Some("wrong"), Some("client-key")] {
+            let headers: Vec<(&str, &str)> = key.map(|k| ("x-nuget-apikey", k)).into_iter().collect();
+            let refused = nucache.request(method.clone(), versions, &headers).await;
+            assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {key:?}");
+            assert_eq!(refused.header("allow"), Some("GET, HEAD"));
+        }
+    }
+    let get_on_push = nucache.request(Method::GET, "/v3/package/", &[]).await;
+    assert_eq!(get_on_push.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get_on_push.header("allow"), Some("PUT"));
+    let anonymous_push = nucache.request(Method::PUT, "/v3/package/", &[]).await;
+    assert_eq!(
+        anonymous_push.status,
+        StatusCode::UNAUTHORIZED,
+        "the push endpoint takes a key"
+    );
     for path in [
         "/nope",
         "/v3/nope/x",

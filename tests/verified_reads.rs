@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::nucache::Nucache;
 use common::poll;
 use common::upstream::FakeUpstream;
 use http::{Method, StatusCode};
-use sha2::{Digest, Sha256};
 
 /// Larger than what nucache keeps in memory (4 MiB): read from its file on
 /// every hit.
@@ -34,14 +32,6 @@ async fn upstream() -> FakeUpstream {
     upstream
 }
 
-/// The content file of `KEY` (files are named by a hash of the key).
-fn content_file(dir: &Path) -> Option<PathBuf> {
-    let prefix = hex::encode(Sha256::digest(KEY.as_bytes()));
-    common::files_under(&dir.join("content"))
-        .into_iter()
-        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
-}
-
 /// HEADs the package until it is served from the cache.
 async fn until_a_hit(nucache: &Nucache) {
     poll::until_hit(Method::HEAD, &nucache.url(&path())).await;
@@ -52,7 +42,7 @@ async fn cached_then_rotten(nucache: &Nucache) -> Vec<u8> {
     let original = nucache.get(&path()).await;
     assert_eq!(original.status, StatusCode::OK);
     until_a_hit(nucache).await;
-    let file = content_file(&nucache.dir).expect("the package's content file");
+    let file = common::content_file(&nucache.dir, &nucache.upstream, KEY).expect("the package's content file");
     let mut bytes = std::fs::read(&file).expect("read");
     let middle = bytes.len() / 2;
     bytes[middle..middle + 64].iter_mut().for_each(|b| *b ^= 0x5a);
@@ -101,7 +91,7 @@ async fn the_scrub_finds_rot_before_a_client_asks() {
     .await;
     let good = cached_then_rotten(&nucache).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while content_file(&nucache.dir).is_some() {
+    while common::content_file(&nucache.dir, &nucache.upstream, KEY).is_some() {
         assert!(Instant::now() < deadline, "the scrub never dropped the rotten file");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -119,7 +109,7 @@ async fn a_blob_that_cannot_be_read_is_fetched_from_the_upstream() {
     until_a_hit(&nucache).await;
     // A symlink loop in place of the file: opening it fails with ELOOP, an
     // I/O error that is not "not found" (root ignores permission bits).
-    let file = content_file(&nucache.dir).expect("content file");
+    let file = common::content_file(&nucache.dir, &nucache.upstream, KEY).expect("content file");
     std::fs::remove_file(&file).expect("remove");
     std::os::unix::fs::symlink(&file, &file).expect("symlink loop");
 

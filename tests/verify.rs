@@ -9,7 +9,6 @@ use std::process::{Command, Output};
 use common::nucache::{test_config, Nucache};
 use common::process::BINARY;
 use common::upstream::FakeUpstream;
-use sha2::{Digest, Sha256};
 
 const KEY: &str = "flatcontainer/fake.core/1.1.0/fake.core.1.1.0.nupkg";
 
@@ -23,18 +22,14 @@ async fn verify_drops_a_corrupted_blob_and_it_is_fetched_again() {
     first.stop().await;
 
     // Flip one byte of the package's file, keeping its size.
-    let prefix = hex::encode(Sha256::digest(KEY.as_bytes()));
-    let file = common::files_under(&dir.path().join("content"))
-        .into_iter()
-        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
-        .expect("the package's content file");
+    let file = common::content_file(dir.path(), &upstream.index_url(), KEY).expect("the package's content file");
     let mut bytes = std::fs::read(&file).expect("read");
     bytes[100] ^= 0xff;
     std::fs::write(&file, &bytes).expect("write");
 
     let config = test_config(&upstream.index_url(), dir.path());
     let report = nucache::verify_cache(&config.cache).expect("verify runs");
-    assert_eq!(report.dropped, [KEY.to_string()]);
+    assert_eq!(report.dropped, [nucache::cache_key(&upstream.index_url(), KEY)]);
     assert!(report.checked >= 3, "{report:?}");
     let again = nucache::verify_cache(&config.cache).expect("verify runs again");
     assert!(again.dropped.is_empty(), "{again:?}");
@@ -98,11 +93,7 @@ async fn verify_names_what_it_dropped_and_exits_1() {
         String::from_utf8_lossy(&clean.stderr)
     );
 
-    let prefix = hex::encode(Sha256::digest(KEY.as_bytes()));
-    let file = common::files_under(&dir.path().join("content"))
-        .into_iter()
-        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
-        .expect("the package's content file");
+    let file = common::content_file(dir.path(), &upstream.index_url(), KEY).expect("the package's content file");
     let mut bytes = std::fs::read(&file).expect("read");
     bytes[10] ^= 0xff;
     std::fs::write(&file, &bytes).expect("write");

@@ -363,7 +363,13 @@ fn store_document(
         ..Origin::default()
     };
     cache
-        .store_document(&namespace.key(&planned.key), EntryKind::Document, origin, template, true)
+        .store_document(
+            &namespace.key(&planned.key),
+            EntryKind::Document,
+            origin,
+            template,
+            true,
+        )
         .map_err(|e| e.to_string())?;
     let hashes: Vec<_> = hashes
         .into_iter()

@@ -21,9 +21,9 @@ pub(crate) mod evict;
 mod health;
 mod hot;
 mod index;
-pub(crate) mod namespace;
 #[cfg(test)]
 mod index_compliance;
+pub(crate) mod namespace;
 mod packages;
 mod reader;
 pub(crate) mod scrub;
@@ -43,8 +43,8 @@ pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 pub(crate) use health::StorageHealth;
 pub(crate) use hot::{blob_etag, HotBlob};
 pub(crate) use index::IndexStore;
-pub(crate) use namespace::Namespace;
 pub use index::{now_ms, Entry, EntryKind, Totals};
+pub(crate) use namespace::Namespace;
 pub(crate) use reader::{BlobReader, ReadError};
 pub use status::CacheStatus;
 
@@ -408,7 +408,9 @@ impl Cache {
 fn nupkg_of(key: &str) -> Option<(String, String)> {
     let parts: Vec<&str> = key.split('/').collect();
     match parts.as_slice() {
-        [.., id, version, file] if *file == format!("{id}.{version}.nupkg") => Some((id.to_string(), version.to_string())),
+        [.., id, version, file] if *file == format!("{id}.{version}.nupkg") => {
+            Some((id.to_string(), version.to_string()))
+        }
         _ => None,
     }
 }

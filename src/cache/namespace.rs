@@ -47,11 +47,6 @@ impl Namespace {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
-
-    /// The local path of `key` when it is in this namespace.
-    pub fn local<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(self.prefix.as_str())
-    }
 }
 
 /// The local path of any namespaced key (`@…/` stripped), for reports.
@@ -59,18 +54,6 @@ pub(crate) fn local_of(key: &str) -> &str {
     match key.strip_prefix('@').and_then(|rest| rest.split_once('/')) {
         Some((_, local)) => local,
         None => key,
-    }
-}
-
-/// The prefix of a key written before namespaces: `""` for a cache with one
-/// upstream, `NAME@/` among several. `None` for keys already namespaced.
-pub(crate) fn legacy_prefix(key: &str) -> Option<&str> {
-    if key.starts_with('@') {
-        return None;
-    }
-    match key.find("@/") {
-        Some(at) => Some(&key[..at + 2]),
-        None => Some(""),
     }
 }
 
@@ -107,18 +90,7 @@ mod tests {
     fn keys_and_local_paths() {
         let ns = Namespace::of_upstream("https://feed.corp/v3/index.json");
         let key = ns.key("flatcontainer/foo/index.json");
-        assert_eq!(ns.local(&key), Some("flatcontainer/foo/index.json"));
         assert_eq!(local_of(&key), "flatcontainer/foo/index.json");
-        assert_eq!(Namespace::merged().local(&key), None);
         assert_eq!(local_of("flatcontainer/foo/index.json"), "flatcontainer/foo/index.json");
-    }
-
-    #[test]
-    fn legacy_keys_are_told_apart_from_namespaced_ones() {
-        assert_eq!(legacy_prefix("flatcontainer/foo/index.json"), Some(""));
-        assert_eq!(legacy_prefix("index.json"), Some(""));
-        assert_eq!(legacy_prefix("acme@/flatcontainer/foo/index.json"), Some("acme@/"));
-        assert_eq!(legacy_prefix("@0123456789ab/index.json"), None);
-        assert_eq!(legacy_prefix("@merged/query?q=x"), None);
     }
 }

@@ -13,11 +13,11 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::Ops;
-use crate::reply::{self as respond, Reply};
 use crate::body::Body;
 use crate::cache::scrub;
 use crate::error::{ClientError, ProxyError};
 use crate::nuget::{LowerId, NuGetVersion};
+use crate::reply::{self as respond, Reply};
 use crate::route::{describe_key, RouteError};
 
 /// What an admin request asks for.

@@ -17,11 +17,11 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::Ops;
-use crate::reply as respond;
 use crate::airgap::import_into_running;
 use crate::body::Body;
 use crate::cache::KeySet;
 use crate::error::ProxyError;
+use crate::reply as respond;
 use crate::stash::blocking;
 
 /// Where an upload is staged: `{cache.dir}/import/{upload}` (the upload

@@ -98,10 +98,4 @@ impl Feeds {
     pub fn may_serve(&self, feed: &Feed, id: &str) -> bool {
         self.mapping.sources_for(id).contains(&feed.name.as_str())
     }
-
-    /// The upstream whose service index is `url` (normalised), if configured.
-    pub fn at_url(&self, url: &str) -> Option<&Arc<Feed>> {
-        let wanted = Namespace::of_upstream(url);
-        self.all.iter().find(|feed| feed.namespace == wanted)
-    }
 }

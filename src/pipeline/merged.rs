@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::resolve::{Part, Plan};
 use super::Pipeline;
-use crate::reply::Reply;
 use crate::cache::{CacheStatus, Entry, EntryKind, HotDoc, Namespace};
 use crate::error::ProxyError;
 use crate::merge::{registration, search, versions, MergeError};
+use crate::reply::Reply;
 use crate::rewrite::{template_value, to_template};
 use crate::route::TargetKind;
 
@@ -211,7 +211,9 @@ impl Pipeline {
             let Some(rest) = local_rest(&page_url, index.local()) else {
                 return Err(unusable(&index, format!("a page outside its hive: {page_url}")));
             };
-            let (page, status) = self.part_document(&index.sibling(rest), TargetKind::Registration).await?;
+            let (page, status) = self
+                .part_document(&index.sibling(rest), TargetKind::Registration)
+                .await?;
             docs.push(page);
             statuses.push(status);
         }
@@ -342,7 +344,9 @@ fn merge_registration(plan: &Plan, how: How, gathered: &mut Gathered) -> Result<
             }
         }
     };
-    to_template(&document).map(Some).map_err(|e| MergeError::NotJson(e.to_string()))
+    to_template(&document)
+        .map(Some)
+        .map_err(|e| MergeError::NotJson(e.to_string()))
 }
 
 /// The path below `local` of a template URL (`PLACEHOLDER/v3/{local}{rest}`).
@@ -368,4 +372,3 @@ fn dedup(names: &[String]) -> Vec<String> {
     }
     unique
 }
-

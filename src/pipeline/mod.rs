@@ -59,7 +59,6 @@ pub(crate) struct Pipeline {
     /// Every upstream with its service index, fetch stage and client, and
     /// which package ids each may serve.
     feeds: Feeds,
-    metrics: Arc<Metrics>,
 }
 
 /// How a read is served, by what it asks for and how many may answer.
@@ -75,12 +74,7 @@ enum Shape {
 impl Pipeline {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
         let feeds = Feeds::new(&config, &cache, &metrics);
-        Pipeline {
-            config,
-            cache,
-            feeds,
-            metrics,
-        }
+        Pipeline { config, cache, feeds }
     }
 
     pub(crate) fn feeds(&self) -> &Feeds {

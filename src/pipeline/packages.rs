@@ -198,6 +198,9 @@ impl Pipeline {
         if plan.target().kind != TargetKind::PackageFile(PackageFile::Nupkg) {
             return None;
         }
-        self.cache.package_hash(&part.feed.namespace.key(package)).ok().flatten()
+        self.cache
+            .package_hash(&part.feed.namespace.key(package))
+            .ok()
+            .flatten()
     }
 }

@@ -84,19 +84,17 @@ impl Plan {
 
 impl Pipeline {
     /// Phase 1's second half: `path` (below `/v3/`) and `query` against
-    /// the primary's mounts, which clients see.
+    /// the primary's mounts, which clients see (loaded first if need be).
     pub(crate) async fn resolve(self: &Arc<Self>, path: &str, query: Option<&str>) -> Result<Resolved, ProxyError> {
         let (service, _) = self.service_map(self.feeds.primary(), false).await?;
-        let mounts = &service.map.mounts;
-        let target = route::resolve(path, query, mounts).map_err(ClientError::from)?;
-        let mount = mounts
-            .get(target.mount)
-            .ok_or(ClientError::Route(route::RouteError::NotFound))?;
-        Ok(Resolved {
-            mount: mount.kind,
-            local: mount.local.clone(),
-            target,
-        })
+        resolve_in(&service, path, query)
+    }
+
+    /// [`Pipeline::resolve`] with the primary's index as loaded now, with
+    /// no I/O; `None` while none is loaded.
+    pub(crate) fn resolve_loaded(&self, path: &str, query: Option<&str>) -> Option<Result<Resolved, ProxyError>> {
+        let service = self.feeds.primary().service.current()?;
+        Some(resolve_in(&service, path, query))
     }
 
     /// Phase 2: the upstreams `resolved` may be read from, each with its part.
@@ -122,7 +120,12 @@ impl Pipeline {
 
     /// `feed`'s part of `resolved` (with `service`, its current index);
     /// `None` when its index has no such resource.
-    pub(crate) fn part_in(&self, feed: &Arc<Feed>, service: &Arc<ServiceSnapshot>, resolved: &Resolved) -> Option<Part> {
+    pub(crate) fn part_in(
+        &self,
+        feed: &Arc<Feed>,
+        service: &Arc<ServiceSnapshot>,
+        resolved: &Resolved,
+    ) -> Option<Part> {
         part_of(feed, service, resolved)
     }
 
@@ -154,6 +157,20 @@ impl Pipeline {
         let restricted = allowed.is_empty();
         (allowed, restricted)
     }
+}
+
+/// `path` and `query` against the mounts of `service` (the primary's).
+fn resolve_in(service: &ServiceSnapshot, path: &str, query: Option<&str>) -> Result<Resolved, ProxyError> {
+    let mounts = &service.map.mounts;
+    let target = route::resolve(path, query, mounts).map_err(ClientError::from)?;
+    let mount = mounts
+        .get(target.mount)
+        .ok_or(ClientError::Route(route::RouteError::NotFound))?;
+    Ok(Resolved {
+        mount: mount.kind,
+        local: mount.local.clone(),
+        target,
+    })
 }
 
 /// `feed`'s part of `resolved`: its mount under the same local name; none

@@ -211,4 +211,3 @@ fn strings(value: Option<&Value>) -> Vec<String> {
         _ => Vec::new(),
     }
 }
-

@@ -208,10 +208,12 @@ impl Pipeline {
 
     /// At start-up: loads every upstream's service index (from the cache,
     /// else from the upstream), the primary first, retrying with a growing
-    /// pause until each is loaded; logs one line per upstream. `/ready`
-    /// turns 200 once every index is loaded.
+    /// pause until each is loaded; says in one line per upstream what it
+    /// serves, or why it is not usable yet. `/ready` turns 200 once every
+    /// index is loaded.
     pub(crate) async fn load_every_index(self: Arc<Self>) {
         let mut pause = Duration::from_millis(500);
+        let mut attempts = 0u32;
         loop {
             let mut missing = 0;
             for feed in self.feeds.all() {
@@ -219,22 +221,32 @@ impl Pipeline {
                     continue;
                 }
                 match self.load_service_map(feed, false).await {
-                    Ok((snapshot, status)) => tracing::info!(
-                        upstream = feed.name,
-                        url = feed.service_index,
-                        resources = snapshot.map.mounts.iter().count(),
-                        from = if status == CacheStatus::Miss { "upstream" } else { "cache" },
-                        "service index loaded"
-                    ),
+                    Ok((snapshot, status)) => {
+                        let report = crate::probe::report(feed.service_index.clone(), &snapshot.map);
+                        let from = if status == CacheStatus::Miss {
+                            "upstream"
+                        } else {
+                            "cache"
+                        };
+                        tracing::info!(upstream = feed.name, from, "upstream probe: {report}");
+                    }
                     Err(error) => {
                         missing += 1;
-                        tracing::warn!(upstream = feed.name, %error, "service index not loaded; retrying");
+                        let url = &feed.service_index;
+                        match attempts {
+                            0 => tracing::warn!(
+                                upstream = feed.name,
+                                "upstream probe failed: {url}: {error}; until the upstream answers, only what is cached of it is served"
+                            ),
+                            _ => tracing::debug!(upstream = feed.name, %error, "service index still not loaded"),
+                        }
                     }
                 }
             }
             if missing == 0 {
                 return;
             }
+            attempts += 1;
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_RETRY);
         }

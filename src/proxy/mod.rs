@@ -65,7 +65,12 @@ pub(crate) struct Proxy {
 impl Proxy {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
         let pipeline = Arc::new(Pipeline::new(config.clone(), cache.clone(), metrics.clone()));
-        let ops = Arc::new(Ops::new(config.clone(), cache.clone(), metrics.clone(), pipeline.clone()));
+        let ops = Arc::new(Ops::new(
+            config.clone(),
+            cache.clone(),
+            metrics.clone(),
+            pipeline.clone(),
+        ));
         let publishing = Publishing::new(config.clone(), cache, pipeline.clone());
         Proxy {
             config,
@@ -168,7 +173,15 @@ impl Proxy {
                 self.pipeline.service_index(&parts).await
             }
             Route::Mounted(path) => {
-                let resolved = self.pipeline.resolve(&path, parts.uri.query()).await?;
+                let resolved = match self.pipeline.resolve_loaded(&path, parts.uri.query()) {
+                    Some(resolved) => resolved?,
+                    None => {
+                        // No index to route by yet: loading one is upstream
+                        // work, which only a caller with access may cause.
+                        noted.identity = self.check_access(&parts)?;
+                        self.pipeline.resolve(&path, parts.uri.query()).await?
+                    }
+                };
                 note_target(noted, &resolved);
                 match resolved.target.kind {
                     TargetKind::Publish => self.publish(resolved, parts, body, noted).await,
@@ -179,6 +192,16 @@ impl Proxy {
                     }
                 }
             }
+        }
+    }
+
+    /// The access a request's method asks for, before it can be routed:
+    /// publish keys for the methods publish calls use, read access else.
+    fn check_access(&self, parts: &Parts) -> Result<auth::Identity, ClientError> {
+        let publish_method = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST);
+        match publish_method && self.config.publish.enabled {
+            true => auth::check_publish(&self.config, &parts.headers).map(|(_, who)| who),
+            false => auth::check_read(&self.config, &parts.headers),
         }
     }
 

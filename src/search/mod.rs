@@ -118,8 +118,7 @@ fn exact_ids(q: &str) -> Vec<String> {
         .filter_map(|term| {
             let (field, value) = term.split_once(':')?;
             let value = value.trim_matches('"');
-            (field.eq_ignore_ascii_case("packageid") && !value.is_empty())
-                .then(|| crate::nuget::lower_invariant(value))
+            (field.eq_ignore_ascii_case("packageid") && !value.is_empty()).then(|| crate::nuget::lower_invariant(value))
         })
         .collect()
 }
@@ -309,6 +308,9 @@ mod tests {
         assert_eq!(ids("q=packageid:Acme.Core"), ["acme.core"]);
         assert_eq!(ids("Q=PackageId%3AAcme%2ECore+json"), ["acme.core"]);
         assert_eq!(ids("q=packageId:%22Acme.Core%22 packageid:b"), ["acme.core", "b"]);
-        assert!(ids("q=id:acme.core").is_empty(), "id: is a fuzzy field, not an exact id");
+        assert!(
+            ids("q=id:acme.core").is_empty(),
+            "id: is a fuzzy field, not an exact id"
+        );
     }
 }

@@ -8,6 +8,18 @@ pub mod tinyproxy;
 pub mod tls;
 pub mod upstream;
 
+/// The content file of `local` (a path below `/v3/`) of the upstream at
+/// `service_index` in the cache at `dir` (files are named by a hash of the
+/// cache key).
+pub fn content_file(dir: &std::path::Path, service_index: &str, local: &str) -> Option<std::path::PathBuf> {
+    use sha2::Digest;
+    let key = ::nucache::cache_key(service_index, local);
+    let prefix = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    files_under(&dir.join("content"))
+        .into_iter()
+        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+}
+
 /// Every file below `root` (recursively).
 pub fn files_under(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();

@@ -21,6 +21,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Nucache {
     pub addr: SocketAddr,
     pub dir: PathBuf,
+    /// The primary upstream's service index URL (whose cache namespace
+    /// `common::content_file` looks in).
+    pub upstream: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _temp: Option<tempfile::TempDir>,
@@ -61,6 +64,7 @@ impl Nucache {
 
     pub async fn start_with(config: Config) -> Nucache {
         let dir = config.cache.dir.clone();
+        let upstream = config.primary_upstream().1.service_index.clone();
         let server = bind_retrying(config).await;
         let addr = server.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -70,6 +74,7 @@ impl Nucache {
         Nucache {
             addr,
             dir,
+            upstream,
             stop: Some(stop),
             task: Some(task),
             _temp: None,
@@ -101,6 +106,13 @@ impl Nucache {
 
     pub async fn get(&self, path: &str) -> Reply {
         self.request(Method::GET, path, &[]).await
+    }
+
+    /// Polls `/ready` until it answers 200: every upstream's service index
+    /// is loaded (nucache loads them at start-up, with no client request).
+    pub async fn until_ready(&self) {
+        let url = self.url("/ready");
+        super::poll::until_true("nucache is ready", async || get(&url).await.status == StatusCode::OK).await;
     }
 
     /// GETs `path` until it is served from the cache (see
