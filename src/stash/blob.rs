@@ -256,7 +256,7 @@ impl Pump {
                     self.download.on_disk(written);
                     self.download.spill_to_memory();
                     let sink = Sink::Memory {
-                        sha512: Box::new(writer.abandon()),
+                        sha512: Box::new(writer.abandon().0),
                         written,
                     };
                     self.through_memory(sink, data).await
