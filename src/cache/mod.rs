@@ -10,7 +10,7 @@
 //!   `compliance`: what every blob store must do); each object carries its
 //!   own record (`record`), so the index can be rebuilt from the objects;
 //! - `rebuild`: start-up repair, and rebuilding a lost or unreadable index
-//!   from the objects' records;
+//!   from the objects' records; `rename`: moving records to new keys;
 //! - `documents` / `packages`: reading and storing each kind;
 //! - `hot`: package files in memory; `reader`: verified reads;
 //! - `scrub`: the online re-hash; `health`: does the disk take writes;
@@ -34,6 +34,7 @@ mod rebuild;
 mod record;
 #[cfg(test)]
 mod recovery_tests;
+mod rename;
 pub(crate) mod scrub;
 mod sled_index;
 mod status;

@@ -1,5 +1,5 @@
 //! The cache recovers from what a crash, a lost index or an older nucache
-//! leaves (`rebuild.rs`).
+//! leaves (`rebuild.rs`), and moves records to new keys (`rename.rs`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -244,4 +244,129 @@ fn a_file_from_before_records_is_upgraded_in_place_once() {
     fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
     let (cache, _) = open(dir.path());
     assert_eq!(cache.entry(NUPKG).expect("nupkg"), Some(nupkg));
+}
+
+/// A migration as the lead's namespace change makes it: cache keys and
+/// package-hash keys get an upstream's prefix, once.
+fn migrate(key: &str) -> Option<String> {
+    if key.starts_with("v3/up@/") || key.starts_with("up@/") {
+        return None;
+    }
+    match key.strip_prefix("v3/") {
+        Some(rest) => Some(format!("v3/up@/{rest}")),
+        None => Some(format!("up@/{key}")),
+    }
+}
+
+fn renamed(key: &str) -> Option<String> {
+    migrate(key)
+}
+
+#[test]
+fn renamed_keys_keep_their_record_object_access_time_and_hash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (doc, nupkg) = warm(dir.path());
+    let (cache, _) = open(dir.path());
+    cache.index.record_access(&[(NUPKG.to_string(), 1234)]).expect("access");
+    cache.index.put_hash("acme/1.0.0", "ab").expect("hash");
+
+    assert_eq!(cache.rename_keys(migrate).expect("rename"), 2);
+    let new_nupkg = renamed(NUPKG).expect("new key");
+    assert_eq!(cache.entry(NUPKG).expect("old"), None);
+    assert_eq!(cache.entry(&new_nupkg).expect("new"), Some(nupkg.clone()));
+    assert_eq!(cache.entry(&renamed(DOC).expect("new key")).expect("new"), Some(doc));
+    assert_eq!(cache.index.last_access(&new_nupkg).expect("access"), Some(1234));
+    assert_eq!(
+        cache.package_hash("up@/acme/1.0.0").expect("hash").as_deref(),
+        Some("ab")
+    );
+    assert_eq!(cache.package_hash("acme/1.0.0").expect("hash"), None);
+    assert_eq!(
+        blob_content(&cache, &new_nupkg).as_deref(),
+        Some(&b"PK\x03\x04 package bytes"[..])
+    );
+    assert_eq!(files(dir.path()).len(), 2, "moved, not copied");
+    assert_eq!(cache.rename_keys(migrate).expect("again"), 0, "idempotent");
+    close(cache);
+
+    // The objects' own records moved too: a rebuilt index has the new keys.
+    fs::remove_dir_all(dir.path().join("index")).expect("lose the index");
+    let (cache, _) = open(dir.path());
+    assert_eq!(cache.entry(&new_nupkg).expect("new"), Some(nupkg));
+    assert_eq!(cache.entry(NUPKG).expect("old"), None);
+}
+
+#[test]
+fn a_rename_cut_short_anywhere_loses_nothing() {
+    let new_nupkg = renamed(NUPKG).expect("new key");
+    // Each step of a move, done by hand, then a crash.
+    type Step = fn(&Cache, &Entry);
+    let steps: [(&str, Step); 3] = [
+        ("after the new record", |cache, entry| {
+            cache
+                .index
+                .put(&renamed(NUPKG).expect("new"), entry)
+                .map(drop)
+                .expect("put");
+        }),
+        ("after the object's record", |cache, entry| {
+            let to = renamed(NUPKG).expect("new");
+            cache.index.put(&to, entry).map(drop).expect("put");
+            let record = super::record::Record::new(&to, entry);
+            // Rewrite the record, not the name: rename onto itself.
+            let old = name_of(NUPKG, entry);
+            assert!(cache.blobs.rename(&old, &old, &record).expect("record"));
+        }),
+        ("after the object's name", |cache, entry| {
+            let to = renamed(NUPKG).expect("new");
+            cache.index.put(&to, entry).map(drop).expect("put");
+            let record = super::record::Record::new(&to, entry);
+            let (old, new) = (name_of(NUPKG, entry), name_of(&to, entry));
+            assert!(cache.blobs.rename(&old, &new, &record).expect("rename"));
+        }),
+    ];
+    // Run again after a restart (repair first), or in the same process.
+    for (when, step) in steps {
+        for restart in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (_, nupkg) = warm(dir.path());
+            let (cache, _) = open(dir.path());
+            step(&cache, &nupkg);
+            let cache = match restart {
+                true => {
+                    close(cache);
+                    let (cache, repair) = open(dir.path());
+                    assert_eq!(repair.removed_orphan_files, 0, "{when}: nothing deleted");
+                    cache
+                }
+                false => cache,
+            };
+            cache.rename_keys(migrate).expect("run again");
+            let when = format!("{when}, restart {restart}");
+            assert_eq!(cache.entry(NUPKG).expect("old"), None, "{when}");
+            assert_eq!(cache.entry(&new_nupkg).expect("new"), Some(nupkg.clone()), "{when}");
+            let content = blob_content(&cache, &new_nupkg);
+            assert_eq!(content.as_deref(), Some(&b"PK\x03\x04 package bytes"[..]), "{when}");
+            let record = cache.blobs.record(&name_of(&new_nupkg, &nupkg)).expect("record");
+            assert_eq!(record.map(|r| r.key), Some(new_nupkg.clone()), "{when}");
+        }
+    }
+}
+
+#[test]
+fn when_both_keys_hold_an_object_the_newer_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, older) = warm(dir.path());
+    let (cache, _) = open(dir.path());
+    std::thread::sleep(Duration::from_millis(2)); // a later fetched_at
+    let new_nupkg = renamed(NUPKG).expect("new key");
+    let newer = store_blob(&cache, &new_nupkg, b"PK\x03\x04 newer bytes");
+    assert_eq!(cache.rename_keys(migrate).expect("rename"), 1, "the document");
+    assert_eq!(cache.entry(&new_nupkg).expect("new"), Some(newer));
+    assert_eq!(cache.entry(NUPKG).expect("old"), None);
+    assert!(
+        !object_file(dir.path(), NUPKG, &older).exists(),
+        "the older object went"
+    );
+    assert_eq!(files(dir.path()).len(), 2);
 }

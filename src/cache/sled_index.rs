@@ -178,6 +178,23 @@ impl IndexStore for SledIndex {
             .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
     }
 
+    fn package_hashes(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let mut all = Vec::new();
+        for item in self.hashes.iter() {
+            let (package, hash) = item?;
+            all.push((
+                String::from_utf8_lossy(&package).into_owned(),
+                String::from_utf8_lossy(&hash).into_owned(),
+            ));
+        }
+        Ok(all)
+    }
+
+    fn remove_hash(&self, package: &str) -> Result<(), StorageError> {
+        self.hashes.remove(package.as_bytes())?;
+        Ok(())
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush()?;
         Ok(())
