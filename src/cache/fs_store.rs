@@ -69,16 +69,17 @@ impl FsBlobStore {
     /// `record.entry.size` bytes, content only) its record, in place: no
     /// content is copied. `false` when the file is not such a file.
     pub fn add_record(&self, name: &str, record: &Record) -> Result<bool, StorageError> {
-        let Some(file) = open_existing(&self.path(name)?, true)? else {
+        let path = self.path(name)?;
+        // Every start-up asks this of every file: a stat, not an open.
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() == record.entry.size => {}
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StorageError::io("reading blob metadata")(e)),
+        }
+        let Some(file) = open_existing(&path, true)? else {
             return Ok(false);
         };
-        let len = file
-            .metadata()
-            .map_err(StorageError::io("reading blob metadata"))?
-            .len();
-        if len != record.entry.size {
-            return Ok(false);
-        }
         write_record(&file, record)?;
         Ok(true)
     }
