@@ -46,17 +46,13 @@ fn capped(c: &mut nucache::Config) {
     c.cache.min_free = MinFree::Bytes(ByteSize(0));
 }
 
-/// Bytes of content the cache's files on disk hold (each file ends with
-/// its record: the JSON, its u32 LE length, an 8-byte magic).
+/// Bytes of content the cache's files on disk hold (without the record
+/// each ends with).
 fn bytes_on_disk(nucache: &Nucache) -> u64 {
     common::files_under(&nucache.dir.join("content"))
         .iter()
         .filter_map(|file| std::fs::read(file).ok())
-        .map(|bytes| {
-            let trailer = &bytes[bytes.len() - 12..];
-            let record = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-            (bytes.len() - 12 - record as usize) as u64
-        })
+        .map(|bytes| common::stored_content(&bytes).len() as u64)
         .sum()
 }
 
