@@ -84,6 +84,19 @@ impl FsBlobStore {
         Ok(true)
     }
 
+    /// `name`'s file (opened for writing too with `write`) and its length;
+    /// `None` when there is none.
+    fn file_of(&self, name: &str, write: bool) -> Result<Option<(File, u64)>, StorageError> {
+        let Some(file) = open_existing(&self.path(name)?, write)? else {
+            return Ok(None);
+        };
+        let len = file
+            .metadata()
+            .map_err(StorageError::io("reading blob metadata"))?
+            .len();
+        Ok(Some((file, len)))
+    }
+
     /// Moves `path` to `name`, creating its directory, durably.
     fn publish(&self, path: &Path, name: &str) -> Result<(), StorageError> {
         let target = self.path(name)?;
@@ -118,13 +131,9 @@ impl BlobStore for FsBlobStore {
     }
 
     fn open(&self, name: &str, size: u64) -> Result<Option<Box<dyn BlobRead>>, StorageError> {
-        let Some(file) = open_existing(&self.path(name)?, false)? else {
+        let Some((file, len)) = self.file_of(name, false)? else {
             return Ok(None);
         };
-        let len = file
-            .metadata()
-            .map_err(StorageError::io("reading blob metadata"))?
-            .len();
         match record::content_len(len, |offset, n| read_at(&file, offset, n)) {
             Ok(content) if content == size => Ok(Some(Box::new(FileBlob { file, size }))),
             Err(RecordProblem::Io(error)) => Err(StorageError::io("reading a record")(error)),
@@ -133,13 +142,9 @@ impl BlobStore for FsBlobStore {
     }
 
     fn record(&self, name: &str) -> Result<Option<Record>, StorageError> {
-        let Some(file) = open_existing(&self.path(name)?, false)? else {
+        let Some((file, len)) = self.file_of(name, false)? else {
             return Ok(None);
         };
-        let len = file
-            .metadata()
-            .map_err(StorageError::io("reading blob metadata"))?
-            .len();
         record::read(len, |offset, n| read_at(&file, offset, n))
             .map(Some)
             .map_err(|problem| StorageError::ObjectRecord {
@@ -162,20 +167,15 @@ impl BlobStore for FsBlobStore {
     }
 
     fn rename(&self, from: &str, to: &str, record: &Record) -> Result<bool, StorageError> {
-        let path = self.path(from)?;
-        let Some(file) = open_existing(&path, true)? else {
+        let Some((file, len)) = self.file_of(from, true)? else {
             return Ok(false);
         };
-        let len = file
-            .metadata()
-            .map_err(StorageError::io("reading blob metadata"))?
-            .len();
         if len < record.entry.size {
             return Ok(false);
         }
         // The record first: see the module comment.
         write_record(&file, record)?;
-        self.publish(&path, to)?;
+        self.publish(&self.path(from)?, to)?;
         Ok(true)
     }
 
