@@ -157,10 +157,11 @@ impl BlobStore for FsBlobStore {
         let mut names = Vec::new();
         for path in walk_files(&self.content)? {
             let relative = path.strip_prefix(&self.content).unwrap_or(&path);
-            // Only nucache writes here; a name that is not UTF-8 is not one
-            // of its objects and cannot be named back: left alone.
-            if let Some(name) = relative.to_str() {
-                names.push(name.to_string());
+            // A file whose name nucache cannot have made (someone else's)
+            // is not an object: listed never, removed never.
+            match relative.to_str().filter(|name| is_object_name(name)) {
+                Some(name) => names.push(name.to_string()),
+                None => tracing::debug!(file = %path.display(), "not a cache object; left alone"),
             }
         }
         Ok(names)

@@ -155,7 +155,12 @@ fn an_object_the_index_lacks_is_adopted_and_one_without_a_record_is_an_orphan() 
     let stray = nupkg.clone();
     let cut = object_file(dir.path(), "v3/cut", &stray);
     let garbled = object_file(dir.path(), "v3/garbled", &stray);
-    for (path, bytes) in [(&cut, b"content only".to_vec()), (&garbled, garbled_object())] {
+    let foreign = dir.path().join("content").join("README");
+    for (path, bytes) in [
+        (&cut, b"content only".to_vec()),
+        (&garbled, garbled_object()),
+        (&foreign, b"not nucache's".to_vec()),
+    ] {
         fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         fs::write(path, bytes).expect("write");
     }
@@ -171,6 +176,7 @@ fn an_object_the_index_lacks_is_adopted_and_one_without_a_record_is_an_orphan() 
     assert_eq!(cache.entry(NUPKG).expect("nupkg"), Some(nupkg.clone()));
     assert!(object_file(dir.path(), NUPKG, &nupkg).exists());
     assert!(!cut.exists() && !garbled.exists());
+    assert!(foreign.exists(), "a file nucache cannot have written is left alone");
 }
 
 /// Content, then a footer whose JSON is damaged.
