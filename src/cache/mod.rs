@@ -142,8 +142,12 @@ pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> 
 /// and rebuilds its index from the objects' records; see
 /// [`Cache::rebuild_index`].
 pub fn rebuild_cache_index(config: &CacheConfig) -> Result<Repair, StorageError> {
-    let (cache, _repair) = Cache::open(config, Duration::ZERO)?;
-    let report = cache.rebuild_index()?;
+    let (cache, opened) = Cache::open(config, Duration::ZERO)?;
+    let mut report = cache.rebuild_index()?;
+    // What opening removed (an index already missing was rebuilt then).
+    report.removed_orphan_files += opened.removed_orphan_files;
+    report.removed_duplicate_files += opened.removed_duplicate_files;
+    report.upgraded_files = opened.upgraded_files;
     cache.flush()?;
     Ok(report)
 }
