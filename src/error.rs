@@ -78,8 +78,39 @@ pub enum StorageError {
     Index(#[from] sled::Error),
     #[error("the cache is in use by another process (is nucache running on this cache directory?)")]
     Locked,
-    #[error("cache index record for {key:?} is unreadable: {reason}")]
-    Record { key: String, reason: String },
+    #[error("cache index record for {key:?} is unreadable")]
+    Record {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A stored object without a usable record of its own (written before
+    /// objects carried one, cut short, or damaged).
+    #[error("stored object {object} has no usable record")]
+    ObjectRecord {
+        object: String,
+        #[source]
+        problem: RecordProblem,
+    },
+    #[error("{0:?} is not the name of a stored object")]
+    ObjectName(String),
+}
+
+/// What is wrong with the record stored with an object.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordProblem {
+    #[error("it ends without a record")]
+    Missing,
+    #[error("its record is {0} bytes long, more than a record can be")]
+    TooLong(u64),
+    #[error("its length disagrees with the size its record states")]
+    Length,
+    #[error("record format {0} is newer than this nucache knows")]
+    Format(u32),
+    #[error("its record is not valid JSON")]
+    Json(#[source] serde_json::Error),
+    #[error("reading its record failed")]
+    Io(#[source] std::io::Error),
 }
 
 impl StorageError {

@@ -6,7 +6,7 @@
 //! server      accept HTTP/1.1 connections, graceful shutdown
 //!   -> proxy  the phases: classify -> lookup -> fetch -> respond
 //!      -> route          path -> Route / Target (cache key, upstream URL); hostile input stops here
-//!      -> cache          sled index + blob files (verified reads, scrub) + hot documents and blobs in moka
+//!      -> cache          sled index + objects carrying their own records (verified reads, scrub, index rebuild) + hot documents and blobs in moka
 //!      -> stash          single-flight fetch on a miss: documents, and downloads streamed to disk and clients
 //!         -> upstream    hyper + rustls client: redirects, retries, timeouts
 //!         -> rewrite     upstream URLs -> nucache URLs (service index, JSON documents)
@@ -58,7 +58,7 @@ mod server;
 mod stash;
 mod upstream;
 
-pub use cache::{is_cache_dir, verify_cache, CacheStatus, Repair, Verification};
+pub use cache::{is_cache_dir, rebuild_cache_index, verify_cache, CacheStatus, IndexRebuild, Repair, Verification};
 pub use config::Config;
 
 /// The cache key under which nucache keeps `local` (a canonical path below

@@ -55,6 +55,11 @@ enum Command {
         #[command(flatten)]
         server: ServerUrl,
     },
+    /// Rebuild the cache index from the records every cached object
+    /// carries (nucache does this by itself at start-up when the index is
+    /// missing or unreadable). nucache must be stopped.
+    /// Exit 0: rebuilt; 2: cannot rebuild.
+    RebuildIndex,
     /// Print what the running nucache is doing (admin API, JSON; key in
     /// $NUCACHE_ADMIN_KEY).
     Stats {
@@ -174,6 +179,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(config, cli.config, logging),
         Command::Verify { online: false, .. } => verify(&config),
         Command::Verify { online: true, server } => admin(&config, server, AdminCommand::Verify),
+        Command::RebuildIndex => rebuild_index(&config),
         Command::Stats { server } => admin(&config, server, AdminCommand::Stats),
         Command::Purge { id, version, server } => admin(&config, server, AdminCommand::Purge { id, version }),
         Command::HashKey => hash_key(),
@@ -316,15 +322,45 @@ fn probe_now(
         .map_err(|e| format!("upstream {e}"))
 }
 
+/// Whether `cache.dir` holds a cache; if not, says so for `command`.
+fn is_cache_dir(config: &Config, command: &str) -> bool {
+    let found = nucache::is_cache_dir(&config.cache.dir);
+    if !found {
+        eprintln!(
+            "nucache {command}: {}: no cache here (no index or content directory); \
+             give the cache.dir nucache serves from (--config, NUCACHE_CACHE__DIR)",
+            config.cache.describe_dir()
+        );
+    }
+    found
+}
+
+/// Exit 0: rebuilt; 2: cannot rebuild (nucache running, disk failing).
+fn rebuild_index(config: &Config) -> ExitCode {
+    if !is_cache_dir(config, "rebuild-index") {
+        return ExitCode::from(2);
+    }
+    let dir = config.cache.describe_dir();
+    match nucache::rebuild_cache_index(&config.cache) {
+        Ok(report) => {
+            println!(
+                "{dir}: index rebuilt from {} objects' records; {} older duplicates and {} files without a record removed",
+                report.entries, report.removed_duplicate_files, report.removed_orphan_files
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("nucache rebuild-index: {dir}: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Exit 0: every object intact; 1: something was dropped (it is fetched
 /// again when next asked for); 2: nothing could be verified.
 fn verify(config: &Config) -> ExitCode {
     let dir = config.cache.describe_dir();
-    if !nucache::is_cache_dir(&config.cache.dir) {
-        eprintln!(
-            "nucache verify: {dir}: no cache here (no index directory); \
-             give the cache.dir nucache serves from (--config, NUCACHE_CACHE__DIR)"
-        );
+    if !is_cache_dir(config, "verify") {
         return ExitCode::from(2);
     }
     let report = match nucache::verify_cache(&config.cache) {
@@ -471,6 +507,10 @@ fn serve(config: Config, file: Option<PathBuf>, logging: nucache::logging::Loggi
             dropped_entries = repair.dropped_entries,
             removed_temp_files = repair.removed_temp_files,
             removed_orphan_files = repair.removed_orphan_files,
+            adopted_files = repair.adopted_files,
+            removed_duplicate_files = repair.removed_duplicate_files,
+            upgraded_files = repair.upgraded_files,
+            index_rebuilt = repair.rebuilt.is_some(),
             "cache checked"
         );
         match server.local_addr() {

@@ -46,12 +46,13 @@ fn capped(c: &mut nucache::Config) {
     c.cache.min_free = MinFree::Bytes(ByteSize(0));
 }
 
-/// Bytes of the cache's files on disk.
+/// Bytes of content the cache's files on disk hold (without the record
+/// each ends with).
 fn bytes_on_disk(nucache: &Nucache) -> u64 {
     common::files_under(&nucache.dir.join("content"))
         .iter()
-        .filter_map(|file| std::fs::metadata(file).ok())
-        .map(|meta| meta.len())
+        .filter_map(|file| std::fs::read(file).ok())
+        .map(|bytes| common::stored_content(&bytes).len() as u64)
         .sum()
 }
 

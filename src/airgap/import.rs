@@ -140,8 +140,11 @@ pub fn import_into_cache(bundle_dir: &Path, cache_dir: &Path, config: &Config) -
         dir: cache_dir.to_path_buf(),
         ..config.cache.clone()
     };
-    let (cache, _repair) =
-        Cache::open(&cache_config, config.ttl.not_found).map_err(|e| format!("{}: {e}", cache_dir.display()))?;
+    let opened = Cache::open(&cache_config, config.ttl.not_found).and_then(|(cache, _repair)| {
+        cache.migrate_legacy_keys(&config.upstream_urls())?;
+        Ok(cache)
+    });
+    let cache = opened.map_err(|e| format!("{}: {e}", cache_dir.display()))?;
     store_bundle(bundle_dir, checked, &cache, config)
 }
 

@@ -1,24 +1,27 @@
-//! The blob store: cached bytes as files. A blob is written to a temporary
-//! file (hashed as it is written, readable while it grows), then made
-//! durable (fsync) and renamed into place. Files are named by a hash of the
-//! cache key and of the content, so no request can choose a path.
+//! The blob store: what any backend that keeps the cache's objects must
+//! offer ([`BlobStore`]), and the writer every object starts as.
+//!
+//! An object is first written to a local temporary file ([`BlobWriter`]):
+//! hashed as it is written and readable while it grows, because the
+//! clients of a download in flight read it from there, whatever the
+//! backend. Committing seals it with its record (`record.rs`) and makes it
+//! durable and visible under its name at once; a reader sees a whole
+//! object with its record, or none. `fs_store` keeps objects as files;
+//! every backend passes the suite in `compliance.rs`.
 
-use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha512};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::error::StorageError;
+use super::record::Record;
+use crate::error::{RecordProblem, StorageError};
 
-const TEMP_SUFFIX: &str = ".part";
-
-/// Size and hashes of a committed blob.
+/// Size and hashes of a finished blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobInfo {
     pub size: u64,
@@ -29,20 +32,38 @@ pub struct BlobInfo {
     pub xxh3: Option<u128>,
 }
 
-/// Where blobs live. One backend today (files); every backend must pass
-/// the compliance suite in `compliance.rs`.
+/// Where the cache's objects live. Objects are named by
+/// `record::object_name`; each carries its [`Record`]. Every call may do
+/// blocking I/O.
 pub(crate) trait BlobStore: Send + Sync + 'static {
-    /// Starts a new blob in a temporary place.
+    /// Starts an object in a local temporary file (see [`BlobWriter`]);
+    /// nothing is visible until it is committed.
     fn create(&self) -> Result<BlobWriter, StorageError>;
-    /// Makes a finished blob durable and visible under `key`.
-    fn commit(&self, writer: BlobWriter, key: &str) -> Result<BlobInfo, StorageError>;
-    /// Opens a committed blob; `None` when it is missing or not `info.size` long.
-    fn open(&self, key: &str, info: &BlobInfo) -> Result<Option<File>, StorageError>;
-    fn remove(&self, key: &str, info: &BlobInfo) -> Result<(), StorageError>;
-    /// Deletes temporary files left behind (by a crash); returns how many.
+    /// Makes `writer`'s bytes and `record` durable and visible as `name`
+    /// at once, replacing an object of that name.
+    fn commit(&self, writer: BlobWriter, name: &str, record: &Record) -> Result<(), StorageError>;
+    /// Opens `name`'s content; `None` when there is no such object or it is
+    /// not `size` bytes of content followed by a record.
+    fn open(&self, name: &str, size: u64) -> Result<Option<Box<dyn BlobRead>>, StorageError>;
+    /// The record stored with `name` (`None`: no such object; an error: it
+    /// has no usable record).
+    fn record(&self, name: &str) -> Result<Option<Record>, StorageError>;
+    /// The names of every committed object, in no particular order.
+    fn names(&self) -> Result<Vec<String>, StorageError>;
+    /// Moves object `from` to `to` with a new record, without copying its
+    /// content; `false` when there is no object `from`.
+    fn rename(&self, from: &str, to: &str, record: &Record) -> Result<bool, StorageError>;
+    /// Deletes `name` (gone already is fine).
+    fn remove(&self, name: &str) -> Result<(), StorageError>;
+    /// Deletes what uncommitted writers left behind (a crash); returns how many.
     fn sweep_temp(&self) -> Result<usize, StorageError>;
-    /// Deletes committed blobs that are not in `live` (key, sha512); returns how many.
-    fn sweep_orphans(&self, live: &[(String, String)]) -> Result<usize, StorageError>;
+}
+
+/// A committed object's content, opened: reads never reach its record.
+pub(crate) trait BlobRead: Send + Sync {
+    /// Up to `len` bytes at `offset` (blocking), fewer only at the end of
+    /// the content.
+    fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>>;
 }
 
 /// A blob being written. Readers may read what is written so far through
@@ -59,6 +80,19 @@ pub(crate) struct BlobWriter {
 }
 
 impl BlobWriter {
+    /// A writer into `temp` (a new, empty file a backend created for it).
+    pub fn staged(file: File, temp: PathBuf) -> BlobWriter {
+        BlobWriter {
+            file: Arc::new(file),
+            temp,
+            hasher: Sha512::new(),
+            fast: Xxh3::new(),
+            digest: None,
+            written: 0,
+            committed: false,
+        }
+    }
+
     /// Appends `data` (blocking I/O: call from a blocking context).
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.digest.is_some() {
@@ -83,16 +117,47 @@ impl BlobWriter {
             .clone()
     }
 
+    /// Size and hashes of everything written; no more writes after this.
+    pub fn info(&mut self) -> BlobInfo {
+        BlobInfo {
+            size: self.written,
+            sha512: self.finish(),
+            xxh3: Some(self.fast.digest128()),
+        }
+    }
+
     /// Gives up on the blob (the disk failed): its temporary file is
-    /// deleted (open descriptors still read it) and the SHA-512 of what was
-    /// written goes on in the caller's hands.
-    pub fn abandon(mut self) -> Sha512 {
-        std::mem::take(&mut self.hasher)
+    /// deleted (open descriptors still read it) and the hashes of what was
+    /// written go on in the caller's hands.
+    pub fn abandon(mut self) -> (Sha512, Xxh3) {
+        (std::mem::take(&mut self.hasher), self.fast.clone())
     }
 
     /// The file being written, for concurrent positional reads.
     pub fn file(&self) -> Arc<File> {
         self.file.clone()
+    }
+
+    /// Appends `record` after the content and makes the temporary file
+    /// durable; returns its path, for the backend to publish.
+    pub fn seal(&mut self, name: &str, record: &Record) -> Result<&Path, StorageError> {
+        if record.entry.size != self.written {
+            return Err(StorageError::ObjectRecord {
+                object: name.to_string(),
+                problem: RecordProblem::Length,
+            });
+        }
+        self.file
+            .write_all_at(&record.footer(), self.written)
+            .map_err(StorageError::io("writing a record"))?;
+        self.file.sync_all().map_err(StorageError::io("syncing a blob"))?;
+        Ok(&self.temp)
+    }
+
+    /// The backend published the temporary file: it is no longer the
+    /// writer's to delete.
+    pub fn published(mut self) {
+        self.committed = true;
     }
 }
 
@@ -102,145 +167,6 @@ impl Drop for BlobWriter {
             let _ = fs::remove_file(&self.temp);
         }
     }
-}
-
-/// Blobs as files under `{dir}/content`, temporaries under `{dir}/tmp`.
-pub(crate) struct FsBlobStore {
-    content: PathBuf,
-    temp: PathBuf,
-    counter: AtomicU64,
-}
-
-impl FsBlobStore {
-    pub fn open(dir: &Path) -> Result<FsBlobStore, StorageError> {
-        let content = dir.join("content");
-        let temp = dir.join("tmp");
-        fs::create_dir_all(&content).map_err(StorageError::io("creating the content directory"))?;
-        fs::create_dir_all(&temp).map_err(StorageError::io("creating the temporary directory"))?;
-        Ok(FsBlobStore {
-            content,
-            temp,
-            counter: AtomicU64::new(0),
-        })
-    }
-
-    /// `content/ab/cd/{sha256(key)}-{sha512 prefix}`.
-    fn path_of(&self, key: &str, sha512: &str) -> PathBuf {
-        let key_hash = hex::encode(Sha256::digest(key.as_bytes()));
-        let content_tag: String = sha512.chars().take(16).collect();
-        self.content
-            .join(&key_hash[0..2])
-            .join(&key_hash[2..4])
-            .join(format!("{key_hash}-{content_tag}"))
-    }
-
-    fn temp_name(&self) -> PathBuf {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let nanos = crate::cache::now_ms();
-        self.temp
-            .join(format!("{}-{nanos}-{n}{TEMP_SUFFIX}", std::process::id()))
-    }
-}
-
-impl BlobStore for FsBlobStore {
-    fn create(&self) -> Result<BlobWriter, StorageError> {
-        let temp = self.temp_name();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(StorageError::io("creating a temporary file"))?;
-        Ok(BlobWriter {
-            file: Arc::new(file),
-            temp,
-            hasher: Sha512::new(),
-            fast: Xxh3::new(),
-            digest: None,
-            written: 0,
-            committed: false,
-        })
-    }
-
-    fn commit(&self, mut writer: BlobWriter, key: &str) -> Result<BlobInfo, StorageError> {
-        writer.file.sync_all().map_err(StorageError::io("syncing a blob"))?;
-        let sha512 = writer.finish();
-        let target = self.path_of(key, &sha512);
-        let parent = target.parent().unwrap_or(&self.content);
-        fs::create_dir_all(parent).map_err(StorageError::io("creating a content directory"))?;
-        fs::rename(&writer.temp, &target).map_err(StorageError::io("renaming a blob into place"))?;
-        writer.committed = true;
-        // The rename is durable only once its directory is.
-        if let Ok(dir) = File::open(parent) {
-            let _ = dir.sync_all();
-        }
-        Ok(BlobInfo {
-            size: writer.written,
-            sha512,
-            xxh3: Some(writer.fast.digest128()),
-        })
-    }
-
-    fn open(&self, key: &str, info: &BlobInfo) -> Result<Option<File>, StorageError> {
-        let file = match File::open(self.path_of(key, &info.sha512)) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StorageError::io("opening a blob")(e)),
-        };
-        let size = file
-            .metadata()
-            .map_err(StorageError::io("reading blob metadata"))?
-            .len();
-        Ok((size == info.size).then_some(file))
-    }
-
-    fn remove(&self, key: &str, info: &BlobInfo) -> Result<(), StorageError> {
-        match fs::remove_file(self.path_of(key, &info.sha512)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io("removing a blob")(e)),
-            _ => Ok(()),
-        }
-    }
-
-    fn sweep_temp(&self) -> Result<usize, StorageError> {
-        let mut removed = 0;
-        for item in fs::read_dir(&self.temp).map_err(StorageError::io("listing temporary files"))? {
-            let path = item.map_err(StorageError::io("listing temporary files"))?.path();
-            if path.is_file() && fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    fn sweep_orphans(&self, live: &[(String, String)]) -> Result<usize, StorageError> {
-        let keep: HashSet<PathBuf> = live.iter().map(|(key, sha)| self.path_of(key, sha)).collect();
-        let mut removed = 0;
-        for path in walk_files(&self.content)? {
-            if !keep.contains(&path) && fs::remove_file(&path).is_ok() {
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-}
-
-fn walk_files(root: &Path) -> Result<Vec<PathBuf>, StorageError> {
-    let mut files = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for item in fs::read_dir(&dir).map_err(StorageError::io("walking the content directory"))? {
-            let item = item.map_err(StorageError::io("walking the content directory"))?;
-            let file_type = item
-                .file_type()
-                .map_err(StorageError::io("walking the content directory"))?;
-            if file_type.is_dir() {
-                pending.push(item.path());
-            } else if file_type.is_file() {
-                files.push(item.path());
-            }
-        }
-    }
-    Ok(files)
 }
 
 /// Reads `len` bytes at `offset` (blocking), fewer at the end of the file.

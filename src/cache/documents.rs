@@ -1,14 +1,13 @@
 //! Documents in the cache: hot in memory as templates, on disk as files
 //! checked against their SHA-512 when read back.
 
-use std::io::Read;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha512};
 
-use super::{entry_of, info, now_ms, BlobInfo, Cache, Entry, EntryKind, HotDoc, KeySet, Origin};
+use super::{entry_of, now_ms, BlobInfo, Cache, Entry, EntryKind, HotDoc, KeySet, Origin};
 use crate::error::StorageError;
 use crate::rewrite::Template;
 
@@ -51,12 +50,11 @@ impl Cache {
     }
 
     fn read_verified(&self, key: &str, entry: &Entry) -> Result<Option<Bytes>, StorageError> {
-        let Some(mut file) = self.blobs.open(key, &info(entry))? else {
+        let Some(blob) = self.open_object(key, entry)? else {
             return Ok(None);
         };
-        let mut body = Vec::with_capacity(entry.size as usize);
-        file.read_to_end(&mut body)
-            .map_err(StorageError::io("reading a document"))?;
+        let len = usize::try_from(entry.size).unwrap_or(usize::MAX);
+        let body = blob.read_at(0, len).map_err(StorageError::io("reading a document"))?;
         let matches = hex::encode(Sha512::digest(&body)) == entry.sha512;
         Ok(matches.then(|| Bytes::from(body)))
     }
@@ -99,9 +97,7 @@ impl Cache {
     fn write_document(&self, key: &str, kind: EntryKind, origin: Origin, body: &[u8]) -> Result<Entry, StorageError> {
         let mut writer = self.blobs.create()?;
         writer.write(body).map_err(StorageError::io("writing a document"))?;
-        let entry = entry_of(kind, origin, self.blobs.commit(writer, key)?);
-        let replaced = self.index.put(key, &entry)?;
-        self.discard_replaced(key, replaced, &entry);
+        let entry = self.commit_object(key, writer, kind, origin)?;
         self.note_growth();
         Ok(entry)
     }

@@ -80,6 +80,10 @@ pub(crate) trait IndexStore: Send + Sync + 'static {
     /// Remembers the SHA-512 (hex) the metadata states for a package.
     fn put_hash(&self, package: &str, sha512_hex: &str) -> Result<(), StorageError>;
     fn hash(&self, package: &str) -> Result<Option<String>, StorageError>;
+    /// Every remembered package hash, `(package, SHA-512 hex)`, in package
+    /// order (for a key migration).
+    fn package_hashes(&self) -> Result<Vec<(String, String)>, StorageError>;
+    fn remove_hash(&self, package: &str) -> Result<(), StorageError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), StorageError>;
 }

@@ -83,5 +83,15 @@ pub(super) fn suite(index: &dyn IndexStore) {
     index.put_hash("nunit/3.0.0", "ab").expect("put hash");
     assert_eq!(index.hash("nunit/3.0.0").expect("hash").as_deref(), Some("ab"));
     assert_eq!(index.totals().entries, 3, "hashes are not records");
+    index.put_hash("acme/1.0.0", "cd").expect("put hash");
+    let all = index.package_hashes().expect("list hashes");
+    assert_eq!(
+        all,
+        [("acme/1.0.0".into(), "cd".into()), ("nunit/3.0.0".into(), "ab".into())]
+    );
+    index.remove_hash("acme/1.0.0").expect("remove hash");
+    index.remove_hash("acme/1.0.0").expect("removing twice is fine");
+    assert_eq!(index.hash("acme/1.0.0").expect("hash"), None);
+    assert_eq!(index.package_hashes().expect("list hashes").len(), 1);
     index.flush().expect("flush");
 }

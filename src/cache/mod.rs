@@ -1,12 +1,16 @@
-//! The cache: an index over blob files, with hot documents and blobs in
-//! memory (moka), and the upstream's recent 404s. Keys are canonical local
-//! paths below `/v3/` (see `route.rs`). This file holds the whole-cache
-//! work: open and repair, verify, remove, remembered 404s, access times.
+//! The cache: an index over stored objects that each carry their own
+//! record, with hot documents and blobs in memory (moka), and the
+//! upstream's recent 404s. Keys are canonical local paths below `/v3/`
+//! (see `route.rs`). This file holds the whole-cache work: open, commit,
+//! verify, remove, remembered 404s, access times.
 //!
 //! - `index`: the records, behind [`IndexStore`] (`sled_index` on disk;
 //!   `index_compliance`: what every index store must do);
-//! - `blobs`: the file store (temporary file, hash, fsync, rename;
-//!   `compliance`: what every blob store must do);
+//! - `blobs`: the objects, behind [`BlobStore`] (`fs_store` on disk;
+//!   `compliance`: what every blob store must do); each object carries its
+//!   own record (`record`), so the index can be rebuilt from the objects;
+//! - `rebuild`: start-up repair, and rebuilding a lost or unreadable index
+//!   from the objects' records; `rename`: moving records to new keys;
 //! - `documents` / `packages`: reading and storing each kind;
 //! - `hot`: package files in memory; `reader`: verified reads;
 //! - `scrub`: the online re-hash; `health`: does the disk take writes;
@@ -18,19 +22,25 @@ mod blobs;
 mod compliance;
 mod documents;
 pub(crate) mod evict;
+mod fs_store;
 mod health;
 mod hot;
 mod index;
 #[cfg(test)]
 mod index_compliance;
+mod migrate;
 pub(crate) mod namespace;
 mod packages;
 mod reader;
+mod rebuild;
+mod record;
+#[cfg(test)]
+mod recovery_tests;
+mod rename;
 pub(crate) mod scrub;
 mod sled_index;
 mod status;
 
-use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,13 +49,15 @@ use crate::config::CacheConfig;
 use crate::error::StorageError;
 use crate::rewrite::Template;
 
-pub(crate) use blobs::{read_at, BlobInfo, BlobStore, BlobWriter, FsBlobStore};
+pub(crate) use blobs::{read_at, BlobInfo, BlobRead, BlobStore, BlobWriter};
 pub(crate) use health::StorageHealth;
 pub(crate) use hot::{blob_etag, HotBlob};
 pub(crate) use index::IndexStore;
+
 pub use index::{now_ms, Entry, EntryKind, Totals};
 pub(crate) use namespace::Namespace;
 pub(crate) use reader::{BlobReader, ReadError};
+pub use rebuild::{IndexRebuild, Repair};
 pub use status::CacheStatus;
 
 /// Where an object came from upstream; completed into an [`Entry`] when stored.
@@ -77,8 +89,11 @@ impl HotDoc {
     }
 }
 
-/// A blob made hot, and its file opened when its bytes are not in memory.
-pub(crate) type LoadedBlob = (Arc<HotBlob>, Option<File>);
+/// A committed object's content, opened for reading.
+pub(crate) type OpenBlob = Box<dyn BlobRead>;
+
+/// A blob made hot, and its content opened when its bytes are not in memory.
+pub(crate) type LoadedBlob = (Arc<HotBlob>, Option<OpenBlob>);
 
 /// Cache keys named exactly or by prefix (a package's documents).
 #[derive(Debug, Clone, Default)]
@@ -111,10 +126,11 @@ pub struct Verification {
     pub dropped: Vec<String>,
 }
 
-/// Whether `dir` holds a cache (its index): `verify` refuses a mistyped
-/// directory rather than create an empty cache there and report success.
+/// Whether `dir` holds a cache (its index or its objects): `verify` and
+/// `rebuild-index` refuse a mistyped directory rather than create an empty
+/// cache there and report success.
 pub fn is_cache_dir(dir: &std::path::Path) -> bool {
-    dir.join("index").is_dir()
+    dir.join("index").is_dir() || dir.join("content").is_dir()
 }
 
 /// Opens the cache under `config.dir` (nucache must not be running on it)
@@ -126,13 +142,18 @@ pub fn verify_cache(config: &CacheConfig) -> Result<Verification, StorageError> 
     Ok(report)
 }
 
-/// What the start-up check found and repaired.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Repair {
-    pub entries: usize,
-    pub dropped_entries: usize,
-    pub removed_temp_files: usize,
-    pub removed_orphan_files: usize,
+/// Opens the cache under `config.dir` (nucache must not be running on it)
+/// and rebuilds its index from the objects' records; see
+/// [`Cache::rebuild_index`].
+pub fn rebuild_cache_index(config: &CacheConfig) -> Result<Repair, StorageError> {
+    let (cache, opened) = Cache::open(config, Duration::ZERO)?;
+    let mut report = cache.rebuild_index()?;
+    // What opening removed (an index already missing was rebuilt then).
+    report.removed_orphan_files += opened.removed_orphan_files;
+    report.removed_duplicate_files += opened.removed_duplicate_files;
+    report.upgraded_files = opened.upgraded_files;
+    cache.flush()?;
+    Ok(report)
 }
 
 pub(crate) struct Cache {
@@ -156,13 +177,32 @@ pub(crate) struct Cache {
 
 impl Cache {
     /// Opens (creating) the cache under `config.dir` and repairs what a
-    /// crash may have left: temporary files, records without their file,
-    /// files without their record. Upstream 404s are remembered for
-    /// `not_found_ttl`.
+    /// crash may have left (see `rebuild.rs`); a missing or unreadable index
+    /// is rebuilt from the objects' records. Upstream 404s are remembered
+    /// for `not_found_ttl`.
     pub fn open(config: &CacheConfig, not_found_ttl: Duration) -> Result<(Cache, Repair), StorageError> {
         std::fs::create_dir_all(&config.dir).map_err(StorageError::io("creating the cache directory"))?;
-        let index = Box::new(sled_index::SledIndex::open(&config.dir.join("index"))?);
-        let blobs = Box::new(FsBlobStore::open(&config.dir)?);
+        let blobs = fs_store::FsBlobStore::open(&config.dir)?;
+        let (index, lost) = rebuild::open_index(&config.dir)?;
+        let upgraded = match lost {
+            None => rebuild::upgrade_legacy(&blobs, &index)?,
+            Some(_) => 0,
+        };
+        let cache = Cache::with_stores(config, not_found_ttl, Box::new(index), Box::new(blobs));
+        let mut repair = cache.repair()?;
+        repair.upgraded_files = upgraded;
+        repair.rebuilt = lost.filter(|lost| *lost != IndexRebuild::Missing || repair.adopted_files > 0);
+        repair.log();
+        Ok((cache, repair))
+    }
+
+    /// A cache over the given stores (nothing checked or repaired).
+    fn with_stores(
+        config: &CacheConfig,
+        not_found_ttl: Duration,
+        index: Box<dyn IndexStore>,
+        blobs: Box<dyn BlobStore>,
+    ) -> Cache {
         let hot = moka::sync::Cache::builder()
             .max_capacity(config.memory.bytes() / 2)
             .weigher(|_key: &String, doc: &Arc<HotDoc>| doc.body.weight().try_into().unwrap_or(u32::MAX))
@@ -180,7 +220,7 @@ impl Cache {
             // Publishing forgets a package's 404s by key prefix.
             .support_invalidation_closures()
             .build();
-        let cache = Cache {
+        Cache {
             index,
             blobs,
             hot,
@@ -191,9 +231,7 @@ impl Cache {
             verify_reads: config.verify_reads,
             limits: evict::Limits::of(config),
             evict_wake: Arc::default(),
-        };
-        let repair = cache.repair()?;
-        Ok((cache, repair))
+        }
     }
 
     /// Re-hashes every cached object and drops those whose bytes no longer
@@ -218,35 +256,15 @@ impl Cache {
     }
 
     pub(crate) fn hashes_to(&self, key: &str, entry: &Entry) -> Result<bool, StorageError> {
-        let Some(file) = self.blobs.open(key, &info(entry))? else {
+        let Some(blob) = self.open_object(key, entry)? else {
             return Ok(false);
         };
-        reader::intact(file, entry.size, (entry.xxh3, &entry.sha512)).map_err(StorageError::io("re-hashing a blob"))
+        reader::intact(blob, entry.size, (entry.xxh3, &entry.sha512)).map_err(StorageError::io("re-hashing a blob"))
     }
 
-    fn repair(&self) -> Result<Repair, StorageError> {
-        let mut report = Repair {
-            removed_temp_files: self.blobs.sweep_temp()?,
-            ..Repair::default()
-        };
-        let mut live = Vec::new();
-        let records: Vec<(String, Result<Entry, StorageError>)> = self.index.records().collect();
-        for (key, record) in records {
-            let usable = match record {
-                Ok(entry) => self.blobs.open(&key, &info(&entry))?.is_some().then_some(entry),
-                Err(_) => None,
-            };
-            match usable {
-                Some(entry) => live.push((key, entry.sha512)),
-                None => {
-                    self.index.remove(&key)?;
-                    report.dropped_entries += 1;
-                }
-            }
-        }
-        report.entries = live.len();
-        report.removed_orphan_files = self.blobs.sweep_orphans(&live)?;
-        Ok(report)
+    /// `entry`'s content, when its object is there and of its size.
+    fn open_object(&self, key: &str, entry: &Entry) -> Result<Option<OpenBlob>, StorageError> {
+        self.blobs.open(&name_of(key, entry), entry.size)
     }
 
     /// Tells the storage health what a write came to.
@@ -258,19 +276,38 @@ impl Cache {
         result
     }
 
-    /// Files are named by content, so a replaced entry leaves its old file.
+    /// Commits `writer` as `key`'s object, with its record, and indexes it
+    /// (blocking I/O).
+    fn commit_object(
+        &self,
+        key: &str,
+        mut writer: BlobWriter,
+        kind: EntryKind,
+        origin: Origin,
+    ) -> Result<Entry, StorageError> {
+        let entry = entry_of(kind, origin, writer.info());
+        self.blobs
+            .commit(writer, &name_of(key, &entry), &record::Record::new(key, &entry))?;
+        let replaced = self.index.put(key, &entry)?;
+        self.discard_replaced(key, replaced, &entry);
+        Ok(entry)
+    }
+
+    /// Objects are named by content, so a replaced entry leaves its old
+    /// object (should this fail, or nucache stop first, start-up repair
+    /// keeps the newer of the two).
     fn discard_replaced(&self, key: &str, previous: Option<Entry>, current: &Entry) {
         if let Some(old) = previous.filter(|old| old.sha512 != current.sha512) {
-            let _ = self.blobs.remove(key, &info(&old));
+            let _ = self.blobs.remove(&name_of(key, &old));
         }
     }
 
-    /// Forgets `key` everywhere: memory, index and file.
+    /// Forgets `key` everywhere: memory, index and object.
     pub fn remove(&self, key: &str) -> Result<(), StorageError> {
         self.hot.invalidate(key);
         self.hot_blobs.invalidate(key);
         if let Some(entry) = self.index.remove(key)? {
-            self.blobs.remove(key, &info(&entry))?;
+            self.blobs.remove(&name_of(key, &entry))?;
         }
         Ok(())
     }
@@ -415,12 +452,9 @@ fn nupkg_of(key: &str) -> Option<(String, String)> {
     }
 }
 
-fn info(entry: &Entry) -> BlobInfo {
-    BlobInfo {
-        size: entry.size,
-        sha512: entry.sha512.clone(),
-        xxh3: entry.xxh3,
-    }
+/// The name of `key`'s object holding `entry`.
+fn name_of(key: &str, entry: &Entry) -> String {
+    record::object_name(key, &entry.sha512)
 }
 
 fn entry_of(kind: EntryKind, origin: Origin, stored: BlobInfo) -> Entry {

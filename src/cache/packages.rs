@@ -2,12 +2,9 @@
 //! (small ones with their bytes), streamed from their files through a
 //! verifying reader otherwise; committed only when complete.
 
-use std::fs::File;
 use std::sync::Arc;
 
-use super::{
-    entry_of, hot, info, BlobReader, BlobWriter, Cache, Entry, EntryKind, HotBlob, LoadedBlob, Origin, ReadError,
-};
+use super::{hot, BlobReader, BlobWriter, Cache, Entry, EntryKind, HotBlob, LoadedBlob, OpenBlob, Origin, ReadError};
 use crate::error::StorageError;
 use crate::nuget::PackageHash;
 
@@ -18,8 +15,9 @@ impl Cache {
     }
 
     /// A committed blob from the index (blocking I/O), made hot: small ones
-    /// are read and verified into memory, larger ones come with their file
-    /// opened. `None` when absent, gone or corrupt (the record is dropped).
+    /// are read and verified into memory, larger ones come with their
+    /// content opened. `None` when absent, gone or corrupt (the record is
+    /// dropped).
     pub fn load_blob(&self, key: &str) -> Result<Option<LoadedBlob>, StorageError> {
         let Some(entry) = self.index.get(key)? else {
             return Ok(None);
@@ -46,16 +44,16 @@ impl Cache {
         Ok(Some((hot, None)))
     }
 
-    /// Opens the file of a hot blob kept without its bytes (blocking I/O);
-    /// `None` when it is gone (the record is dropped).
-    pub fn open_blob(&self, key: &str, hot: &HotBlob) -> Result<Option<File>, StorageError> {
+    /// Opens the content of a hot blob kept without its bytes (blocking
+    /// I/O); `None` when it is gone (the record is dropped).
+    pub fn open_blob(&self, key: &str, hot: &HotBlob) -> Result<Option<OpenBlob>, StorageError> {
         self.open_or_drop(key, &hot.entry)
     }
 
-    /// `entry`'s file, or `None` (and the record dropped) when it is gone
-    /// or of the wrong size.
-    fn open_or_drop(&self, key: &str, entry: &Entry) -> Result<Option<File>, StorageError> {
-        let file = self.blobs.open(key, &info(entry))?;
+    /// `entry`'s content, or `None` (and the record dropped) when its
+    /// object is gone or of the wrong size.
+    fn open_or_drop(&self, key: &str, entry: &Entry) -> Result<Option<OpenBlob>, StorageError> {
+        let file = self.open_object(key, entry)?;
         if file.is_none() {
             tracing::warn!(key, "cached blob missing or of the wrong size; dropped");
             self.remove(key)?;
@@ -65,9 +63,9 @@ impl Cache {
 
     /// A reader of a committed blob that checks it against its record
     /// (unless `cache.verify_reads` is off).
-    pub fn reader(&self, entry: &Entry, file: File) -> BlobReader {
+    pub fn reader(&self, entry: &Entry, blob: OpenBlob) -> BlobReader {
         let hashes = (entry.xxh3, entry.sha512.as_str());
-        BlobReader::new(Arc::new(file), entry.size, hashes, self.verify_reads)
+        BlobReader::new(blob, entry.size, hashes, self.verify_reads)
     }
 
     /// A read found `key`'s bytes corrupt: drops it (unless it has been
@@ -90,11 +88,7 @@ impl Cache {
 
     /// Commits a complete blob and records it (blocking I/O).
     pub fn commit_blob(&self, key: &str, writer: BlobWriter, origin: Origin) -> Result<Entry, StorageError> {
-        let (entry, replaced) = self.watch(self.blobs.commit(writer, key).and_then(|stored| {
-            let entry = entry_of(EntryKind::Blob, origin, stored);
-            self.index.put(key, &entry).map(|replaced| (entry, replaced))
-        }))?;
-        self.discard_replaced(key, replaced, &entry);
+        let entry = self.watch(self.commit_object(key, writer, EntryKind::Blob, origin))?;
         self.note_growth();
         Ok(entry)
     }

@@ -4,15 +4,13 @@
 //! a complete corrupt file: on a mismatch its transfer breaks off short of
 //! the announced length, and it retries.
 
-use std::fs::File;
 use std::io;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha512};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::read_at;
+use super::OpenBlob;
 
 /// What the bytes must hash to.
 enum Check {
@@ -38,7 +36,7 @@ pub(crate) enum ReadError {
 /// Reads `size` bytes of a committed blob in chunks (blocking I/O: call it
 /// from a blocking context).
 pub(crate) struct BlobReader {
-    file: Arc<File>,
+    blob: OpenBlob,
     size: u64,
     offset: u64,
     check: Check,
@@ -46,14 +44,14 @@ pub(crate) struct BlobReader {
 
 impl BlobReader {
     /// `xxh3` / `sha512` are the record's; with `verify` false nothing is checked.
-    pub fn new(file: Arc<File>, size: u64, (xxh3, sha512): (Option<u128>, &str), verify: bool) -> Self {
+    pub fn new(blob: OpenBlob, size: u64, (xxh3, sha512): (Option<u128>, &str), verify: bool) -> Self {
         let check = match (verify, xxh3) {
             (false, _) => Check::Off,
             (true, Some(expected)) => Check::Fast(Box::new(Xxh3::new()), expected),
             (true, None) => Check::Full(Box::default(), sha512.to_ascii_lowercase()),
         };
         BlobReader {
-            file,
+            blob,
             size,
             offset: 0,
             check,
@@ -67,7 +65,7 @@ impl BlobReader {
             return Ok(None);
         }
         let len = (self.size - self.offset).min(max.max(1) as u64) as usize;
-        let data = read_at(&self.file, self.offset, len)?;
+        let data = self.blob.read_at(self.offset, len)?;
         if data.len() < len {
             return Err(ReadError::Short);
         }
@@ -98,8 +96,8 @@ impl BlobReader {
 
 /// Reads a whole blob and tells whether it matches its record (the scrub
 /// and `nucache verify`).
-pub(crate) fn intact(file: File, size: u64, hashes: (Option<u128>, &str)) -> Result<bool, io::Error> {
-    let mut reader = BlobReader::new(Arc::new(file), size, hashes, true);
+pub(crate) fn intact(blob: OpenBlob, size: u64, hashes: (Option<u128>, &str)) -> Result<bool, io::Error> {
+    let mut reader = BlobReader::new(blob, size, hashes, true);
     loop {
         match reader.next_chunk(1024 * 1024) {
             Ok(Some(_)) => {}
@@ -113,12 +111,20 @@ pub(crate) fn intact(file: File, size: u64, hashes: (Option<u128>, &str)) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use crate::cache::BlobRead;
 
-    fn file_with(data: &[u8]) -> Arc<File> {
-        let mut file = tempfile::tempfile().expect("temp file");
-        file.write_all(data).expect("write");
-        Arc::new(file)
+    /// Content in memory (the readers see only the trait).
+    struct InMemory(Vec<u8>);
+
+    impl BlobRead for InMemory {
+        fn read_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            let start = (offset as usize).min(self.0.len());
+            Ok(self.0[start..(start + len).min(self.0.len())].to_vec())
+        }
+    }
+
+    fn file_with(data: &[u8]) -> OpenBlob {
+        Box::new(InMemory(data.to_vec()))
     }
 
     fn read_all(mut reader: BlobReader) -> (Vec<u8>, Option<String>) {

@@ -44,18 +44,23 @@ impl SledIndex {
             entries,
             db,
         };
-        index.count_totals();
+        index.count_totals()?;
         Ok(index)
     }
 
-    fn count_totals(&self) {
+    /// Counts the records once; a tree sled cannot walk is an error (the
+    /// index is then rebuilt from the objects).
+    fn count_totals(&self) -> Result<(), StorageError> {
         let (mut count, mut bytes) = (0, 0u64);
-        for (_, record) in self.records() {
+        for item in self.entries.iter() {
+            let (key, raw) = item?;
             count += 1;
-            bytes = bytes.saturating_add(record.map(|e| e.size).unwrap_or(0));
+            let size = decode(&String::from_utf8_lossy(&key), &raw).map_or(0, |e| e.size);
+            bytes = bytes.saturating_add(size);
         }
         self.count.store(count, Ordering::Relaxed);
         self.bytes.store(bytes, Ordering::Relaxed);
+        Ok(())
     }
 }
 
@@ -68,9 +73,9 @@ impl IndexStore for SledIndex {
     }
 
     fn put(&self, key: &str, entry: &Entry) -> Result<Option<Entry>, StorageError> {
-        let raw = serde_json::to_vec(entry).map_err(|e| StorageError::Record {
+        let raw = serde_json::to_vec(entry).map_err(|source| StorageError::Record {
             key: key.to_string(),
-            reason: e.to_string(),
+            source,
         })?;
         let replaced = self.entries.insert(key.as_bytes(), raw)?;
         let replaced = replaced.and_then(|raw| decode(key, &raw).ok());
@@ -173,6 +178,23 @@ impl IndexStore for SledIndex {
             .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
     }
 
+    fn package_hashes(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let mut all = Vec::new();
+        for item in self.hashes.iter() {
+            let (package, hash) = item?;
+            all.push((
+                String::from_utf8_lossy(&package).into_owned(),
+                String::from_utf8_lossy(&hash).into_owned(),
+            ));
+        }
+        Ok(all)
+    }
+
+    fn remove_hash(&self, package: &str) -> Result<(), StorageError> {
+        self.hashes.remove(package.as_bytes())?;
+        Ok(())
+    }
+
     fn flush(&self) -> Result<(), StorageError> {
         self.db.flush()?;
         Ok(())
@@ -180,9 +202,9 @@ impl IndexStore for SledIndex {
 }
 
 fn decode(key: &str, raw: &[u8]) -> Result<Entry, StorageError> {
-    serde_json::from_slice(raw).map_err(|e| StorageError::Record {
+    serde_json::from_slice(raw).map_err(|source| StorageError::Record {
         key: key.to_string(),
-        reason: e.to_string(),
+        source,
     })
 }
 

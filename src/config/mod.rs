@@ -115,6 +115,14 @@ impl Config {
         }
     }
 
+    /// Every upstream's `(name, service index URL)`, in priority order.
+    pub fn upstream_urls(&self) -> Vec<(String, String)> {
+        self.upstream_set()
+            .iter()
+            .map(|(name, upstream)| (name.to_string(), upstream.service_index.clone()))
+            .collect()
+    }
+
     /// The settings (timeouts, proxy, CA) to reach `url` with: those of the
     /// configured upstream at the same origin, else the primary's (a feed
     /// client talking to nucache itself or to another feed).

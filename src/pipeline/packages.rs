@@ -6,7 +6,6 @@
 //! download to every client asking, through the disk or, while the disk
 //! fails, through memory.
 
-use std::fs::File;
 use std::sync::Arc;
 
 use http::header::HeaderMap;
@@ -15,7 +14,7 @@ use http::request::Parts;
 use super::resolve::{Part, Plan};
 use super::Pipeline;
 use crate::body::{blocking_stream, empty, full, Body};
-use crate::cache::{BlobReader, CacheStatus, Entry, ReadError};
+use crate::cache::{BlobReader, CacheStatus, Entry, OpenBlob, ReadError};
 use crate::error::{ProxyError, UpstreamError};
 use crate::merge::versions;
 use crate::nuget::PackageFile;
@@ -171,7 +170,7 @@ impl Pipeline {
     /// Streams a committed blob, checked against its checksum as it goes:
     /// a corrupt file breaks the response off before its last chunk and is
     /// dropped, so the next request fetches good bytes.
-    fn verified_body(&self, key: &str, entry: &Entry, file: File) -> Body {
+    fn verified_body(&self, key: &str, entry: &Entry, file: OpenBlob) -> Body {
         let reader = self.cache.reader(entry, file);
         let (cache, key, entry) = (self.cache.clone(), key.to_string(), entry.clone());
         blocking_stream(reader, READ_CHUNK, move |reader: &mut BlobReader, max| {

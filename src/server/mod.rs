@@ -93,13 +93,18 @@ impl Server {
         let config = Arc::new(config);
         let tls = Tls::from_config(&config.tls)?.map(Arc::new);
         let (cache_config, not_found_ttl) = (config.cache.clone(), config.ttl.not_found);
-        let (cache, repair) = tokio::task::spawn_blocking(move || Cache::open(&cache_config, not_found_ttl))
-            .await
-            .map_err(|e| StartError::Task(e.to_string()))?
-            .map_err(|source| StartError::Cache {
-                dir: config.cache.describe_dir(),
-                source,
-            })?;
+        let upstreams = config.upstream_urls();
+        let (cache, repair) = tokio::task::spawn_blocking(move || {
+            let (cache, repair) = Cache::open(&cache_config, not_found_ttl)?;
+            cache.migrate_legacy_keys(&upstreams)?;
+            Ok((cache, repair))
+        })
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))?
+        .map_err(|source| StartError::Cache {
+            dir: config.cache.describe_dir(),
+            source,
+        })?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| StartError::Bind {

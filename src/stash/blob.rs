@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::HeaderMap;
 use md5::{Digest, Md5};
 use sha2::Sha512;
+use xxhash_rust::xxh3::Xxh3;
 
 use super::download::Download;
 use super::flights::Ticket;
@@ -48,7 +49,11 @@ pub(crate) struct BlobRequest {
 /// the readers, hashed on the way for the checks.
 enum Sink {
     Disk(Box<BlobWriter>),
-    Memory { sha512: Box<Sha512>, written: u64 },
+    Memory {
+        sha512: Box<Sha512>,
+        xxh3: Box<Xxh3>,
+        written: u64,
+    },
 }
 
 impl Sink {
@@ -56,6 +61,15 @@ impl Sink {
         match self {
             Sink::Disk(writer) => writer.written(),
             Sink::Memory { written, .. } => *written,
+        }
+    }
+
+    /// XXH3-128 of every byte received: what each reader of the download
+    /// checks the bytes it read against.
+    fn xxh3(&mut self) -> u128 {
+        match self {
+            Sink::Disk(writer) => writer.info().xxh3.unwrap_or_default(),
+            Sink::Memory { xxh3, .. } => xxh3.digest128(),
         }
     }
 }
@@ -92,8 +106,11 @@ pub(super) async fn fetch_blob(
         Some(writer) => Sink::Disk(Box::new(writer)),
         None => {
             download.push(first.clone());
+            let mut xxh3 = Box::new(Xxh3::new());
+            xxh3.update(&first);
             Sink::Memory {
                 sha512: Box::new(Sha512::new().chain_update(&first)),
+                xxh3,
                 written: first.len() as u64,
             }
         }
@@ -161,7 +178,7 @@ impl Pump {
         let key = self.request.key.clone();
         let received = self.receive(&mut fetched, sink, first).await;
         let checked = received.and_then(|(sink, md5)| self.verify(sink, md5, &fetched));
-        let sink = match checked {
+        let mut sink = match checked {
             Ok(sink) => sink,
             Err(error) => {
                 tracing::warn!(key, %error, "download refused; nothing cached");
@@ -169,21 +186,35 @@ impl Pump {
                 return;
             }
         };
-        let total = sink.written();
+        let (total, xxh3) = (sink.written(), sink.xxh3());
         if let Sink::Disk(writer) = sink {
-            let size = writer.written();
-            let (cache, owned_key, meta) = (self.stash.cache.clone(), key.clone(), self.download.origin.clone());
-            match tokio::task::spawn_blocking(move || cache.commit_blob(&owned_key, *writer, meta)).await {
-                Ok(Ok(entry)) => tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed"),
-                // The bytes are complete and checked in the open file: clients
-                // still get them; the storage health has logged the failure.
-                Ok(Err(error)) => tracing::debug!(key, %error, "complete download not cached"),
-                Err(error) => tracing::debug!(key, %error, "commit task lost"),
-            }
+            self.commit(&key, *writer).await;
         }
-        self.download.complete(total);
+        self.download.complete(total, xxh3);
         // Later requests join this download until it is committed.
         drop(self.ticket.take());
+    }
+
+    /// Commits the checked download; its readers, who read it back from the
+    /// committed file, drop the entry should they find it rotten.
+    async fn commit(&self, key: &str, writer: BlobWriter) {
+        let size = writer.written();
+        let (cache, owned_key, meta) = (self.stash.cache.clone(), key.to_string(), self.download.origin.clone());
+        match tokio::task::spawn_blocking(move || cache.commit_blob(&owned_key, writer, meta)).await {
+            Ok(Ok(entry)) => {
+                tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed");
+                let (cache, key) = (self.stash.cache.clone(), key.to_string());
+                self.download.on_corrupt(Box::new(move || {
+                    if let Err(error) = cache.drop_corrupt(&key, &entry) {
+                        tracing::warn!(key, %error, "could not drop a corrupt cache entry");
+                    }
+                }));
+            }
+            // The bytes are complete and checked in the open file: clients
+            // still get them; the storage health has logged the failure.
+            Ok(Err(error)) => tracing::debug!(key, %error, "complete download not cached"),
+            Err(error) => tracing::debug!(key, %error, "commit task lost"),
+        }
     }
 
     /// Receives the rest of the body after `first` (already in the sink),
@@ -255,8 +286,10 @@ impl Pump {
                     let written = writer.written();
                     self.download.on_disk(written);
                     self.download.spill_to_memory();
+                    let (sha512, xxh3) = writer.abandon();
                     let sink = Sink::Memory {
-                        sha512: Box::new(writer.abandon()),
+                        sha512: Box::new(sha512),
+                        xxh3: Box::new(xxh3),
                         written,
                     };
                     self.through_memory(sink, data).await
@@ -268,10 +301,16 @@ impl Pump {
     }
 
     async fn through_memory(&mut self, sink: Sink, data: Bytes) -> Result<Sink, StashError> {
-        let Sink::Memory { mut sha512, written } = sink else {
+        let Sink::Memory {
+            mut sha512,
+            mut xxh3,
+            written,
+        } = sink
+        else {
             return Ok(sink);
         };
         sha512.update(&data);
+        xxh3.update(&data);
         let written = written + data.len() as u64;
         self.download.push(data);
         if !self.download.make_room(self.stash.upstream.read_timeout()).await {
@@ -284,7 +323,7 @@ impl Pump {
                 ));
             }
         }
-        Ok(Sink::Memory { sha512, written })
+        Ok(Sink::Memory { sha512, xxh3, written })
     }
 
     /// The checks a complete body must pass: the SHA-512 the metadata
@@ -301,9 +340,9 @@ impl Pump {
                 let sha512 = writer.finish();
                 (Sink::Disk(writer), sha512)
             }
-            Sink::Memory { sha512, written } => {
+            Sink::Memory { sha512, xxh3, written } => {
                 let hex = hex::encode((*sha512).clone().finalize());
-                (Sink::Memory { sha512, written }, hex)
+                (Sink::Memory { sha512, xxh3, written }, hex)
             }
         };
         if let Some(expected) = &self.request.expected_sha512 {

@@ -4,8 +4,10 @@
 //! through a bounded window in memory, so no reader's response breaks.
 //!
 //! The last bytes are announced only once the pump has checked the whole
-//! body (length, `Content-MD5`, `packageHash`): a client that receives the
-//! whole file can count on it being right.
+//! body (length, `Content-MD5`, `packageHash`), and each reader checks
+//! what it read (from the file, which may rot under it, or from memory)
+//! against the XXH3 of what the upstream sent before it hands them out: a
+//! client that receives the whole file can count on it being right.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -15,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::body::allowance;
 use crate::cache::{read_at, Origin};
@@ -32,11 +35,16 @@ enum End {
     Failed(String),
 }
 
+/// What a reader that found the bytes it read back rotten calls, once.
+pub(crate) type CorruptHook = Box<dyn FnOnce() + Send>;
+
 pub(crate) struct Download {
     pub origin: Origin,
     /// The upstream's `Content-Length`, when it sent one.
     pub length: Option<u64>,
     state: Mutex<State>,
+    /// Drops the committed entry (its file is the one readers read).
+    corrupt: Mutex<Option<CorruptHook>>,
     /// Bumped whenever readers may read further (or the download ended).
     changed: watch::Sender<u64>,
     /// Readers consumed memory: the pump may trim its window.
@@ -57,6 +65,8 @@ struct State {
     /// Bytes readers may read.
     announced: u64,
     end: End,
+    /// XXH3-128 of the whole body, once complete.
+    digest: Option<u128>,
     /// Each reader's offset (memory is trimmed only below all of them).
     readers: HashMap<u64, u64>,
     next_reader: u64,
@@ -88,9 +98,11 @@ impl Download {
                 held: None,
                 announced: 0,
                 end: End::Open,
+                digest: None,
                 readers: HashMap::new(),
                 next_reader: 0,
             }),
+            corrupt: Mutex::new(None),
             changed: watch::Sender::new(0),
             drained: Notify::new(),
         })
@@ -120,6 +132,8 @@ impl Download {
             download: self.clone(),
             id,
             offset: 0,
+            read: Box::new(Xxh3::new()),
+            checked: false,
             changes: self.changed.subscribe(),
         })
     }
@@ -137,15 +151,34 @@ impl Download {
         }
     }
 
-    /// `n` bytes are in the file and may be read.
+    /// `n` bytes are in the file and may be read, all but the last byte of
+    /// an announced length: the upstream may not have signalled the end
+    /// yet, and a client that has every byte takes its response as whole.
     pub fn on_disk(&self, n: u64) {
+        let readable = self.length.map_or(n, |length| n.min(length.saturating_sub(1)));
         {
             let mut state = self.state();
             state.on_disk = n;
             state.memory_start = state.memory_start.max(n);
-            state.announced = state.announced.max(n);
+            state.announced = state.announced.max(readable);
         }
         self.wake_readers();
+    }
+
+    /// What to call when a reader finds the committed bytes rotten.
+    pub fn on_corrupt(&self, hook: CorruptHook) {
+        if let Ok(mut corrupt) = self.corrupt.lock() {
+            *corrupt = Some(hook);
+        }
+    }
+
+    /// A reader read back bytes that differ from what the upstream sent:
+    /// the committed entry is dropped (once, off the async workers).
+    fn found_corrupt(&self) {
+        let hook = self.corrupt.lock().ok().and_then(|mut hook| hook.take());
+        if let Some(hook) = hook {
+            tokio::task::spawn_blocking(hook);
+        }
     }
 
     /// The disk failed: from now on bytes go through memory; the file keeps
@@ -209,8 +242,9 @@ impl Download {
         true
     }
 
-    /// The body is whole (`total` bytes) and checked: everything may be read.
-    pub fn complete(&self, total: u64) {
+    /// The body is whole (`total` bytes, XXH3-128 `digest`) and checked:
+    /// everything may be read.
+    pub fn complete(&self, total: u64, digest: u128) {
         {
             let mut state = self.state();
             if let Some(last) = state.held.take() {
@@ -223,6 +257,7 @@ impl Download {
             }
             state.announced = total;
             state.end = End::Complete;
+            state.digest = Some(digest);
         }
         self.wake_readers();
     }
@@ -252,17 +287,22 @@ pub(crate) struct DownloadReader {
     download: Arc<Download>,
     id: u64,
     offset: u64,
+    /// XXH3 of every byte handed out so far.
+    read: Box<Xxh3>,
+    /// The whole body was found to match.
+    checked: bool,
     changes: watch::Receiver<u64>,
 }
 
 impl DownloadReader {
-    /// The next chunk, `None` at the (checked) end.
+    /// The next chunk, `None` at the (checked) end. The chunk that makes
+    /// the body whole comes only once everything read matches.
     pub async fn next(&mut self) -> Option<io::Result<Bytes>> {
         loop {
             self.changes.borrow_and_update();
             let allowance = allowance(READ_CHUNK);
             let chunk = match self.step(allowance.len) {
-                Step::Done => return None,
+                Step::Done => return self.check_whole().err().map(Err),
                 Step::Fail(reason) => return Some(Err(io::Error::other(reason))),
                 Step::Memory(chunk) => chunk,
                 Step::Disk(file, offset, len) => match read_file(file, offset, len).await {
@@ -276,9 +316,39 @@ impl DownloadReader {
                     continue;
                 }
             };
+            self.read.update(&chunk);
             self.advance(chunk.len());
+            if let Err(error) = self.check_whole() {
+                return Some(Err(error));
+            }
             return Some(Ok(chunk));
         }
+    }
+
+    /// Once every byte has been read: whether they match the body the
+    /// upstream sent. A mismatch is rot under the file (it is the cached
+    /// file now): the entry is dropped.
+    fn check_whole(&mut self) -> io::Result<()> {
+        let digest = {
+            let state = self.download.state();
+            match (state.end == End::Complete, state.digest) {
+                (true, Some(digest)) if self.offset == state.announced => digest,
+                _ => return Ok(()),
+            }
+        };
+        if self.checked || self.read.digest128() == digest {
+            self.checked = true;
+            return Ok(());
+        }
+        tracing::error!(
+            url = self.download.origin.url,
+            size = self.offset,
+            "a download read back from disk does not match what the upstream sent; dropped"
+        );
+        self.download.found_corrupt();
+        Err(io::Error::other(
+            "the downloaded file changed on disk (corrupted); transfer broken off",
+        ))
     }
 
     /// What to do next; a file read takes at most `max` bytes.
@@ -360,6 +430,7 @@ async fn read_file(file: Arc<File>, offset: u64, len: usize) -> io::Result<Bytes
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xxhash_rust::xxh3::xxh3_128;
 
     fn origin() -> Origin {
         Origin::default()
@@ -384,7 +455,7 @@ mod tests {
         download.push(Bytes::from_static(b"abc"));
         download.push(Bytes::from_static(b"def"));
         assert_eq!(download.state().announced, 3, "the newest chunk is held back");
-        download.complete(6);
+        download.complete(6, xxh3_128(b"abcdef"));
         assert_eq!(whole.await.ok(), Some((b"abcdef".to_vec(), None)));
     }
 
@@ -424,11 +495,13 @@ mod tests {
         let reader = download.reader().expect("reader");
         let whole = tokio::spawn(read_all(reader));
         let chunk = Bytes::from(vec![7u8; 256 * 1024]);
+        let mut sent = Xxh3::new();
         for _ in 0..40 {
             download.push(chunk.clone());
+            sent.update(&chunk);
             download.make_room(Duration::from_secs(5)).await;
         }
-        download.complete(40 * 256 * 1024);
+        download.complete(40 * 256 * 1024, sent.digest128());
         let (got, error) = whole.await.unwrap_or_default();
         assert_eq!((got.len(), error), (40 * 256 * 1024, None));
     }
@@ -443,7 +516,45 @@ mod tests {
         let reader = download.reader().expect("reader");
         download.push(Bytes::from_static(b"4567"));
         download.push(Bytes::from_static(b"89"));
-        download.complete(10);
+        download.complete(10, xxh3_128(b"0123456789"));
         assert_eq!(read_all(reader).await, (b"0123456789".to_vec(), None));
+    }
+
+    fn file_with(bytes: &[u8]) -> Arc<File> {
+        let mut file = tempfile::tempfile().expect("temp file");
+        std::io::Write::write_all(&mut file, bytes).expect("write");
+        Arc::new(file)
+    }
+
+    #[tokio::test]
+    async fn with_a_length_the_last_byte_waits_for_the_end_to_be_checked() {
+        let download = Download::new(origin(), Some(10), Some(file_with(b"0123456789")));
+        // Every byte on disk, but the upstream has not said it is done.
+        download.on_disk(10);
+        assert_eq!(download.state().announced, 9, "a client with every byte is done");
+        download.complete(10, xxh3_128(b"0123456789"));
+        let reader = download.reader().expect("reader");
+        assert_eq!(read_all(reader).await, (b"0123456789".to_vec(), None));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_rot_on_disk_before_they_are_read_break_the_transfer_off() {
+        let file = file_with(b"0123456789");
+        let download = Download::new(origin(), Some(10), Some(file.clone()));
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = dropped.clone();
+        download.on_corrupt(Box::new(move || flag.store(true, std::sync::atomic::Ordering::SeqCst)));
+        download.on_disk(10);
+        download.complete(10, xxh3_128(b"0123456789"));
+        std::os::unix::fs::FileExt::write_all_at(&*file, b"X", 4).expect("rot");
+
+        let (got, error) = read_all(download.reader().expect("reader")).await;
+        assert!(got.len() < 10, "never the whole file: {got:?}");
+        assert!(error.is_some_and(|e| e.contains("corrupted")));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !dropped.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(std::time::Instant::now() < deadline, "the entry was never dropped");
+            tokio::task::yield_now().await;
+        }
     }
 }

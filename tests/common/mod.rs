@@ -48,3 +48,14 @@ pub fn urls_in(doc: &serde_json::Value) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+/// The content of a cache file: the file without the record it ends with
+/// (`[content][record JSON][u32 LE length of the JSON][8-byte magic]`).
+pub fn stored_content(file: &[u8]) -> &[u8] {
+    let Some(trailer_at) = file.len().checked_sub(12) else {
+        return file;
+    };
+    let trailer = &file[trailer_at..];
+    let record = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]) as usize;
+    &file[..trailer_at.saturating_sub(record)]
+}
