@@ -96,6 +96,11 @@ struct UpstreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OriginLabels {
     origin: String,
 }
@@ -146,6 +151,9 @@ pub(crate) struct Metrics {
     downloads_in_flight: Gauge,
     breaker_open: Family<OriginLabels, Gauge>,
     storage_writable: Gauge,
+    /// `nucache_merged_documents_total`: merged, or reused (parts unchanged).
+    merged: Counter,
+    merge_reused: Counter,
 }
 
 impl Default for Metrics {
@@ -196,7 +204,17 @@ impl Metrics {
             "Time from sending an upstream request to its response head",
             upstream_duration.clone(),
         );
+        let merges = Family::<OutcomeLabels, Counter>::default();
+        let merged = merges.get_or_create(&OutcomeLabels { outcome: "merged" }).clone();
+        let merge_reused = merges.get_or_create(&OutcomeLabels { outcome: "reused" }).clone();
+        registry.register(
+            "merged_documents",
+            "Answers of several upstreams made into one (merged), or found unchanged by the parts' fingerprint (reused); a merged answer served from the cache counts in neither",
+            merges,
+        );
         let metrics = Metrics {
+            merged,
+            merge_reused,
             requests,
             bytes_from_cache,
             bytes_from_upstream,
@@ -281,6 +299,15 @@ impl Metrics {
         };
         self.upstream_requests.get_or_create(&labels).inc();
         self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    /// Several upstreams' documents made into one answer (`reused`: the
+    /// parts had not changed, the answer kept was confirmed).
+    pub fn merge(&self, reused: bool) {
+        match reused {
+            true => self.merge_reused.inc(),
+            false => self.merged.inc(),
+        };
     }
 
     /// Objects evicted by one run of the evictor.

@@ -14,68 +14,12 @@ use std::io::Write;
 
 use bytes::Bytes;
 use common::nucache::{get, send, Nucache};
-use common::upstream::{fake_nupkg, Corpus, FakeOptions, FakeUpstream, Fault};
+use common::two_feeds::{acme_bytes, feeds, nucache_for};
+use common::upstream::{fake_nupkg, FakeUpstream, Fault};
 use http::{Method, StatusCode};
-use nucache::config::{digest_hex, Secret, UpstreamConfig};
+use nucache::config::{digest_hex, Secret};
 use nucache::Config;
 use serde_json::Value;
-
-/// The private feed's bytes for a package (never the public feed's).
-fn acme_bytes(id: &str, version: &str) -> Vec<u8> {
-    fake_nupkg(id, &format!("acme {version}"))
-}
-
-struct Feeds {
-    acme: FakeUpstream,
-    public: FakeUpstream,
-}
-
-/// `Acme.Core` is on both feeds (the public one squats 1.0.0 and has a
-/// 3.0.0 of its own); `Fake.Core` is public, and acme has a 1.0.0 of its
-/// own and a 9.0.0-acme.
-async fn feeds() -> Feeds {
-    let mut private = Corpus::empty();
-    for (id, version) in [
-        ("Acme.Core", "1.0.0"),
-        ("Acme.Core", "2.0.0"),
-        ("Fake.Core", "1.0.0"),
-        ("Fake.Core", "9.0.0-acme"),
-        ("Acme.Only", "1.0.0"),
-    ] {
-        private.add(id, version, acme_bytes(id, version), true);
-    }
-    let options = FakeOptions {
-        path_prefix: "/_packaging/acme/nuget".to_string(),
-        ..FakeOptions::default()
-    };
-    let acme = FakeUpstream::start_with_options(private, options).await;
-    let mut corpus = Corpus::default_corpus();
-    corpus.add_generated("Acme.Core", "1.0.0", true);
-    corpus.add_generated("Acme.Core", "3.0.0", true);
-    let public = FakeUpstream::start_with(corpus).await;
-    Feeds { acme, public }
-}
-
-fn named(base: &UpstreamConfig, index: &str, priority: u32, packages: &[&str]) -> UpstreamConfig {
-    UpstreamConfig {
-        service_index: index.to_string(),
-        priority,
-        packages: packages.iter().map(|p| p.to_string()).collect(),
-        ..base.clone()
-    }
-}
-
-async fn nucache_for(feeds: &Feeds, tweak: impl FnOnce(&mut Config)) -> Nucache {
-    let (acme, public) = (feeds.acme.index_url(), feeds.public.index_url());
-    Nucache::start(&acme, |c| {
-        let acme = named(&c.upstream, &acme, 1, &["Acme.*", "*"]);
-        let public = named(&c.upstream, &public, 10, &[]);
-        c.upstreams.insert("acme".to_string(), acme);
-        c.upstreams.insert("nugetorg".to_string(), public);
-        tweak(c);
-    })
-    .await
-}
 
 fn versions(reply: &common::nucache::Reply) -> Vec<String> {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());

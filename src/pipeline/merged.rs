@@ -136,9 +136,13 @@ impl Pipeline {
         }
         let fingerprint = gathered.fingerprint();
         let doc = match kept.filter(|doc| doc.entry.etag.as_deref() == Some(fingerprint.as_str())) {
-            Some(same) => self.keep_merged(&key, same.body.text().clone(), fingerprint, &gathered),
+            Some(same) => {
+                self.metrics.merge(true);
+                self.keep_merged(&key, same.body.text().clone(), fingerprint, &gathered)
+            }
             None => {
                 let body = self.merge(plan, how, &mut gathered)?;
+                self.metrics.merge(false);
                 self.keep_merged(&key, body, fingerprint, &gathered)
             }
         };

@@ -59,6 +59,7 @@ pub(crate) struct Pipeline {
     /// Every upstream with its service index, fetch stage and client, and
     /// which package ids each may serve.
     feeds: Feeds,
+    metrics: Arc<Metrics>,
 }
 
 /// How a read is served, by what it asks for and how many may answer.
@@ -74,7 +75,12 @@ enum Shape {
 impl Pipeline {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
         let feeds = Feeds::new(&config, &cache, &metrics);
-        Pipeline { config, cache, feeds }
+        Pipeline {
+            config,
+            cache,
+            feeds,
+            metrics,
+        }
     }
 
     pub(crate) fn feeds(&self) -> &Feeds {

@@ -6,6 +6,7 @@ pub mod poll;
 pub mod process;
 pub mod tinyproxy;
 pub mod tls;
+pub mod two_feeds;
 pub mod upstream;
 
 /// The content file of `local` (a path below `/v3/`) of the upstream at
