@@ -5,6 +5,7 @@
 
 mod bytesize;
 mod env;
+mod limits;
 mod listen;
 mod proxy_url;
 mod secret;
@@ -20,6 +21,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::{ByteSize, MinFree};
+pub use limits::LimitsConfig;
 pub use proxy_url::ProxyUrl;
 use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
@@ -79,6 +81,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
 }
 
 /// How log lines are written (the filter is `log_filter`).
@@ -147,6 +150,8 @@ pub struct UpstreamConfig {
     pub max_redirects: u32,
     /// Largest metadata document accepted (after gzip decoding).
     pub max_document_size: ByteSize,
+    /// Requests to this upstream in flight at once (`limits.rs`).
+    pub max_concurrent_requests: u32,
     /// HTTP Basic credentials for a private upstream.
     pub username: Option<String>,
     pub password: Option<Secret>,
@@ -308,6 +313,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -324,6 +330,7 @@ impl Default for UpstreamConfig {
             retries: 3,
             max_redirects: 5,
             max_document_size: ByteSize::mib(64),
+            max_concurrent_requests: limits::DEFAULT_UPSTREAM_REQUESTS,
             username: None,
             password: None,
             password_file: None,
@@ -559,6 +566,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_upstreams()?;
+        self.limits.validate(self)?;
         if let Some(url) = &self.public_url {
             check_url("public_url", url)?;
             if url.contains('?') || url.contains('#') {
