@@ -92,6 +92,8 @@ pub(crate) struct Proxy {
     metrics: Arc<Metrics>,
     /// Where today's figures of the status page start.
     today: status::TodayCell,
+    /// Background refreshes running (`limits.background_refreshes`; metadata.rs).
+    refreshes: crate::budget::Budget,
 }
 
 impl Proxy {
@@ -104,8 +106,14 @@ impl Proxy {
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
             publish_key: std::sync::RwLock::new(config.publish.api_key.clone()),
-            metrics,
             today: status::TodayCell::default(),
+            refreshes: crate::budget::Budget::new(
+                crate::budget::Kind::BackgroundRefreshes,
+                config.limits.background_refreshes,
+                config.limits.queue_timeout,
+                &metrics,
+            ),
+            metrics,
         }
     }
 

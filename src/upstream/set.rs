@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::Upstream;
+use super::{Budgets, Upstream};
 use crate::config::Config;
 use crate::merge::mapping::SourceMapping;
 use crate::metrics::Metrics;
@@ -29,12 +29,17 @@ pub(crate) struct Upstreams {
 }
 
 impl Upstreams {
-    /// Every client counts its requests into `metrics`.
+    /// Every client counts its requests into `metrics`, and takes from its
+    /// own budget of requests and the one budget of document bytes.
     pub fn from_config(config: &Config, metrics: &Arc<Metrics>) -> Upstreams {
         let set = config.upstream_set();
-        let member = |(name, upstream): &(&str, &crate::config::UpstreamConfig)| Member {
-            name: name.to_string(),
-            client: Arc::new(Upstream::new(upstream, metrics.clone())),
+        let bytes = Budgets::document_bytes(&config.limits, metrics);
+        let member = |(name, upstream): &(&str, &crate::config::UpstreamConfig)| {
+            let budgets = Budgets::of(name, upstream, &config.limits, bytes.clone(), metrics);
+            Member {
+                name: name.to_string(),
+                client: Arc::new(Upstream::with_budgets(upstream, metrics.clone(), budgets)),
+            }
         };
         let mut members = set.iter().map(member);
         // upstream_set() is never empty; `[upstream]` stands in regardless.

@@ -18,6 +18,7 @@
 //! it spawned.
 
 mod docs;
+mod in_flight;
 mod layout;
 mod model;
 mod routes;
@@ -36,6 +37,7 @@ use tokio::task::JoinHandle;
 
 pub use model::Corpus;
 
+use in_flight::InFlight;
 use layout::Layout;
 use model::Store;
 use server::{Ctl, Listener};
@@ -318,6 +320,22 @@ impl FakeUpstream {
         lock(&self.shared.pushes).last.map(|(_, sha)| hex::encode(sha))
     }
 
+    /// Requests being answered now, on any host (a request counts from its
+    /// arrival until its response body is sent or dropped).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.now()
+    }
+
+    /// The most requests answered at once since the start (or the last
+    /// [`FakeUpstream::reset_max_in_flight`]).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.in_flight.most()
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.shared.in_flight.reset_most();
+    }
+
     /// Body length of the last `PUT` to a publish endpoint.
     pub fn last_push_len(&self) -> Option<usize> {
         lock(&self.shared.pushes).last.map(|(len, _)| len)
@@ -382,6 +400,7 @@ pub(crate) struct Shared {
     handle: Handle,
     /// Set: connections speak TLS ([`FakeOptions::tls`]).
     tls: Option<tokio_rustls::TlsAcceptor>,
+    in_flight: Arc<InFlight>,
 }
 
 /// Locks, ignoring poisoning (a panicking handler must not wedge the fake).
@@ -408,6 +427,7 @@ impl Shared {
             listeners,
             handle: Handle::current(),
             tls: None,
+            in_flight: Arc::default(),
         }
     }
 

@@ -31,8 +31,8 @@ use super::model::http_date;
 use super::routes::{self, Kind, Reply, Req};
 use super::{lock, Fault, Recorded, Role, Shared};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Extra bytes sent after a `.nupkg` body under [`Fault::LongerBody`].
 const EXTRA_BYTES: &[u8] = b"<these bytes are beyond Content-Length>";
@@ -289,12 +289,13 @@ async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let framing = Framing::of(&shared, req.method());
+    let (framing, in_flight) = (Framing::of(&shared, req.method()), shared.in_flight.enter());
     let served = AssertUnwindSafe(serve(shared, role, conn, req)).catch_unwind().await;
-    Ok(served.unwrap_or_else(|_| {
+    let response = served.unwrap_or_else(|_| {
         let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "fake upstream handler panicked");
         build(reply, framing, None)
-    }))
+    });
+    Ok(response.map(|body| super::in_flight::counted(body, in_flight)))
 }
 
 /// Everything about the request a response needs.
