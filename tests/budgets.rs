@@ -1,5 +1,6 @@
 //! Budgets for the work a client can start (issue 19): upstream requests
-//! per upstream, background refreshes, bytes of documents in flight.
+//! per upstream, background refreshes, bytes of documents in flight,
+//! HTTP/2 streams per connection and idle connections.
 //! Past a budget a client waits in a fair queue or gets 503 with
 //! `Retry-After`; the upstream's own count of requests in flight, and the
 //! budget gauges of `/metrics`, show that no more is ever started.
@@ -13,13 +14,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::metrics::{scrape, scrape_until, Scrape};
 use common::nucache::Nucache;
+use common::tls::Ca;
 use common::upstream::{Corpus, FakeUpstream, Fault};
 use futures_util::{stream, StreamExt};
 use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use nucache::config::ByteSize;
+use nucache::Config;
 
 /// Distinct documents a client asks for, and how many it asks at once.
 const DOCUMENTS: usize = 5_000;
@@ -281,4 +284,126 @@ async fn a_document_larger_than_the_byte_budgets_remainder_waits_then_gets_503()
         served.text()
     );
     assert!(served.text().contains("\"1.0.2499\""));
+}
+
+/// nucache over https (HTTP/2 by ALPN) with `tweak`.
+async fn https_nucache(
+    upstream: &FakeUpstream,
+    ca: &Ca,
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut Config),
+) -> Nucache {
+    let server = ca.issue(dir, "server");
+    Nucache::start(&upstream.index_url(), |c| {
+        c.tls.cert = Some(server.cert_pem.clone());
+        c.tls.key = Some(server.key_pem.clone());
+        tweak(c);
+    })
+    .await
+}
+
+type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+/// One HTTP/2 connection: its sender, and the task that ends when the
+/// connection closes.
+async fn h2_connection(ca: &Ca, port: u16) -> (H2Sender, tokio::task::JoinHandle<Result<(), hyper::Error>>) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = ca.connector(&[b"h2"]).connect(name, tcp).await.expect("handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .expect("h2 handshake");
+    (sender, tokio::spawn(connection))
+}
+
+async fn h2_get(sender: &mut H2Sender, port: u16, path: &str) -> StatusCode {
+    let request = http::Request::get(format!("https://localhost:{port}{path}"))
+        .version(http::Version::HTTP_2)
+        .body(Empty::new())
+        .expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(20), sender.send_request(request))
+        .await
+        .expect("answer in time")
+        .expect("answer");
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+#[tokio::test]
+async fn an_http2_client_opening_more_streams_than_the_limit_is_held_to_it() {
+    let upstream = FakeUpstream::start_with(many_packages()).await;
+    let (ca, certs) = (Ca::new("test CA"), tempfile::tempdir().expect("temp dir"));
+    let nucache = https_nucache(&upstream, &ca, certs.path(), |c| c.limits.http2_max_streams = 4).await;
+    let port = nucache.addr.port();
+    let (sender, _connection) = h2_connection(&ca, port).await;
+    assert_eq!(
+        h2_get(&mut sender.clone(), port, "/v3/index.json").await,
+        StatusCode::OK
+    );
+    upstream.set_fault_for("v3-flatcontainer", Fault::Delay(Duration::from_millis(300)));
+    upstream.reset_max_in_flight();
+    let statuses = futures_util::future::join_all((0..20).map(|n| {
+        let mut sender = sender.clone();
+        async move { h2_get(&mut sender, port, &versions_path(n)).await }
+    }))
+    .await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let at_upstream = upstream.max_in_flight();
+    assert!(
+        (1..=4).contains(&at_upstream),
+        "20 streams on one connection put {at_upstream} requests in flight; the limit is 4"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let upstream = FakeUpstream::start().await;
+    let (ca, certs) = (Ca::new("test CA"), tempfile::tempdir().expect("temp dir"));
+    let idle = Duration::from_millis(300);
+    let nucache = https_nucache(&upstream, &ca, certs.path(), |c| c.limits.idle_timeout = idle).await;
+    let port = nucache.addr.port();
+    let (mut sender, connection) = h2_connection(&ca, port).await;
+    assert_eq!(h2_get(&mut sender, port, "/health").await, StatusCode::OK);
+    let last_answer = Instant::now();
+    // The sender stays alive: only the server can end the connection.
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(closed.is_ok(), "the idle connection was still open after 10 s");
+    assert!(last_answer.elapsed() >= idle, "closed before the idle timeout");
+    drop(sender);
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = FakeUpstream::start().await;
+    let idle = Duration::from_millis(300);
+    // header_read_timeout (30 s) would close it too, but only much later.
+    let nucache = Nucache::start(&upstream.index_url(), |c| c.limits.idle_timeout = idle).await;
+    let mut tcp = tokio::net::TcpStream::connect(nucache.addr).await.expect("connect");
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: nucache\r\n\r\n")
+        .await
+        .expect("send");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"),
+        "no answer first"
+    );
+    assert!(
+        closed.is_ok(),
+        "the idle keep-alive connection was still open after 10 s"
+    );
 }
