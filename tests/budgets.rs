@@ -1,6 +1,6 @@
 //! Budgets for the work a client can start (issue 19): upstream requests
 //! per upstream, background refreshes, bytes of documents in flight,
-//! HTTP/2 streams per connection and idle connections.
+//! HTTP/2 streams per connection, idle connections and import staging.
 //! Past a budget a client waits in a fair queue or gets 503 with
 //! `Retry-After`; the upstream's own count of requests in flight, and the
 //! budget gauges of `/metrics`, show that no more is ever started.
@@ -406,4 +406,81 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_the_idle_timeout() 
         closed.is_ok(),
         "the idle keep-alive connection was still open after 10 s"
     );
+}
+
+const ADMIN_KEY: &str = "budgets-admin-key";
+
+#[tokio::test]
+async fn an_import_upload_over_the_staging_limit_is_refused_and_leaves_no_staging_directory() {
+    let upstream = FakeUpstream::start().await;
+    let nucache = Nucache::start(&upstream.index_url(), |c| {
+        c.admin.keys = vec![nucache::config::digest_hex(ADMIN_KEY)];
+        c.limits.import_staging = ByteSize(1000);
+    })
+    .await;
+    let key = [("x-nuget-apikey", ADMIN_KEY)];
+    let put = |upload: &'static str, file: &'static str, len: usize| {
+        let path = format!("/admin/import/{upload}/{file}");
+        let nucache = &nucache;
+        async move {
+            nucache
+                .request_with_body(http::Method::PUT, &path, &key, vec![b'x'; len])
+                .await
+        }
+    };
+    let first = put("whole", "manifest.json", 600).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert!(nucache.dir.join("import/whole/manifest.json").is_file());
+    // The limit is per upload: 600 + 600 bytes is over it.
+    let second = put("whole", "packages/a.nupkg", 600).await;
+    assert_eq!(second.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", second.text());
+    assert!(
+        !nucache.dir.join("import/whole").exists(),
+        "the refused upload was left staged"
+    );
+    let one_file = put("big", "manifest.json", 5000).await;
+    assert_eq!(one_file.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", one_file.text());
+    assert!(!nucache.dir.join("import/big").exists());
+    // Another upload is not charged for the refused ones.
+    assert_eq!(put("other", "manifest.json", 900).await.status, StatusCode::OK);
+
+    // An upload that breaks off is discarded too.
+    use tokio::io::AsyncWriteExt;
+    let mut tcp = tokio::net::TcpStream::connect(nucache.addr).await.expect("connect");
+    let head = format!(
+        "PUT /admin/import/broken/manifest.json HTTP/1.1\r\nHost: nucache\r\nX-NuGet-ApiKey: {ADMIN_KEY}\r\nContent-Length: 900\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.expect("send head");
+    tcp.write_all(&[b'x'; 100]).await.expect("send some");
+    let staged = nucache.dir.join("import/broken/manifest.json");
+    eventually("the first bytes are staged", || staged.is_file()).await;
+    drop(tcp);
+    eventually("the broken upload is discarded", || {
+        !nucache.dir.join("import/broken").exists()
+    })
+    .await;
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_staging_directory_left_by_an_earlier_run_is_gone_after_start_up() {
+    let upstream = FakeUpstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let left = dir.path().join("import/abandoned/packages");
+    std::fs::create_dir_all(&left).expect("staging dir");
+    std::fs::write(left.join("a.nupkg"), vec![0u8; 4096]).expect("staged file");
+    let nucache = Nucache::start_in(&upstream.index_url(), dir.path(), |_| {}).await;
+    assert!(
+        !dir.path().join("import").exists(),
+        "the staging directory survived start-up"
+    );
+    assert_eq!(nucache.get("/health").await.status, StatusCode::OK);
 }

@@ -94,6 +94,8 @@ pub(crate) struct Proxy {
     today: status::TodayCell,
     /// Background refreshes running (`limits.background_refreshes`; metadata.rs).
     refreshes: crate::budget::Budget,
+    /// Uploads of `nucache import --url` (`limits.import_staging`; admin_import.rs).
+    import_staging: crate::airgap::Staging,
 }
 
 impl Proxy {
@@ -113,6 +115,7 @@ impl Proxy {
                 config.limits.queue_timeout,
                 &metrics,
             ),
+            import_staging: crate::airgap::Staging::new(&config.cache.dir, config.limits.import_staging.bytes()),
             metrics,
         }
     }

@@ -113,6 +113,11 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        match crate::airgap::sweep_staging(&config.cache.dir).await {
+            Ok(true) => tracing::info!("removed the staging directory of unfinished imports"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "could not remove the staging directory of unfinished imports"),
+        }
         let cache = Arc::new(cache);
         let metrics = Arc::new(Metrics::new());
         let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone()));
