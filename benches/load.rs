@@ -94,7 +94,7 @@ async fn run() -> bool {
         let _ = worker.await;
     }
     let elapsed = started.elapsed();
-    let peak_rss = peak_rss_kib(process.pid());
+    let peak_rss = process.peak_rss_kib();
     let upstream_packages = upstream.count(".nupkg");
     let tally = tally.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
     report(&tally, elapsed, peak_rss, upstream_packages, clients);
@@ -179,15 +179,6 @@ fn check(kind: &str, n: usize, body: &[u8], digests: &[Vec<u8>]) -> Result<(), S
         }
         _ => Ok(()),
     }
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn report(tally: &Tally, elapsed: Duration, peak_rss_kib: u64, upstream_packages: usize, clients: usize) {

@@ -96,6 +96,16 @@ impl Process {
         self.child.id()
     }
 
+    /// The process's peak resident set so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Waits until `/health` answers (the cache has been opened and checked).
     pub async fn ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
