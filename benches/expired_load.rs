@@ -21,10 +21,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::process::{Launch, Process};
+use common::process::{fetch, Launch, Process};
 use common::upstream::{Corpus, FakeUpstream, Fault};
 use futures_util::{stream, StreamExt};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -38,13 +38,7 @@ const REFRESH_CAP: usize = 32;
 const BUDGETS: [&str; 2] = ["upstream_requests", "background_refreshes"];
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let failed = runtime.block_on(run());
-    std::process::exit(if failed { 1 } else { 0 });
+    common::process::bench_main(run());
 }
 
 /// One run: how nucache is started, and the cap its upstream must keep.
@@ -190,7 +184,7 @@ async fn ask_all(process: &Process) -> Row {
             let (client, row) = (&client, &row);
             async move {
                 let url = process.url(&format!("/v3/flatcontainer/many.{n}/index.json"));
-                let outcome = fetch(client, &url).await;
+                let outcome = fetch(client, &url).await.map(|(status, _)| status.as_u16());
                 let mut row = row.lock().expect("row");
                 match outcome {
                     Ok(200) => row.ok += 1,
@@ -204,20 +198,6 @@ async fn ask_all(process: &Process) -> Row {
     row.into_inner().expect("row")
 }
 
-async fn fetch(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    url: &str,
-) -> Result<u16, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let response = tokio::time::timeout(Duration::from_secs(60), client.get(uri))
-        .await
-        .map_err(|_| "no answer in 60 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    response.into_body().collect().await.map_err(|e| e.to_string())?;
-    Ok(status)
-}
-
 /// `work`'s row, with the most each budget gauge showed while it ran.
 async fn sampled(process: &Process, work: impl std::future::Future<Output = Row>) -> Row {
     let done = AtomicBool::new(false);
@@ -225,7 +205,8 @@ async fn sampled(process: &Process, work: impl std::future::Future<Output = Row>
     let sampler = async {
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
         while !done.load(Ordering::SeqCst) {
-            if let Ok(text) = metrics(&client, &process.url("/metrics")).await {
+            if let Ok((_, body)) = fetch(&client, &process.url("/metrics")).await {
+                let text = String::from_utf8_lossy(&body);
                 let mut most = most.lock().expect("most");
                 for (slot, budget) in BUDGETS.iter().enumerate() {
                     most[slot] = f64::max(most[slot], in_use(&text, budget));
@@ -242,16 +223,6 @@ async fn sampled(process: &Process, work: impl std::future::Future<Output = Row>
     let (mut row, ()) = tokio::join!(work, sampler);
     row.gauges = most.into_inner().expect("most");
     row
-}
-
-async fn metrics(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    url: &str,
-) -> Result<String, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let response = client.get(uri).await.map_err(|e| e.to_string())?;
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
 }
 
 /// The sum of `nucache_budget_in_use` over the series of `budget`.
