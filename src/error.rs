@@ -79,7 +79,7 @@ pub enum UpstreamError {
 /// A refusal by a spent budget: which one, its configuration key, and
 /// when to try again.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{what}: all {limit} in use for {waited:?} ({key}); retry later")]
+#[error("{what}: all {limit} in use, waited {:.1} s ({key}); retry later", .waited.as_secs_f64())]
 pub struct Busy {
     /// What is limited (`upstream requests to default`, `bytes of documents in flight`).
     pub what: String,
