@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::process::{Launch, Rng};
+use common::process::{HttpClient, Launch, Rng};
 use common::upstream::{Corpus, FakeUpstream};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sha2::{Digest, Sha512};
@@ -47,13 +47,7 @@ struct Tally {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let failed = runtime.block_on(run());
-    std::process::exit(if failed { 1 } else { 0 });
+    common::process::bench_main(run());
 }
 
 async fn run() -> bool {
@@ -94,7 +88,7 @@ async fn run() -> bool {
         let _ = worker.await;
     }
     let elapsed = started.elapsed();
-    let peak_rss = peak_rss_kib(process.pid());
+    let peak_rss = process.peak_rss_kib();
     let upstream_packages = upstream.count(".nupkg");
     let tally = tally.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
     report(&tally, elapsed, peak_rss, upstream_packages, clients);
@@ -148,26 +142,11 @@ async fn client(worker: usize, requests: usize, base: &str, digests: &[Vec<u8>],
     }
 }
 
-async fn fetch(
-    http: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
-    url: &str,
-) -> Result<Bytes, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
-    let response = tokio::time::timeout(Duration::from_secs(60), http.get(uri))
-        .await
-        .map_err(|_| "no answer in 60 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    if status != http::StatusCode::OK {
-        return Err(format!("status {status}"));
+async fn fetch(http: &HttpClient, url: &str) -> Result<Bytes, String> {
+    match common::process::fetch(http, url).await? {
+        (http::StatusCode::OK, body) => Ok(body),
+        (status, _) => Err(format!("status {status}")),
     }
-    Ok(body)
 }
 
 fn check(kind: &str, n: usize, body: &[u8], digests: &[Vec<u8>]) -> Result<(), String> {
@@ -179,15 +158,6 @@ fn check(kind: &str, n: usize, body: &[u8], digests: &[Vec<u8>]) -> Result<(), S
         }
         _ => Ok(()),
     }
-}
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn report(tally: &Tally, elapsed: Duration, peak_rss_kib: u64, upstream_packages: usize, clients: usize) {

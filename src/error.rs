@@ -1,6 +1,8 @@
 //! Errors, sorted by who failed: the client (4xx), the upstream (502/504),
-//! or nucache itself (500). Each maps to one status and a one-line reason
+//! or nucache itself (500, or 503 past one of its budgets). Each maps to one status and a one-line reason
 //! that is safe to show (no secrets, no internal paths).
+
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -12,9 +14,13 @@ pub enum ProxyError {
     #[error("client error: {0}")]
     Client(#[from] ClientError),
     #[error("upstream error: {0}")]
-    Upstream(#[from] UpstreamError),
+    Upstream(UpstreamError),
     #[error("nucache error: {0}")]
     Internal(String),
+    /// A budget (`crate::budget`) was spent and its queue did not move in
+    /// time: 503 with `Retry-After`. nucache's capacity, not the client's fault.
+    #[error("nucache is busy: {0}")]
+    Busy(#[source] Busy),
     /// The upstream (or the negative cache) says the resource does not exist.
     #[error("not found upstream")]
     NotFound,
@@ -64,6 +70,26 @@ pub enum UpstreamError {
     NoServiceIndex(String),
     #[error("{reason}")]
     Down { reason: String },
+    /// Not the upstream's failure: nucache's own budget for upstream work
+    /// was spent (becomes [`ProxyError::Busy`]).
+    #[error(transparent)]
+    Busy(Busy),
+}
+
+/// A refusal by a spent budget: which one, its configuration key, and
+/// when to try again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: all {limit} in use, waited {:.1} s ({key}); retry later", .waited.as_secs_f64())]
+pub struct Busy {
+    /// What is limited (`upstream requests to default`, `bytes of documents in flight`).
+    pub what: String,
+    /// The configuration key of the limit.
+    pub key: String,
+    pub limit: u64,
+    /// How long the request waited in the queue (0: it does not wait).
+    pub waited: Duration,
+    /// The `Retry-After` of the 503.
+    pub retry_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +151,15 @@ impl From<StorageError> for ProxyError {
     }
 }
 
+impl From<UpstreamError> for ProxyError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::Busy(busy) => ProxyError::Busy(busy),
+            other => ProxyError::Upstream(other),
+        }
+    }
+}
+
 impl UpstreamError {
     /// Worth another attempt for an idempotent request: the request may
     /// never have reached the upstream, or the upstream said so (5xx).
@@ -149,6 +184,7 @@ impl ProxyError {
             ProxyError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -158,7 +194,7 @@ impl ProxyError {
         match self {
             ProxyError::Client(_) | ProxyError::NotFound => "client",
             ProxyError::Upstream(_) => "upstream",
-            ProxyError::Internal(_) => "nucache",
+            ProxyError::Internal(_) | ProxyError::Busy(_) => "nucache",
         }
     }
 }

@@ -16,6 +16,8 @@
 //! (streamed once to the upstream) -> cache invalidation of that package.
 //!
 //! Beside the pipeline: `body` (the response body type every layer builds),
+//! `budget` (fair limits on the work clients can start: upstream requests,
+//! document bytes, background refreshes; 503 with `Retry-After` past them),
 //! `access_log` (one line per request, written when its body ends),
 //! `metrics` (the counters behind `/metrics`, atomics only on the request path),
 //! `admin_client` (the `stats`, `purge`, `verify --online` commands: HTTP to `/admin/`),
@@ -33,6 +35,7 @@ pub mod admin_client;
 pub mod airgap;
 pub(crate) mod auth;
 pub(crate) mod body;
+pub(crate) mod budget;
 pub mod config;
 pub mod error;
 mod log_writer;

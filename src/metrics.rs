@@ -6,7 +6,9 @@
 //! of every `kind` × `cache` pair are made up front, so a hit looks up an
 //! array slot, never a label map. What is a state rather than an event
 //! (cache size, entries, downloads in flight, breakers, storage) is read
-//! from its owner when `/metrics` is asked for ([`Snapshot`]).
+//! from its owner when `/metrics` is asked for ([`Snapshot`]); a budget's
+//! use (`crate::budget`) moves its own gauge as permits are taken and given
+//! back ([`BudgetSeries`]).
 
 use std::time::Duration;
 
@@ -105,6 +107,24 @@ struct OriginLabels {
     origin: String,
 }
 
+/// A budget: `upstream` names the upstream of a per-upstream budget and is
+/// empty for a process-wide one.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    budget: &'static str,
+    upstream: String,
+}
+
+/// The series of one budget: handles on their atomics, moved by the budget.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BudgetSeries {
+    pub in_use: Gauge,
+    /// Takers that found it spent and queued.
+    pub waits: Counter,
+    /// Takers turned away: queued too long, or not allowed to queue.
+    pub refusals: Counter,
+}
+
 /// How an upstream request ended, for its `status` label.
 pub(crate) enum UpstreamOutcome {
     Status(u16),
@@ -154,6 +174,10 @@ pub(crate) struct Metrics {
     /// `nucache_merged_documents_total`: merged, or reused (parts unchanged).
     merged: Counter,
     merge_reused: Counter,
+    budget_in_use: Family<BudgetLabels, Gauge>,
+    budget_limit: Family<BudgetLabels, Gauge>,
+    budget_waits: Family<BudgetLabels, Counter>,
+    budget_refusals: Family<BudgetLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -227,6 +251,10 @@ impl Metrics {
             downloads_in_flight: Gauge::default(),
             breaker_open: Family::default(),
             storage_writable: Gauge::default(),
+            budget_in_use: Family::default(),
+            budget_limit: Family::default(),
+            budget_waits: Family::default(),
+            budget_refusals: Family::default(),
             registry,
         };
         metrics.register_the_rest()
@@ -265,7 +293,39 @@ impl Metrics {
             "1 while the cache directory takes writes",
             self.storage_writable.clone(),
         );
+        registry.register(
+            "budget_in_use",
+            "What a budget has handed out now (requests, refreshes or bytes)",
+            self.budget_in_use.clone(),
+        );
+        registry.register("budget_limit", "A budget's limit", self.budget_limit.clone());
+        registry.register(
+            "budget_waits",
+            "Takers that found a budget spent and queued for it",
+            self.budget_waits.clone(),
+        );
+        registry.register(
+            "budget_refusals",
+            "Takers a spent budget turned away (503, or a skipped background refresh)",
+            self.budget_refusals.clone(),
+        );
         self
+    }
+
+    /// The series of budget `budget` (of `upstream`, or `""`), its limit set.
+    pub fn budget(&self, budget: &'static str, upstream: &str, limit: u64) -> BudgetSeries {
+        let labels = BudgetLabels {
+            budget,
+            upstream: upstream.to_string(),
+        };
+        self.budget_limit
+            .get_or_create(&labels)
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+        BudgetSeries {
+            in_use: self.budget_in_use.get_or_create(&labels).clone(),
+            waits: self.budget_waits.get_or_create(&labels).clone(),
+            refusals: self.budget_refusals.get_or_create(&labels).clone(),
+        }
     }
 
     /// One answered request and the body bytes it sent (atomics only).

@@ -9,7 +9,8 @@
 //! - `warm`: prefetch through the feed;
 //! - `bundle`: the bundle's layout and manifest, written and verified;
 //! - `export`: a running nucache's cache into a bundle;
-//! - `import`: a verified bundle into a stopped cache directory.
+//! - `import`: a verified bundle into a stopped cache directory;
+//! - `staging`: a running nucache's uploads of a bundle, bounded and swept.
 
 mod bundle;
 mod client;
@@ -18,6 +19,7 @@ mod import;
 pub(crate) mod inputs;
 mod nuspec;
 pub(crate) mod ranges;
+mod staging;
 mod upload;
 mod warm;
 
@@ -25,5 +27,6 @@ pub(crate) use bundle::checked_path;
 pub use export::{export, ExportOptions, ExportSummary};
 pub(crate) use import::import_into_running;
 pub use import::{import_into_cache, ImportSummary};
+pub(crate) use staging::{sweep_staging, Staging, StagingError};
 pub use upload::import_through_server;
 pub use warm::{warm, WarmOptions, WarmSummary};

@@ -5,6 +5,7 @@
 
 mod bytesize;
 mod env;
+mod limits;
 mod listen;
 mod proxy_url;
 mod secret;
@@ -21,6 +22,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::{ByteSize, MinFree};
+pub use limits::LimitsConfig;
 pub use proxy_url::ProxyUrl;
 use secret::read_secret;
 pub use secret::{digest_hex, matches_any_digest, same, Secret};
@@ -83,6 +85,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -263,6 +267,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_upstreams()?;
+        self.limits.validate(self)?;
         if let Some(url) = &self.public_url {
             check_url("public_url", url)?;
             if url.contains('?') || url.contains('#') {

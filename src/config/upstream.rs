@@ -33,6 +33,8 @@ pub struct UpstreamConfig {
     pub max_redirects: u32,
     /// Largest metadata document accepted (after gzip decoding).
     pub max_document_size: ByteSize,
+    /// Requests to this upstream in flight at once (`limits.rs`).
+    pub max_concurrent_requests: u32,
     /// HTTP Basic credentials for a private upstream.
     pub username: Option<String>,
     pub password: Option<Secret>,
@@ -74,6 +76,7 @@ impl Default for UpstreamConfig {
             retries: 3,
             max_redirects: 5,
             max_document_size: ByteSize::mib(64),
+            max_concurrent_requests: super::limits::DEFAULT_UPSTREAM_REQUESTS,
             username: None,
             password: None,
             password_file: None,

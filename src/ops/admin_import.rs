@@ -5,56 +5,43 @@
 //! to be imported (`POST /admin/import/{upload}`): the server checks every
 //! file against the manifest again before it stores anything (what the
 //! network may have changed), stores it as `import --cache-dir` does, and
-//! drops the staging directory either way.
+//! drops the staging directory either way. Staging (its size limit, and
+//! discarding an upload that fails) is `airgap::Staging`'s.
 
 use std::path::PathBuf;
 
-use futures_util::StreamExt;
 use http::{Response, StatusCode};
-use http_body_util::BodyStream;
 use hyper::body::Incoming;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use super::Ops;
-use crate::airgap::import_into_running;
+use crate::airgap::{import_into_running, StagingError};
 use crate::body::Body;
 use crate::cache::KeySet;
-use crate::error::ProxyError;
+use crate::error::{ClientError, ProxyError};
 use crate::reply as respond;
 use crate::stash::blocking;
 
-/// Where an upload is staged: `{cache.dir}/import/{upload}` (the upload
-/// name is checked by `AdminCall::parse`: letters and digits only).
-fn staging(ops: &Ops, upload: &str) -> PathBuf {
-    ops.config.cache.dir.join("import").join(upload)
+impl From<StagingError> for ProxyError {
+    fn from(error: StagingError) -> Self {
+        match error {
+            StagingError::TooLarge { limit, .. } => ClientError::PayloadTooLarge(limit).into(),
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
 }
 
 impl Ops {
     /// Writes one uploaded bundle file (`path` already checked to stay
-    /// inside the bundle) into the upload's staging directory.
+    /// inside the bundle) into the upload's staging directory; past
+    /// `limits.import_staging` 413, and the upload is discarded.
     pub(super) async fn receive_import_file(
         &self,
         upload: &str,
         path: PathBuf,
         body: Incoming,
     ) -> Result<Response<Body>, ProxyError> {
-        let target = staging(self, upload).join(path);
-        let storage = |e: std::io::Error| ProxyError::Internal(format!("staging an imported file: {e}"));
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(storage)?;
-        }
-        let mut file = tokio::fs::File::create(&target).await.map_err(storage)?;
-        let mut frames = BodyStream::new(body);
-        let mut received = 0u64;
-        while let Some(frame) = frames.next().await {
-            let frame = frame.map_err(|e| ProxyError::Internal(format!("the upload broke off: {e}")))?;
-            if let Ok(data) = frame.into_data() {
-                received += data.len() as u64;
-                file.write_all(&data).await.map_err(storage)?;
-            }
-        }
-        file.flush().await.map_err(storage)?;
+        let received = self.import_staging.receive(upload, &path, body).await?;
         Ok(respond::json(
             StatusCode::OK,
             json!({ "received": received }).to_string(),
@@ -64,8 +51,9 @@ impl Ops {
     /// Imports a whole upload into the cache; a bundle that does not match
     /// its manifest is refused (400, naming the file) and nothing is stored.
     pub(super) async fn commit_import(&self, upload: &str) -> Result<Response<Body>, ProxyError> {
-        let dir = staging(self, upload);
+        let dir = self.import_staging.dir(upload);
         if !dir.join("manifest.json").is_file() {
+            self.import_staging.discard(upload).await;
             let text = format!("upload {upload}: no manifest.json was uploaded");
             return Ok(respond::json(
                 StatusCode::BAD_REQUEST,
@@ -74,9 +62,7 @@ impl Ops {
         }
         let (cache, config, staged) = (self.cache.clone(), self.config.clone(), dir.clone());
         let outcome = blocking(move || Ok(import_into_running(&staged, &cache, &config))).await;
-        if let Err(error) = tokio::fs::remove_dir_all(&dir).await {
-            tracing::warn!(dir = %dir.display(), %error, "could not remove an import's staging directory");
-        }
+        self.import_staging.discard(upload).await;
         match outcome? {
             Ok(summary) => {
                 // A remembered 404 would hide an imported package until it expired.

@@ -35,17 +35,20 @@ pub(crate) struct Ops {
     started: Instant,
     /// Where today's figures of the status page start.
     today: status::TodayCell,
+    /// Uploads of `nucache import --url` (`limits.import_staging`).
+    import_staging: crate::airgap::Staging,
 }
 
 impl Ops {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>, pipeline: Arc<dyn View>) -> Ops {
         Ops {
-            config,
             cache,
             metrics,
             pipeline,
             started: Instant::now(),
             today: status::TodayCell::default(),
+            import_staging: crate::airgap::Staging::new(&config.cache.dir, config.limits.import_staging.bytes()),
+            config,
         }
     }
 

@@ -3,6 +3,8 @@
 //! asks the upstream (stale-while-revalidate), unless it expired more than
 //! `ttl.max_stale` ago, in which case the client waits for the refresh. When
 //! the upstream fails, a cached copy is served stale rather than an error.
+//! At most `limits.background_refreshes` refreshes run at once; one past
+//! that is skipped (the stale copy was served; the next request tries again).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,11 +95,23 @@ impl Pipeline {
         }
     }
 
-    /// Refreshes `spec` behind the answer already given; joins a refresh in
-    /// flight rather than starting a second one.
+    /// Refreshes `spec` behind the answer already given, unless a fetch of
+    /// it is in flight already or the refresh budget is spent (counted in
+    /// its `/metrics` refusals).
     fn refresh_in_background(self: &Arc<Self>, feed: &Arc<Feed>, spec: DocSpec, cached: Arc<HotDoc>) {
+        if feed.stash.document_in_flight(&spec.key) {
+            return;
+        }
+        let Ok(slot) = self.refreshes.try_take(1) else {
+            tracing::debug!(
+                key = spec.key,
+                "background refresh skipped: limits.background_refreshes in use"
+            );
+            return;
+        };
         let (pipeline, feed) = (self.clone(), feed.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let key = spec.key.clone();
             match feed.stash.document(spec, Some(cached)).await {
                 Ok(DocOutcome::NotFound) => pipeline.cache.mark_missing(&key),

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::merge::mapping::SourceMapping;
 use crate::metrics::Metrics;
 use crate::stash::Stash;
-use crate::upstream::Upstream;
+use crate::upstream::{Budgets, Upstream};
 
 /// One upstream, as served.
 pub(crate) struct Feed {
@@ -36,12 +36,16 @@ pub(crate) struct Feeds {
 }
 
 impl Feeds {
+    /// Every client counts its requests into `metrics`, and takes from its
+    /// own budget of requests and the one budget of document bytes.
     pub fn new(config: &Config, cache: &Arc<Cache>, metrics: &Arc<Metrics>) -> Feeds {
         let set = config.upstream_set();
+        let bytes = Budgets::document_bytes(&config.limits, metrics);
         let all = set
             .iter()
             .map(|(name, settings)| {
-                let client = Arc::new(Upstream::new(settings, metrics.clone()));
+                let budgets = Budgets::of(name, settings, &config.limits, bytes.clone(), metrics);
+                let client = Arc::new(Upstream::with_budgets(settings, metrics.clone(), budgets));
                 let namespace = Namespace::of_upstream(&settings.service_index);
                 let max_document = settings.max_document_size.bytes();
                 let stash = Stash::new(cache.clone(), client.clone(), max_document, namespace.clone());

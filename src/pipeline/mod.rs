@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use http::request::Parts;
 
+use crate::budget::{self, Budget};
 use crate::cache::{Cache, CacheStatus, HotDoc};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -60,6 +61,8 @@ pub(crate) struct Pipeline {
     /// which package ids each may serve.
     feeds: Feeds,
     metrics: Arc<Metrics>,
+    /// Background refreshes running (`limits.background_refreshes`).
+    refreshes: Budget,
 }
 
 /// How a read is served, by what it asks for and how many may answer.
@@ -75,11 +78,19 @@ enum Shape {
 impl Pipeline {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
         let feeds = Feeds::new(&config, &cache, &metrics);
+        let limits = &config.limits;
+        let refreshes = Budget::new(
+            budget::Kind::BackgroundRefreshes,
+            limits.background_refreshes,
+            limits.queue_timeout,
+            &metrics,
+        );
         Pipeline {
             config,
             cache,
             feeds,
             metrics,
+            refreshes,
         }
     }
 

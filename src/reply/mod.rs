@@ -182,6 +182,10 @@ pub(crate) fn error(error: &ProxyError) -> Response<Body> {
         ProxyError::Client(ClientError::MethodNotAllowed { allow, .. }) => {
             set(response.headers_mut(), http::header::ALLOW, allow);
         }
+        ProxyError::Busy(busy) => {
+            let seconds = busy.retry_after.as_secs().max(1).to_string();
+            set(response.headers_mut(), http::header::RETRY_AFTER, &seconds);
+        }
         ProxyError::Client(ClientError::Unauthorized(_)) => {
             set(
                 response.headers_mut(),

@@ -1,9 +1,14 @@
 //! The HTTP server: binds, accepts HTTP/1.1 keep-alive connections (at most
 //! `server.max_connections` at once; more wait in the listen backlog), or
-//! HTTPS ones with HTTP/2 or HTTP/1.1 by ALPN (`tls`), hands each request
-//! to the proxy, and shuts down gracefully.
+//! HTTPS ones with HTTP/2 or HTTP/1.1 by ALPN (`tls`; at most
+//! `limits.http2_max_streams` streams per connection), hands each request
+//! to the proxy, closes connections idle for `limits.idle_timeout`
+//! (`idle`), and shuts down gracefully.
 
+mod idle;
 mod tls;
+
+use idle::{Activity, Tracked};
 
 use tls::Tls;
 pub use tls::TlsError;
@@ -17,9 +22,9 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::cache::{evict, scrub, Cache, Repair};
 use crate::config::Config;
@@ -29,6 +34,8 @@ use crate::proxy::Proxy;
 
 /// Largest request head accepted (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
+/// How long an HTTP/2 peer has to answer a keep-alive ping.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often batched last-access times are written to the index.
 const FLUSH_EVERY: Duration = Duration::from_secs(30);
 
@@ -111,6 +118,11 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        match crate::airgap::sweep_staging(&config.cache.dir).await {
+            Ok(true) => tracing::info!("removed the staging directory of unfinished imports"),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "could not remove the staging directory of unfinished imports"),
+        }
         let cache = Arc::new(cache);
         let metrics = Arc::new(Metrics::new());
         let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone()));
@@ -162,7 +174,8 @@ impl Server {
         let (interval, rate) = (config.cache.scrub_interval, config.cache.scrub_rate.bytes());
         let evictor = tokio::spawn(evict::run(cache.clone(), metrics));
         let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
-        let graceful = GracefulShutdown::new();
+        // Each connection holds a permit while it lives, and watches `stop`.
+        let (stop, stopping) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(config.server.max_connections));
         let protocols = Arc::new(Protocols::new(&config));
         tokio::pin!(shutdown);
@@ -190,7 +203,7 @@ impl Server {
             let connection = Connection {
                 proxy: proxy.clone(),
                 protocols: protocols.clone(),
-                watcher: graceful.watcher(),
+                stopping: stopping.clone(),
                 peer,
             };
             let tls = tls.clone();
@@ -204,7 +217,10 @@ impl Server {
         }
         drop(listener);
         tracing::info!("no longer accepting connections; draining");
-        if tokio::time::timeout(config.server.shutdown_timeout, graceful.shutdown())
+        let _ = stop.send(true);
+        let every = u32::try_from(config.server.max_connections).unwrap_or(u32::MAX);
+        let drained = permits.acquire_many(every);
+        if tokio::time::timeout(config.server.shutdown_timeout, drained)
             .await
             .is_err()
         {
@@ -229,6 +245,8 @@ struct Protocols {
     http2: http2::Builder<TokioExecutor>,
     /// Bounds the TLS handshake as `header_read_timeout` bounds a request head.
     handshake_timeout: Duration,
+    /// A connection with no request in flight this long is closed.
+    idle_timeout: Duration,
 }
 
 impl Protocols {
@@ -243,11 +261,18 @@ impl Protocols {
             .max_header_size(MAX_HEAD)
             .max_buf_size(MAX_HEAD);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new()).max_header_list_size(MAX_HEAD as u32);
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD as u32)
+            .max_concurrent_streams(config.limits.http2_max_streams)
+            // A peer that stops answering pings is gone: its streams end.
+            .keep_alive_interval(config.limits.idle_timeout)
+            .keep_alive_timeout(H2_PING_TIMEOUT);
         Protocols {
             http1,
             http2,
             handshake_timeout: config.server.header_read_timeout,
+            idle_timeout: config.limits.idle_timeout,
         }
     }
 }
@@ -256,7 +281,8 @@ impl Protocols {
 struct Connection {
     proxy: Arc<Proxy>,
     protocols: Arc<Protocols>,
-    watcher: Watcher,
+    /// Turns true when the server stops: the connection shuts down gracefully.
+    stopping: watch::Receiver<bool>,
     peer: SocketAddr,
 }
 
@@ -286,22 +312,45 @@ impl Connection {
         let Connection {
             proxy,
             protocols,
-            watcher,
+            stopping,
             peer,
         } = self;
+        let activity = Activity::new();
+        let requests = activity.clone();
         let service = service_fn(move |request| {
-            let handler = proxy.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request, peer).await) }
+            let (handler, in_flight) = (proxy.clone(), requests.begin());
+            async move {
+                let response = handler.handle(request, peer).await;
+                Ok::<_, Infallible>(response.map(|body| Tracked::new(body, in_flight)))
+            }
         });
+        let idle = (activity, protocols.idle_timeout);
         let result = if h2 {
-            watcher.watch(protocols.http2.serve_connection(io, service)).await
+            drive(protocols.http2.serve_connection(io, service), stopping, idle).await
         } else {
-            watcher.watch(protocols.http1.serve_connection(io, service)).await
+            drive(protocols.http1.serve_connection(io, service), stopping, idle).await
         };
         if let Err(error) = result {
             tracing::debug!(%peer, %error, "connection ended with an error");
         }
     }
+}
+
+/// Serves `conn` until it ends, shutting it down gracefully when the server
+/// stops or once it has had no request in flight for the idle timeout.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    mut stopping: watch::Receiver<bool>,
+    (activity, idle_timeout): (Activity, Duration),
+) -> Result<(), C::Error> {
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return result,
+        _ = stopping.wait_for(|stop| *stop) => {}
+        _ = activity.idle_for(idle_timeout) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 async fn flush_periodically(proxy: Arc<Proxy>) {

@@ -48,6 +48,11 @@ impl<T: Clone + Send + Sync + 'static> Default for Flights<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
+    /// Whether a fetch of `key` is in flight (to join it would start nothing).
+    pub fn in_flight(&self, key: &str) -> bool {
+        self.table.lock().is_ok_and(|table| table.contains_key(key))
+    }
+
     /// Joins the fetch of `key` in flight, or starts one with `start`.
     pub fn join<F, Fut>(&self, key: &str, start: F) -> Flight<T>
     where

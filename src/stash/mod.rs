@@ -40,7 +40,7 @@ pub(crate) enum StashError {
 impl From<StashError> for ProxyError {
     fn from(error: StashError) -> Self {
         match error {
-            StashError::Upstream(e) => ProxyError::Upstream(e),
+            StashError::Upstream(e) => e.into(),
             other => ProxyError::Internal(other.to_string()),
         }
     }
@@ -93,6 +93,11 @@ impl Stash {
             outcome
         });
         flight.await
+    }
+
+    /// Whether the document `key` is being fetched now.
+    pub fn document_in_flight(&self, key: &str) -> bool {
+        self.documents.in_flight(key)
     }
 
     /// Starts the download of a package file, or joins the one in flight.

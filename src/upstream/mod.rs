@@ -4,7 +4,10 @@
 //! on every gap between body chunks, and a circuit breaker per origin
 //! (`breaker`). `reading` reads bodies within those timeouts; `urls` is
 //! the URL arithmetic (origins, redirect targets); `connect` goes through
-//! a corporate proxy where one is configured.
+//! a corporate proxy where one is configured. Every request a client
+//! starts holds a slot of the upstream's budget until its response is
+//! finished or dropped (`upstream.max_concurrent_requests`), and document
+//! bodies count against the bytes of documents in flight ([`Budgets`]).
 
 mod breaker;
 mod connect;
@@ -33,7 +36,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::UpstreamConfig;
+use crate::budget::{Budget, Held, Kind};
+use crate::config::{LimitsConfig, UpstreamConfig};
 use crate::error::UpstreamError;
 use crate::metrics::{Metrics, UpstreamOutcome};
 
@@ -51,6 +55,9 @@ pub(crate) struct Fetched {
     pub body: Incoming,
     /// The URL that answered (after redirects), for logs.
     pub url: String,
+    /// The request's slot of `upstream.max_concurrent_requests`, given
+    /// back when the response (its body with it) is dropped.
+    _slot: Option<Held>,
 }
 
 impl Fetched {
@@ -61,7 +68,46 @@ impl Fetched {
             headers: parts.headers,
             body,
             url,
+            _slot: None,
         }
+    }
+
+    fn holding(self, slot: Held) -> Fetched {
+        Fetched {
+            _slot: Some(slot),
+            ..self
+        }
+    }
+}
+
+/// The budgets an upstream client takes from: its own requests in flight,
+/// and the bytes of documents in flight, shared by every upstream.
+#[derive(Clone)]
+pub(crate) struct Budgets {
+    pub requests: Budget,
+    pub document_bytes: Budget,
+}
+
+impl Budgets {
+    /// The requests budget of upstream `name`, beside `document_bytes`.
+    pub fn of(
+        name: &str,
+        config: &UpstreamConfig,
+        limits: &LimitsConfig,
+        document_bytes: Budget,
+        metrics: &Metrics,
+    ) -> Budgets {
+        let requests = Kind::UpstreamRequests(name);
+        Budgets {
+            requests: Budget::new(requests, config.max_concurrent_requests, limits.queue_timeout, metrics),
+            document_bytes,
+        }
+    }
+
+    /// The process-wide budget of bytes of documents in flight.
+    pub fn document_bytes(limits: &LimitsConfig, metrics: &Metrics) -> Budget {
+        let bytes = u32::try_from(limits.document_bytes.bytes()).unwrap_or(u32::MAX);
+        Budget::new(Kind::DocumentBytes, bytes, limits.queue_timeout, metrics)
     }
 }
 
@@ -73,6 +119,7 @@ pub(crate) struct Upstream {
     credentials: RwLock<Option<Arc<Credentials>>>,
     breakers: Breakers,
     metrics: Arc<Metrics>,
+    budgets: Budgets,
 }
 
 /// The `Authorization` value for a private upstream, and the only origins
@@ -120,7 +167,16 @@ pub(crate) enum Wanted {
 }
 
 impl Upstream {
+    /// A client with budgets of its own, at the default limits (for tools
+    /// and probes outside the server).
     pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
+        let limits = LimitsConfig::default();
+        let bytes = Budgets::document_bytes(&limits, &metrics);
+        let budgets = Budgets::of("default", config, &limits, bytes, &metrics);
+        Upstream::with_budgets(config, metrics, budgets)
+    }
+
+    pub fn with_budgets(config: &UpstreamConfig, metrics: Arc<Metrics>, budgets: Budgets) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
@@ -145,7 +201,13 @@ impl Upstream {
             credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
             breakers,
             metrics,
+            budgets,
         }
+    }
+
+    /// The bytes of documents in flight, which reading a document takes from.
+    pub fn document_bytes(&self) -> &Budget {
+        &self.budgets.document_bytes
     }
 
     /// Takes the credentials of `config` (re-read key files, on SIGHUP);
@@ -162,12 +224,16 @@ impl Upstream {
     /// GET with redirects and retries; `extra` carries conditional headers.
     /// A 5xx that survives the retries comes back as a response so the
     /// caller can tell it from a transport failure. While the circuit
-    /// breaker of an origin on the way is open, fails at once.
+    /// breaker of an origin on the way is open, fails at once. One slot of
+    /// the upstream's budget is held across redirects and retries, and then
+    /// by the response until it is dropped; none free within the queue
+    /// timeout is [`UpstreamError::Busy`].
     pub async fn get(self: &Arc<Self>, url: &str, wanted: Wanted, extra: &HeaderMap) -> Result<Fetched, UpstreamError> {
+        let slot = self.budgets.requests.wait(1).await.map_err(UpstreamError::Busy)?;
         let mut last_hop = url.to_string();
         let result = self.get_with_retries(url, wanted, extra, &mut last_hop).await;
         self.note_outcome(&last_hop, &result);
-        result
+        result.map(|fetched| fetched.holding(slot))
     }
 
     /// One outcome per GET (not per retry), charged to the origin that
@@ -208,7 +274,9 @@ impl Upstream {
     }
 
     /// While `breaker` is open, asks its origin every cooldown and closes
-    /// the breaker when the origin answers (anything but a 5xx).
+    /// the breaker when the origin answers (anything but a 5xx). Probes take
+    /// no slot of the budget: one per open origin at most, and they must
+    /// learn that an origin is back even while clients queue for slots.
     fn probe_until_back(self: &Arc<Self>, breaker: Arc<Breaker>) {
         let upstream = self.clone();
         tokio::spawn(async move {
@@ -348,9 +416,10 @@ impl Upstream {
     /// Sends a publish call once: no retry (a push is not idempotent), no
     /// redirect (the body is gone), bounded by `bound` as a whole.
     pub async fn publish(&self, request: Request<RequestBody>, bound: Duration) -> Result<Fetched, UpstreamError> {
+        let slot = self.budgets.requests.wait(1).await.map_err(UpstreamError::Busy)?;
         let url = request.uri().to_string();
         let response = self.dispatch(request, bound).await?;
-        Ok(Fetched::new(response, url))
+        Ok(Fetched::new(response, url).holding(slot))
     }
 
     /// Sends one request (with the upstream's credentials when its origin

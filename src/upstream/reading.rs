@@ -1,6 +1,7 @@
 //! Reading upstream bodies: chunk by chunk within the read timeout and
-//! the download deadline, whole documents up to a cap, and the length
-//! checks that keep a truncated body from ever counting as complete.
+//! the download deadline, whole documents up to a cap (and within the
+//! bytes of documents in flight), and the length checks that keep a
+//! truncated body from ever counting as complete.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::{error_chain, origin_of, Fetched, Upstream};
+use crate::budget::Held;
 use crate::error::UpstreamError;
 
 impl Upstream {
@@ -51,8 +53,33 @@ impl Upstream {
 
     /// Reads a whole (document) body, refusing more than `cap` bytes.
     pub async fn read_to_end(&self, fetched: &mut Fetched, cap: u64) -> Result<Bytes, UpstreamError> {
+        self.read_counted(fetched, cap, None).await
+    }
+
+    /// [`Upstream::read_to_end`], its bytes taken from `held`'s budget: a
+    /// `Content-Length` all at once before reading (no flight holds part
+    /// of the budget while it waits for the rest), else each chunk as it
+    /// arrives. Waiting past the queue timeout is [`UpstreamError::Busy`].
+    pub async fn read_counted(
+        &self,
+        fetched: &mut Fetched,
+        cap: u64,
+        mut held: Option<&mut Held>,
+    ) -> Result<Bytes, UpstreamError> {
         let origin = origin_of(&fetched.url).to_string();
+        let too_large = |origin: String| UpstreamError::Body {
+            origin,
+            reason: format!("document larger than {cap} bytes"),
+        };
         let expected = content_length(&fetched.headers);
+        if let Some(length) = expected {
+            if length > cap {
+                return Err(too_large(origin));
+            }
+            if let Some(held) = held.as_deref_mut() {
+                held.grow(length).await.map_err(UpstreamError::Busy)?;
+            }
+        }
         let deadline = Instant::now() + self.config.download_timeout;
         let mut out = BytesMut::with_capacity(expected.unwrap_or(16 * 1024).min(cap) as usize);
         while let Some(chunk) = self
@@ -60,10 +87,10 @@ impl Upstream {
             .await?
         {
             if (out.len() + chunk.len()) as u64 > cap {
-                return Err(UpstreamError::Body {
-                    origin,
-                    reason: format!("document larger than {cap} bytes"),
-                });
+                return Err(too_large(origin));
+            }
+            if let (None, Some(held)) = (expected, held.as_deref_mut()) {
+                held.grow(chunk.len() as u64).await.map_err(UpstreamError::Busy)?;
             }
             out.extend_from_slice(&chunk);
         }

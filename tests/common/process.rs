@@ -5,7 +5,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+
 use super::nucache::{get, Reply};
+
+/// A bench's `main`: runs `bench` (true: it failed) on two worker
+/// threads, and exits 1 when it failed.
+pub fn bench_main(bench: impl std::future::Future<Output = bool>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let failed = runtime.block_on(bench);
+    std::process::exit(if failed { 1 } else { 0 });
+}
+
+/// The pooled plain-http client the benches drive nucache with.
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// GET `url` through `client`, answered within 60 s: its status and body.
+pub async fn fetch(client: &HttpClient, url: &str) -> Result<(http::StatusCode, Bytes), String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let response = tokio::time::timeout(Duration::from_secs(60), client.get(uri))
+        .await
+        .map_err(|_| "no answer in 60 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok((status, body.to_bytes()))
+}
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_nucache");
 
@@ -94,6 +126,16 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process's peak resident set so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// Waits until `/health` answers (the cache has been opened and checked).

@@ -17,8 +17,8 @@ use super::connection::Conn;
 use super::routes::Reply;
 use super::Shared;
 
-pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub(super) type Body = UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Resolves when a stalled body may be closed.
 pub(super) type Release = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -25,6 +25,7 @@
 mod connection;
 mod docs;
 mod framing;
+mod in_flight;
 mod layout;
 mod listener;
 mod model;
@@ -44,6 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use model::Corpus;
 
+use in_flight::InFlight;
 use layout::Layout;
 use listener::{Ctl, Listener};
 use model::Store;
@@ -331,6 +333,22 @@ impl FakeUpstream {
         lock(&self.shared.pushes).last.map(|(_, sha)| hex::encode(sha))
     }
 
+    /// Requests being answered now, on any host (a request counts from its
+    /// arrival until its response body is sent or dropped).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.now()
+    }
+
+    /// The most requests answered at once since the start (or the last
+    /// [`FakeUpstream::reset_max_in_flight`]).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.in_flight.most()
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.shared.in_flight.reset_most();
+    }
+
     /// Body length of the last `PUT` to a publish endpoint.
     pub fn last_push_len(&self) -> Option<usize> {
         lock(&self.shared.pushes).last.map(|(len, _)| len)
@@ -397,6 +415,7 @@ pub(crate) struct Shared {
     handle: Handle,
     /// Set: connections speak TLS ([`FakeOptions::tls`]).
     tls: Option<tokio_rustls::TlsAcceptor>,
+    in_flight: Arc<InFlight>,
 }
 
 /// Locks, ignoring poisoning (a panicking handler must not wedge the fake).
@@ -424,6 +443,7 @@ impl Shared {
             listeners,
             handle: Handle::current(),
             tls: None,
+            in_flight: Arc::default(),
         }
     }
 

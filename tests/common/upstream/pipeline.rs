@@ -27,12 +27,13 @@ pub(super) async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let framing = Framing::of(&shared, req.method());
+    let (framing, in_flight) = (Framing::of(&shared, req.method()), shared.in_flight.enter());
     let served = AssertUnwindSafe(serve(shared, role, conn, req)).catch_unwind().await;
-    Ok(served.unwrap_or_else(|_| {
+    let response = served.unwrap_or_else(|_| {
         let reply = Reply::error(StatusCode::INTERNAL_SERVER_ERROR, "fake upstream handler panicked");
         build(reply, framing, None)
-    }))
+    });
+    Ok(response.map(|body| super::in_flight::counted(body, in_flight)))
 }
 
 /// Everything about the request a response needs.
