@@ -11,6 +11,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::body::Body;
 use crate::cache::CacheStatus;
+use crate::error::{BodyError, Party};
 use crate::metrics::{Metrics, RequestKind};
 
 /// What the access log says of one request.
@@ -29,7 +30,7 @@ pub(crate) struct AccessRecord {
     /// `-`, a user name, or `key:` and 8 hex digits of the key's SHA-256.
     pub identity: String,
     /// Who failed and why, when something did.
-    pub error: Option<(&'static str, String)>,
+    pub error: Option<(Party, String)>,
     pub started: Instant,
     pub bytes: u64,
     /// Counted when the line is written, with the bytes really sent.
@@ -64,7 +65,7 @@ impl Drop for AccessRecord {
         let cache = x_cache.unwrap_or("-");
         let package = self.package.as_deref().unwrap_or("-");
         let (failed, reason) = match &self.error {
-            Some((party, reason)) => (*party, reason.as_str()),
+            Some((party, reason)) => (party.as_str(), reason.as_str()),
             None => ("-", "-"),
         };
         // 404s and refused keys are the client's business; 5xx and broken
@@ -102,13 +103,9 @@ impl HttpBody for Logged {
         }
         if let Poll::Ready(Some(Err(error))) = &polled {
             if self.record.error.is_none() {
-                let reason = error.to_string();
-                let party = if reason.starts_with("upstream") {
-                    "upstream"
-                } else {
-                    "nucache"
-                };
-                self.record.error = Some((party, format!("response broken off: {reason}")));
+                // Who failed comes from the error's type, never its words.
+                let party = BodyError::party_of(error);
+                self.record.error = Some((party, format!("response broken off: {error}")));
             }
         }
         polled

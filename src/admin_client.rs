@@ -86,7 +86,7 @@ pub(crate) async fn call_with_body(
         let response = client
             .request(request)
             .await
-            .map_err(|e| failed(crate::upstream::error_chain(&e)))?;
+            .map_err(|e| failed(crate::error::chain(&e)))?;
         let status = response.status();
         let body = response
             .into_body()

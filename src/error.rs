@@ -1,7 +1,11 @@
-//! Errors, sorted by who failed: the client (4xx), the upstream (502/504),
-//! or nucache itself (500, or 503 past one of its budgets). Each maps to one status and a one-line reason
-//! that is safe to show (no secrets, no internal paths).
+//! Errors, sorted by who failed ([`Party`]): the client (4xx), the
+//! upstream (502/504), or nucache itself (500, or 503 past one of its
+//! budgets). Each maps to one status and a one-line reason that is safe to
+//! show (no secrets, no internal paths); the cause stays behind `source()`
+//! for the log. A response body that breaks off after its head was sent
+//! carries a [`BodyError`], so the access log names who failed then too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -16,7 +20,7 @@ pub enum ProxyError {
     #[error("upstream error: {0}")]
     Upstream(UpstreamError),
     #[error("nucache error: {0}")]
-    Internal(String),
+    Internal(#[from] InternalError),
     /// A budget (`crate::budget`) was spent and its queue did not move in
     /// time: 503 with `Retry-After`. nucache's capacity, not the client's fault.
     #[error("nucache is busy: {0}")]
@@ -74,6 +78,112 @@ pub enum UpstreamError {
     /// was spent (becomes [`ProxyError::Busy`]).
     #[error(transparent)]
     Busy(Busy),
+}
+
+/// nucache's own failures. Clone (a failed fetch is shared by every
+/// request that joined it), so causes are kept behind `Arc`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InternalError {
+    #[error("the cache failed")]
+    Storage(#[source] Arc<StorageError>),
+    #[error("{what} failed")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: Arc<tokio::task::JoinError>,
+    },
+    #[error("merging the upstreams' answers failed")]
+    Merge(#[source] crate::merge::MergeError),
+    #[error("staging an imported bundle failed")]
+    Staging(#[source] Arc<crate::airgap::StagingError>),
+    /// Something that cannot happen did (a lock poisoned, a stored object
+    /// gone between two steps): said in words.
+    #[error("{0}")]
+    Broken(&'static str),
+}
+
+impl From<StorageError> for InternalError {
+    fn from(error: StorageError) -> Self {
+        InternalError::Storage(Arc::new(error))
+    }
+}
+
+impl InternalError {
+    /// A background task that panicked or was cancelled.
+    pub fn task(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> InternalError {
+        move |source| InternalError::Task {
+            what,
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// An error and its causes on one line: hyper's top-level messages alone
+/// ("client error (Connect)") do not say what happened.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Who failed: the access log's `failed`, and what a status says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Client,
+    Upstream,
+    Nucache,
+}
+
+impl Party {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Party::Client => "client",
+            Party::Upstream => "upstream",
+            Party::Nucache => "nucache",
+        }
+    }
+}
+
+/// Why a response body broke off after its head was sent, and who failed:
+/// the upstream (its body broke off, or failed a check), the client (too
+/// slow to keep up with a download others share), or nucache (its disk).
+/// Travels inside the `io::Error` a body stream ends with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct BodyError {
+    pub party: Party,
+    pub reason: String,
+}
+
+impl BodyError {
+    pub fn new(party: Party, reason: impl Into<String>) -> BodyError {
+        BodyError {
+            party,
+            reason: reason.into(),
+        }
+    }
+
+    /// Who failed, for a body error: the [`BodyError`]'s party, else nucache.
+    pub fn party_of(error: &std::io::Error) -> Party {
+        error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<BodyError>())
+            .map_or(Party::Nucache, |body| body.party)
+    }
+}
+
+impl From<BodyError> for std::io::Error {
+    fn from(error: BodyError) -> Self {
+        std::io::Error::other(error)
+    }
 }
 
 /// A refusal by a spent budget: which one, its configuration key, and
@@ -147,7 +257,7 @@ impl StorageError {
 
 impl From<StorageError> for ProxyError {
     fn from(error: StorageError) -> Self {
-        ProxyError::Internal(error.to_string())
+        ProxyError::Internal(error.into())
     }
 }
 
@@ -190,11 +300,11 @@ impl ProxyError {
     }
 
     /// Who failed, for logs and metrics.
-    pub fn party(&self) -> &'static str {
+    pub fn party(&self) -> Party {
         match self {
-            ProxyError::Client(_) | ProxyError::NotFound => "client",
-            ProxyError::Upstream(_) => "upstream",
-            ProxyError::Internal(_) | ProxyError::Busy(_) => "nucache",
+            ProxyError::Client(_) | ProxyError::NotFound => Party::Client,
+            ProxyError::Upstream(_) => Party::Upstream,
+            ProxyError::Internal(_) | ProxyError::Busy(_) => Party::Nucache,
         }
     }
 }

@@ -227,3 +227,41 @@ async fn with_log_format_json_every_line_is_a_json_object_and_each_request_has_o
     assert_eq!(line["agent"], "agent \"quoted\" 1.0");
     assert_eq!(line["level"], "INFO");
 }
+
+#[tokio::test]
+async fn an_upstream_body_that_breaks_off_is_logged_as_the_upstream_s_failure() {
+    let upstream = FakeUpstream::start().await;
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    upstream.add_package("Broken.Off", "1.0.0", bytes);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let index = upstream.index_url();
+    let mut process = Launch {
+        upstream_index: &index,
+        cache_dir: &cache,
+        env: Vec::new(),
+        tmpfs_kib: None,
+    }
+    .spawn();
+    process.ready().await;
+    let path = "/v3/flatcontainer/broken.off/1.0.0/broken.off.1.0.0.nupkg";
+    upstream.set_fault_for("broken.off.1.0.0.nupkg", common::upstream::Fault::Truncate);
+    let broken = send(Method::GET, &process.url(path), &[], Bytes::new()).await;
+    assert!(
+        broken.status == StatusCode::BAD_GATEWAY || broken.body_error.is_some(),
+        "never served whole: {} {:?}",
+        broken.status,
+        broken.body_error
+    );
+    let line = access_line(&process, broken.header("x-request-id").unwrap_or("?")).await;
+    assert_eq!(line["failed"], "upstream", "{line:?}");
+    assert!(
+        line["error"].contains("broken off") || line["error"].contains("upstream"),
+        "{line:?}"
+    );
+
+    // The client's own mistakes are the client's; nothing broke upstream.
+    let refused = send(Method::POST, &process.url(path), &[], Bytes::new()).await;
+    let line = access_line(&process, refused.header("x-request-id").unwrap_or("?")).await;
+    assert_eq!(line["failed"], "client", "{line:?}");
+}

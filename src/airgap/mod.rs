@@ -27,6 +27,7 @@ pub(crate) use bundle::checked_path;
 pub use export::{export, ExportOptions, ExportSummary};
 pub(crate) use import::import_into_running;
 pub use import::{import_into_cache, ImportSummary};
-pub(crate) use staging::{sweep_staging, Staging, StagingError};
+pub use staging::StagingError;
+pub(crate) use staging::{sweep_staging, Staging};
 pub use upload::import_through_server;
 pub use warm::{warm, WarmOptions, WarmSummary};

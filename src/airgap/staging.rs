@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StagingError {
+pub enum StagingError {
     #[error("upload {upload} is larger than limits.import_staging ({limit} bytes); it was discarded")]
     TooLarge { upload: String, limit: u64 },
     #[error("staging an imported file: {0}")]

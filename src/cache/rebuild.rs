@@ -110,21 +110,10 @@ pub(super) fn open_index(cache_dir: &Path) -> Result<(SledIndex, Option<IndexReb
     }
     std::fs::rename(&dir, &moved_to).map_err(StorageError::io("moving an unreadable index aside"))?;
     let why = IndexRebuild::Unreadable {
-        error: error_chain(&error),
+        error: crate::error::chain(&error),
         moved_to,
     };
     Ok((SledIndex::open(&dir)?, Some(why)))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Gives every file the index knows that was written before objects

@@ -130,9 +130,7 @@ impl Ops {
         let keys = self.pipeline.package_keys(id.as_str(), version);
         let cache = self.cache.clone();
         let covered = keys.clone();
-        let purged = crate::stash::blocking(move || cache.purge(&covered))
-            .await
-            .map_err(|error| ProxyError::Internal(format!("purging failed: {error}")))?;
+        let purged = crate::stash::blocking(move || cache.purge(&covered)).await?;
         self.cache.forget_missing(keys);
         let package = match version {
             Some(version) => format!("{id} {version}"),

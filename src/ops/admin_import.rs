@@ -18,7 +18,7 @@ use super::Ops;
 use crate::airgap::{import_into_running, StagingError};
 use crate::body::Body;
 use crate::cache::KeySet;
-use crate::error::{ClientError, ProxyError};
+use crate::error::{ClientError, InternalError, ProxyError};
 use crate::reply as respond;
 use crate::stash::blocking;
 
@@ -26,7 +26,7 @@ impl From<StagingError> for ProxyError {
     fn from(error: StagingError) -> Self {
         match error {
             StagingError::TooLarge { limit, .. } => ClientError::PayloadTooLarge(limit).into(),
-            other => ProxyError::Internal(other.to_string()),
+            other => ProxyError::Internal(InternalError::Staging(std::sync::Arc::new(other))),
         }
     }
 }

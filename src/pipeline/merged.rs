@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256, Sha512};
 use super::resolve::{Part, Plan};
 use super::Pipeline;
 use crate::cache::{CacheStatus, Entry, EntryKind, HotDoc, Namespace};
-use crate::error::ProxyError;
+use crate::error::{InternalError, ProxyError};
 use crate::merge::{registration, search, versions, MergeError};
 use crate::reply::Reply;
 use crate::rewrite::{template_value, to_template};
@@ -235,7 +235,7 @@ impl Pipeline {
             Ok(Some(body)) => Ok(body),
             // A page the merged index does not have.
             Ok(None) => Err(ProxyError::NotFound),
-            Err(error) => Err(ProxyError::Internal(format!("merging upstream answers: {error}"))),
+            Err(error) => Err(InternalError::Merge(error).into()),
         }
     }
 

@@ -15,7 +15,7 @@ use super::resolve::{Part, Plan};
 use super::Pipeline;
 use crate::body::{blocking_stream, empty, full, Body};
 use crate::cache::{BlobReader, CacheStatus, Entry, OpenBlob, ReadError};
-use crate::error::{ProxyError, UpstreamError};
+use crate::error::{BodyError, InternalError, Party, ProxyError, UpstreamError};
 use crate::merge::versions;
 use crate::nuget::PackageFile;
 use crate::reply::{self, Reply};
@@ -103,9 +103,8 @@ impl Pipeline {
         for _ in 0..JOIN_TRIES {
             match feed.stash.blob(blob.clone()).await? {
                 BlobOutcome::Streaming(download) => {
-                    if let Some(reason) = download.failure() {
-                        let origin = origin_of(&download.origin.url).to_string();
-                        return Err(UpstreamError::Body { origin, reason }.into());
+                    if let Some(failure) = download.failure() {
+                        return Err(failed_download(&download.origin.url, failure));
                     }
                     if let Some(reader) = download.reader() {
                         return Ok(reply::streaming_blob(key, &download, reader));
@@ -116,7 +115,7 @@ impl Pipeline {
                     return self
                         .cached_package_file(request, key)
                         .await?
-                        .ok_or_else(|| ProxyError::Internal("a stored package vanished from the cache".into()))
+                        .ok_or(InternalError::Broken("a stored package vanished from the cache").into())
                 }
                 BlobOutcome::NotFound => {
                     self.cache.mark_missing(key);
@@ -124,9 +123,7 @@ impl Pipeline {
                 }
             }
         }
-        Err(ProxyError::Internal(
-            "could not join the download of this package; try again".into(),
-        ))
+        Err(InternalError::Broken("could not join the download of this package; try again").into())
     }
 
     /// The cached copy, when there is one that can be read: a hot small
@@ -201,5 +198,18 @@ impl Pipeline {
             .package_hash(&part.feed.namespace.key(package))
             .ok()
             .flatten()
+    }
+}
+
+/// A download that failed before this client joined it, as the error of
+/// whoever failed it.
+fn failed_download(url: &str, failure: BodyError) -> ProxyError {
+    match failure.party {
+        Party::Upstream => UpstreamError::Body {
+            origin: origin_of(url).to_string(),
+            reason: failure.reason,
+        }
+        .into(),
+        _ => InternalError::Broken("the download this request joined failed").into(),
     }
 }

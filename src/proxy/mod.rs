@@ -111,7 +111,11 @@ impl Proxy {
         let outcome = self.dispatch(request, &mut noted).instrument(span).await;
         let (reply, error) = match outcome {
             Ok(reply) => (reply, None),
-            Err(e) => (Reply::plain(respond::error(&e)), Some((e.party(), e.to_string()))),
+            // The reason with its causes, for the log (the client gets the first line).
+            Err(e) => (
+                Reply::plain(respond::error(&e)),
+                Some((e.party(), crate::error::chain(&e))),
+            ),
         };
         let Reply { mut response, cache } = reply;
         if let Ok(value) = HeaderValue::from_str(&request_id) {

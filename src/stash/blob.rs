@@ -20,7 +20,7 @@ use super::download::Download;
 use super::flights::Ticket;
 use super::{origin_of, Stash, StashError};
 use crate::cache::BlobWriter;
-use crate::error::{StorageError, UpstreamError};
+use crate::error::{BodyError, InternalError, Party, StorageError, UpstreamError};
 use crate::upstream::{self, check_length, check_not_longer, content_length, Fetched};
 
 /// Bytes gathered before a write: big writes, yet a stalled upstream
@@ -182,7 +182,8 @@ impl Pump {
             Ok(sink) => sink,
             Err(error) => {
                 tracing::warn!(key, %error, "download refused; nothing cached");
-                self.download.fail(error.to_string());
+                self.download
+                    .fail(BodyError::new(error.party(), crate::error::chain(&error)));
                 return;
             }
         };
@@ -294,7 +295,7 @@ impl Pump {
                     };
                     self.through_memory(sink, data).await
                 }
-                Err(AppendError::Lost) => Err(StashError::Internal("a write task was lost".into())),
+                Err(AppendError::Lost) => Err(InternalError::Broken("a write task was lost").into()),
             },
             memory => self.through_memory(memory, data).await,
         }
@@ -318,9 +319,7 @@ impl Pump {
             // once no client reads it, nobody ever will (nothing is cached).
             drop(self.ticket.take());
             if self.download.readers() == 0 {
-                return Err(StashError::Internal(
-                    "every client left a download that cannot be cached".into(),
-                ));
+                return Err(InternalError::Broken("every client left a download that cannot be cached").into());
             }
         }
         Ok(Sink::Memory { sha512, xxh3, written })
@@ -367,7 +366,7 @@ impl Drop for Pump {
     /// A pump that ends any other way (its task aborted) must not leave
     /// readers waiting.
     fn drop(&mut self) {
-        self.download.fail("download abandoned".into());
+        self.download.fail(BodyError::new(Party::Nucache, "download abandoned"));
     }
 }
 

@@ -21,6 +21,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::body::allowance;
 use crate::cache::{read_at, Origin};
+use crate::error::{BodyError, Party};
 
 /// Bytes kept in memory per download while its bytes cannot go to disk.
 pub(crate) const WINDOW: usize = 2 * 1024 * 1024;
@@ -32,7 +33,7 @@ const READ_CHUNK: usize = 256 * 1024;
 enum End {
     Open,
     Complete,
-    Failed(String),
+    Failed(BodyError),
 }
 
 /// What a reader that found the bytes it read back rotten calls, once.
@@ -143,8 +144,8 @@ impl Download {
         self.state().readers.len()
     }
 
-    /// Why the download failed, once it has.
-    pub fn failure(&self) -> Option<String> {
+    /// Why the download failed, and who failed, once it has.
+    pub fn failure(&self) -> Option<BodyError> {
         match &self.state().end {
             End::Failed(reason) => Some(reason.clone()),
             _ => None,
@@ -262,15 +263,21 @@ impl Download {
         self.wake_readers();
     }
 
-    pub fn fail(&self, reason: String) {
+    pub fn fail(&self, error: BodyError) {
         {
             let mut state = self.state();
             if state.end == End::Open {
-                state.end = End::Failed(reason);
+                state.end = End::Failed(error);
             }
         }
         self.wake_readers();
     }
+}
+
+/// A client that read too slowly to keep up with a download others share
+/// (its window of memory moved on): the client's doing.
+fn too_slow() -> BodyError {
+    BodyError::new(Party::Client, "client read too slowly to keep up with the download")
 }
 
 /// What a reader does next.
@@ -279,7 +286,7 @@ enum Step {
     Memory(Bytes),
     Wait,
     Done,
-    Fail(String),
+    Fail(BodyError),
 }
 
 /// One client's way through a download.
@@ -303,7 +310,7 @@ impl DownloadReader {
             let allowance = allowance(READ_CHUNK);
             let chunk = match self.step(allowance.len) {
                 Step::Done => return self.check_whole().err().map(Err),
-                Step::Fail(reason) => return Some(Err(io::Error::other(reason))),
+                Step::Fail(error) => return Some(Err(error.into())),
                 Step::Memory(chunk) => chunk,
                 Step::Disk(file, offset, len) => match read_file(file, offset, len).await {
                     Ok(chunk) => allowance.hold(chunk),
@@ -311,7 +318,7 @@ impl DownloadReader {
                 },
                 Step::Wait => {
                     if self.changes.changed().await.is_err() {
-                        return Some(Err(io::Error::other("download abandoned")));
+                        return Some(Err(BodyError::new(Party::Nucache, "download abandoned").into()));
                     }
                     continue;
                 }
@@ -346,19 +353,22 @@ impl DownloadReader {
             "a download read back from disk does not match what the upstream sent; dropped"
         );
         self.download.found_corrupt();
-        Err(io::Error::other(
+        Err(BodyError::new(
+            Party::Nucache,
             "the downloaded file changed on disk (corrupted); transfer broken off",
-        ))
+        )
+        .into())
     }
 
     /// What to do next; a file read takes at most `max` bytes.
     fn step(&self, max: usize) -> Step {
         let state = self.download.state();
-        if let End::Failed(reason) = &state.end {
-            return Step::Fail(format!("upstream download failed: {reason}"));
+        if let End::Failed(error) = &state.end {
+            let reason = format!("the download failed: {}", error.reason);
+            return Step::Fail(BodyError::new(error.party, reason));
         }
         if !state.readers.contains_key(&self.id) {
-            return Step::Fail("client read too slowly to keep up with the download".into());
+            return Step::Fail(too_slow());
         }
         if self.offset >= state.announced {
             return if state.end == End::Complete {
@@ -369,14 +379,14 @@ impl DownloadReader {
         }
         if self.offset < state.on_disk {
             let Some(file) = state.file.clone() else {
-                return Step::Fail("download file missing".into());
+                return Step::Fail(BodyError::new(Party::Nucache, "the download's file is missing"));
             };
             let len = (state.on_disk.min(state.announced) - self.offset).min(max as u64) as usize;
             return Step::Disk(file, self.offset, len);
         }
         match memory_slice(&state, self.offset) {
             Some(chunk) => Step::Memory(chunk),
-            None => Step::Fail("client read too slowly to keep up with the download".into()),
+            None => Step::Fail(too_slow()),
         }
     }
 
@@ -465,7 +475,7 @@ mod tests {
         let reader = download.reader().expect("reader");
         download.push(Bytes::from_static(b"abc"));
         download.push(Bytes::from_static(b"def"));
-        download.fail("checksum mismatch".into());
+        download.fail(BodyError::new(Party::Upstream, "checksum mismatch"));
         let (got, error) = read_all(reader).await;
         assert!(got.len() < 6);
         assert!(error.is_some_and(|e| e.contains("checksum mismatch")));

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::StashError;
+use crate::error::InternalError;
 
 type Outcome<T> = Result<T, StashError>;
 type Flight<T> = Shared<BoxFuture<'static, Outcome<T>>>;
@@ -60,9 +61,8 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         Fut: Future<Output = Outcome<T>> + Send + 'static,
     {
         let Ok(mut table) = self.table.lock() else {
-            return futures_util::future::ready(Err(StashError::Internal("flight table poisoned".into())))
-                .boxed()
-                .shared();
+            let poisoned = InternalError::Broken("the table of fetches in flight is poisoned");
+            return futures_util::future::ready(Err(poisoned.into())).boxed().shared();
         };
         if let Some((_, flight)) = table.get(key) {
             return flight.clone();
@@ -76,7 +76,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         let task = tokio::spawn(start(ticket));
         let flight = async move {
             task.await
-                .unwrap_or_else(|e| Err(StashError::Internal(format!("fetch task failed: {e}"))))
+                .unwrap_or_else(|e| Err(InternalError::task("a fetch")(e).into()))
         }
         .boxed()
         .shared();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
 use crate::cache::{Cache, HotDoc, Namespace, Origin};
-use crate::error::{ProxyError, StorageError, UpstreamError};
+use crate::error::{InternalError, Party, ProxyError, StorageError, UpstreamError};
 use crate::upstream::Upstream;
 
 use blob::fetch_blob;
@@ -27,28 +27,36 @@ pub(crate) use document::{DocOutcome, DocSpec, Transform};
 pub(crate) use download::{Download, DownloadReader};
 use flights::Flights;
 
+/// Why a fetch failed: the upstream, or nucache (its cache, a task).
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum StashError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    #[error("{0}")]
-    Storage(String),
-    #[error("{0}")]
-    Internal(String),
+    #[error(transparent)]
+    Internal(#[from] InternalError),
+}
+
+impl StashError {
+    pub fn party(&self) -> Party {
+        match self {
+            StashError::Upstream(UpstreamError::Busy(_)) | StashError::Internal(_) => Party::Nucache,
+            StashError::Upstream(_) => Party::Upstream,
+        }
+    }
 }
 
 impl From<StashError> for ProxyError {
     fn from(error: StashError) -> Self {
         match error {
             StashError::Upstream(e) => e.into(),
-            other => ProxyError::Internal(other.to_string()),
+            StashError::Internal(e) => ProxyError::Internal(e),
         }
     }
 }
 
 impl From<StorageError> for StashError {
     fn from(error: StorageError) -> Self {
-        StashError::Storage(error.to_string())
+        StashError::Internal(error.into())
     }
 }
 
@@ -122,7 +130,7 @@ where
 {
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(StashError::from),
-        Err(e) => Err(StashError::Internal(format!("storage task failed: {e}"))),
+        Err(e) => Err(InternalError::task("a storage task")(e).into()),
     }
 }
 

@@ -38,7 +38,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::budget::{Budget, Held, Kind};
 use crate::config::{LimitsConfig, UpstreamConfig};
-use crate::error::UpstreamError;
+use crate::error::{chain as error_chain, UpstreamError};
 use crate::metrics::{Metrics, UpstreamOutcome};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -495,22 +495,6 @@ fn backoff(attempt: u32) -> Duration {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     base + base.mul_f64(f64::from(nanos % 500) / 1000.0)
-}
-
-/// An error and its causes on one line: hyper's top-level messages alone
-/// ("client error (Connect)") do not say what happened.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
