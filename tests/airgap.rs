@@ -6,68 +6,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use common::airgap::{export_options, exported, import, warm_options, Exported, ADMIN_KEY};
 use common::nucache::{test_config, Nucache};
 use common::upstream::{FakeUpstream, Fault};
 use http::StatusCode;
-use nucache::airgap::{export, import_into_cache, warm, ExportOptions, WarmOptions};
+use nucache::airgap::{export, warm};
 use nucache::config::digest_hex;
-
-/// The exporting nucache's admin key: `/admin/packages` is an admin call.
-const ADMIN_KEY: &str = "export-admin-key";
-
-fn warm_options(feed: &str, files: Vec<PathBuf>) -> WarmOptions {
-    WarmOptions {
-        feed: feed.to_string(),
-        with_dependencies: true,
-        framework: None,
-        jobs: 4,
-        files,
-        progress: false,
-    }
-}
-
-fn export_options(dir: &Path, feed: &str, since: Option<PathBuf>) -> ExportOptions {
-    ExportOptions {
-        dir: dir.to_path_buf(),
-        feed: feed.to_string(),
-        only: Vec::new(),
-        since,
-        admin_key: Some(ADMIN_KEY.to_string()),
-    }
-}
-
-/// Nucache A in front of a fake upstream, warmed with what `wanted` (a
-/// plain list) names, and the bundle exported from it.
-struct Exported {
-    upstream: FakeUpstream,
-    _a: Nucache,
-    work: tempfile::TempDir,
-    bundle: PathBuf,
-}
-
-async fn exported(wanted: &str) -> Exported {
-    let upstream = FakeUpstream::start().await;
-    let a = Nucache::start(&upstream.index_url(), |c| c.admin.keys = vec![digest_hex(ADMIN_KEY)]).await;
-    let feed = a.url("/v3/index.json");
-    let work = tempfile::tempdir().expect("tempdir");
-    let list = work.path().join("wanted.txt");
-    std::fs::write(&list, wanted).expect("list");
-    let config = nucache::Config::default();
-    warm(warm_options(&feed, vec![list]), &config).await.expect("warm");
-    let bundle = work.path().join("bundle");
-    export(export_options(&bundle, &feed, None), &config)
-        .await
-        .expect("export");
-    Exported {
-        upstream,
-        _a: a,
-        work,
-        bundle,
-    }
-}
 
 fn manifest_without_created(bundle: &Path) -> String {
     let text = std::fs::read_to_string(bundle.join("manifest.json")).expect("manifest");
@@ -75,26 +22,6 @@ fn manifest_without_created(bundle: &Path) -> String {
         .filter(|l| !l.contains("\"created\""))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// `nucache import` into the cache at `cache` of a nucache whose one
-/// upstream is `upstream` (a bundle is only served as the upstream it came
-/// from).
-async fn import(bundle: &Path, cache: &Path, upstream: &str) -> Result<nucache::airgap::ImportSummary, String> {
-    let mut config = nucache::Config::default();
-    config.upstream.service_index = upstream.to_string();
-    import_with(bundle, cache, config).await
-}
-
-async fn import_with(
-    bundle: &Path,
-    cache: &Path,
-    config: nucache::Config,
-) -> Result<nucache::airgap::ImportSummary, String> {
-    let (bundle, cache) = (bundle.to_path_buf(), cache.to_path_buf());
-    tokio::task::spawn_blocking(move || import_into_cache(&bundle, &cache, &config))
-        .await
-        .expect("import task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

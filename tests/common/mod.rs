@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+pub mod airgap;
 pub mod metrics;
 pub mod nucache;
 pub mod poll;
