@@ -95,7 +95,7 @@ pub enum InternalError {
     #[error("merging the upstreams' answers failed")]
     Merge(#[source] crate::merge::MergeError),
     #[error("staging an imported bundle failed")]
-    Staging(#[source] Arc<crate::airgap::StagingError>),
+    Staging(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// Something that cannot happen did (a lock poisoned, a stored object
     /// gone between two steps): said in words.
     #[error("{0}")]

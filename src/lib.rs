@@ -3,32 +3,37 @@
 //! A request travels through the modules in one direction:
 //!
 //! ```text
-//! server      accept HTTP/1.1 connections, graceful shutdown
-//!   -> proxy  the phases: classify -> lookup -> fetch -> respond
-//!      -> route          path -> Route / Target (cache key, upstream URL); hostile input stops here
-//!      -> cache          sled index + objects carrying their own records (verified reads, scrub, index rebuild) + hot documents and blobs in moka
-//!      -> stash          single-flight fetch on a miss: documents, and downloads streamed to disk and clients
-//!         -> upstream    hyper + rustls client: redirects, retries, timeouts
-//!         -> rewrite     upstream URLs -> nucache URLs (service index, JSON documents)
+//! server        accept HTTP/1.1 and HTTP/2 connections (stream and idle limits), graceful shutdown
+//!   -> proxy    the front door: classify (route), check the method, authorize (auth), hand over;
+//!               one access line per request (access_log)
+//!      -> ops        health, ready, metrics, home, status page, admin API, imports, export listing;
+//!                    sees the pipeline only through pipeline::View
+//!      -> pipeline   every read, for any number of upstreams: resolve per upstream -> lookup ->
+//!                    fetch (single flight) -> merge -> respond; owns the upstreams (feeds) and
+//!                    their service indexes; publish calls take proxy's side road (publishing)
+//!         -> reply       responses: headers, 304s, gzip, X-Cache; the public base URL
+//!         -> search      the offline search engine (pure)
+//!         -> merge       several upstreams' documents as one; packageSourceMapping patterns (pure)
+//!         -> stash       single-flight fetch on a miss: documents, and downloads streamed to disk and clients
+//!            -> cache    sled index over objects that carry their own records (verified reads, scrub,
+//!                        index rebuild, namespaces per upstream) + hot documents and blobs in moka
+//!            -> upstream hyper + rustls client: redirects, retries, timeouts, breakers, budgets
+//!            -> rewrite  upstream URLs -> nucache URLs (service index, JSON documents)
+//!   route       path -> Route / Target (cache key, upstream URL); hostile input stops here
 //! ```
-//!
-//! Publish calls take a side road: proxy -> `auth` (whose key) -> `publish`
-//! (streamed once to the upstream) -> cache invalidation of that package.
 //!
 //! Beside the pipeline: `body` (the response body type every layer builds),
 //! `budget` (fair limits on the work clients can start: upstream requests,
 //! document bytes, background refreshes; 503 with `Retry-After` past them),
-//! `access_log` (one line per request, written when its body ends),
-//! `metrics` (the counters behind `/metrics`, atomics only on the request path),
-//! `admin_client` (the `stats`, `purge`, `verify --online` commands: HTTP to `/admin/`),
-//! `config` (figment: defaults < TOML < `NUCACHE_*`),
-//! `nuget` (ids, versions, package files), `merge` (several upstreams as
-//! one: packageSourceMapping patterns, merged version lists, registrations
-//! and search answers; below `nuget` only), `error` (who failed: client,
-//! upstream or nucache), `shutdown` (signals), `reload` (what SIGHUP
-//! changes), `logging` (the subscriber and its live filter), `preflight`
-//! (what `check-config` checks on the machine), `probe` (is the upstream a
-//! usable service index).
+//! `publish` (a publish call streamed once to the upstream), `metrics` (the
+//! counters behind `/metrics`, atomics only on the request path),
+//! `admin_client` (the `stats`, `purge`, `verify --online` commands: HTTP
+//! to `/admin/`), `airgap` (`warm`, `export`, `import`), `config` (figment:
+//! defaults < TOML < `NUCACHE_*`), `nuget` (ids, versions, package files),
+//! `error` (who failed: client, upstream or nucache, with causes),
+//! `shutdown` (signals), `reload` (what SIGHUP changes), `logging` (the
+//! subscriber and its live filter), `preflight` (what `check-config` checks
+//! on the machine), `probe` (is an upstream a usable service index).
 
 pub(crate) mod access_log;
 pub mod admin_client;

@@ -267,11 +267,20 @@ fn publish_package(rest: &str) -> Result<Option<String>, RouteError> {
     }
 }
 
+/// The local path of a cache key: what follows its namespace (`@…/`, see
+/// `cache::namespace`), or the key itself.
+pub fn local_part(key: &str) -> &str {
+    match key.strip_prefix('@').and_then(|rest| rest.split_once('/')) {
+        Some((_, local)) => local,
+        None => key,
+    }
+}
+
 /// A cache key as an operator reads it: `foo 1.0.0 (foo.1.0.0.nupkg)`,
 /// `foo (version list)`, `foo 1.0.0 (registration leaf, HIVE)`, `the
 /// service index`; other keys as they are. For `nucache verify`'s report.
 pub fn describe_key(namespaced: &str) -> String {
-    let key = crate::cache::namespace::local_of(namespaced);
+    let key = local_part(namespaced);
     if key == "index.json" {
         return "the upstream service index (index.json)".to_string();
     }

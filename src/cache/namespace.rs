@@ -49,14 +49,6 @@ impl Namespace {
     }
 }
 
-/// The local path of any namespaced key (`@…/` stripped), for reports.
-pub(crate) fn local_of(key: &str) -> &str {
-    match key.strip_prefix('@').and_then(|rest| rest.split_once('/')) {
-        Some((_, local)) => local,
-        None => key,
-    }
-}
-
 /// A service index URL with what does not change the resource taken out:
 /// scheme and host in lower case, the default port dropped, no fragment,
 /// no trailing `/`. Text that is not a URL is kept as it is.
@@ -90,7 +82,10 @@ mod tests {
     fn keys_and_local_paths() {
         let ns = Namespace::of_upstream("https://feed.corp/v3/index.json");
         let key = ns.key("flatcontainer/foo/index.json");
-        assert_eq!(local_of(&key), "flatcontainer/foo/index.json");
-        assert_eq!(local_of("flatcontainer/foo/index.json"), "flatcontainer/foo/index.json");
+        assert_eq!(crate::route::local_part(&key), "flatcontainer/foo/index.json");
+        assert_eq!(
+            crate::route::local_part("flatcontainer/foo/index.json"),
+            "flatcontainer/foo/index.json"
+        );
     }
 }

@@ -4,14 +4,17 @@
 //! service index; [`Feeds`] keeps them in priority order with the
 //! packageSourceMapping patterns that say which ids each may serve. One
 //! upstream is the case N = 1: nothing here depends on how many there are.
+//! Each feed's current service index lives here too ([`ServiceState`]);
+//! `service.rs` loads it.
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
 
-use super::service::ServiceState;
-use crate::cache::{Cache, Namespace};
+use crate::cache::{Cache, HotDoc, Namespace};
 use crate::config::Config;
 use crate::merge::mapping::SourceMapping;
 use crate::metrics::Metrics;
+use crate::rewrite::{build_service_map, RewriteError, ServiceMap};
 use crate::stash::Stash;
 use crate::upstream::{Budgets, Upstream};
 
@@ -101,5 +104,77 @@ impl Feeds {
     /// Whether `feed` may serve package `id`.
     pub fn may_serve(&self, feed: &Feed, id: &str) -> bool {
         self.mapping.sources_for(id).contains(&feed.name.as_str())
+    }
+}
+
+/// A service index and what was derived from it.
+pub(crate) struct ServiceSnapshot {
+    pub doc: Arc<HotDoc>,
+    pub map: Arc<ServiceMap>,
+    /// The primary's index (its SHA-512) the mounts were aligned to.
+    pub(super) aligned_to: Option<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct ServiceState {
+    current: RwLock<Option<Arc<ServiceSnapshot>>>,
+    pub(super) refreshing: AtomicBool,
+    /// Why the last attempt to load it failed, while none succeeded.
+    failure: RwLock<Option<String>>,
+}
+
+impl ServiceState {
+    pub fn current(&self) -> Option<Arc<ServiceSnapshot>> {
+        self.current.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Why the index is not loaded, when it is not.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.read().ok().and_then(|f| f.clone())
+    }
+
+    pub(super) fn note_failure(&self, reason: String) {
+        if let Ok(mut failure) = self.failure.write() {
+            *failure = Some(reason);
+        }
+    }
+
+    /// Makes `doc` current, re-deriving the mounts only when it (or the
+    /// primary index they are aligned to) changed; a copy older than the
+    /// current one (a late stale answer) is not installed.
+    pub(super) fn install(
+        &self,
+        doc: Arc<HotDoc>,
+        publish: bool,
+        primary: Option<&ServiceSnapshot>,
+    ) -> Result<Arc<ServiceSnapshot>, RewriteError> {
+        let current = self.current();
+        if let Some(newer) = current
+            .as_ref()
+            .filter(|c| c.doc.entry.fetched_at > doc.entry.fetched_at)
+        {
+            return Ok(newer.clone());
+        }
+        let aligned_to = primary.map(|p| p.doc.entry.sha512.clone());
+        let map = match current {
+            Some(current) if current.doc.entry.sha512 == doc.entry.sha512 && current.aligned_to == aligned_to => {
+                current.map.clone()
+            }
+            _ => {
+                let mut map = build_service_map(doc.body.text(), publish)?;
+                if let Some(primary) = primary {
+                    map.align(&primary.map.mounts);
+                }
+                Arc::new(map)
+            }
+        };
+        let snapshot = Arc::new(ServiceSnapshot { doc, map, aligned_to });
+        if let Ok(mut current) = self.current.write() {
+            *current = Some(snapshot.clone());
+        }
+        if let Ok(mut failure) = self.failure.write() {
+            *failure = None;
+        }
+        Ok(snapshot)
     }
 }

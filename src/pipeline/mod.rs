@@ -45,9 +45,9 @@ use crate::rewrite::MountKind;
 use crate::route::TargetKind;
 use crate::stash::{DocSpec, Transform};
 
+pub(crate) use feeds::ServiceSnapshot;
 pub(crate) use feeds::{Feed, Feeds};
 pub(crate) use resolve::{Part, Plan, Resolved};
-pub(crate) use service::ServiceSnapshot;
 pub(crate) use view::{package_keys, IndexState, View};
 
 /// How long an immutable document (a vulnerability page) counts as fresh.

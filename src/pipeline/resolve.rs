@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use super::feeds::Feed;
-use super::service::ServiceSnapshot;
+use super::feeds::ServiceSnapshot;
 use super::Pipeline;
 use crate::error::{ClientError, ProxyError};
 use crate::rewrite::{Mount, MountKind};

@@ -6,94 +6,21 @@
 //! local names: clients see the primary's index only, and every upstream's
 //! documents point at paths of that index.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::documents::Lookup;
-use super::feeds::Feed;
+use super::feeds::{Feed, ServiceSnapshot};
 use super::Pipeline;
 use crate::cache::{CacheStatus, HotDoc};
 use crate::error::{ProxyError, UpstreamError};
-use crate::rewrite::{build_service_map, RewriteError, ServiceMap};
 use crate::route::SERVICE_INDEX_KEY;
 use crate::stash::{DocSpec, Transform};
 use crate::upstream::origin_of;
 
 /// Longest pause between two start-up attempts to load an index.
 const MAX_RETRY: Duration = Duration::from_secs(30);
-
-/// A service index and what was derived from it.
-pub(crate) struct ServiceSnapshot {
-    pub doc: Arc<HotDoc>,
-    pub map: Arc<ServiceMap>,
-    /// The primary's index (its SHA-512) the mounts were aligned to.
-    aligned_to: Option<String>,
-}
-
-#[derive(Default)]
-pub(crate) struct ServiceState {
-    current: RwLock<Option<Arc<ServiceSnapshot>>>,
-    refreshing: AtomicBool,
-    /// Why the last attempt to load it failed, while none succeeded.
-    failure: RwLock<Option<String>>,
-}
-
-impl ServiceState {
-    pub fn current(&self) -> Option<Arc<ServiceSnapshot>> {
-        self.current.read().ok().and_then(|c| c.clone())
-    }
-
-    /// Why the index is not loaded, when it is not.
-    pub fn failure(&self) -> Option<String> {
-        self.failure.read().ok().and_then(|f| f.clone())
-    }
-
-    fn note_failure(&self, reason: String) {
-        if let Ok(mut failure) = self.failure.write() {
-            *failure = Some(reason);
-        }
-    }
-
-    /// Makes `doc` current, re-deriving the mounts only when it (or the
-    /// primary index they are aligned to) changed; a copy older than the
-    /// current one (a late stale answer) is not installed.
-    fn install(
-        &self,
-        doc: Arc<HotDoc>,
-        publish: bool,
-        primary: Option<&ServiceSnapshot>,
-    ) -> Result<Arc<ServiceSnapshot>, RewriteError> {
-        let current = self.current();
-        if let Some(newer) = current
-            .as_ref()
-            .filter(|c| c.doc.entry.fetched_at > doc.entry.fetched_at)
-        {
-            return Ok(newer.clone());
-        }
-        let aligned_to = primary.map(|p| p.doc.entry.sha512.clone());
-        let map = match current {
-            Some(current) if current.doc.entry.sha512 == doc.entry.sha512 && current.aligned_to == aligned_to => {
-                current.map.clone()
-            }
-            _ => {
-                let mut map = build_service_map(doc.body.text(), publish)?;
-                if let Some(primary) = primary {
-                    map.align(&primary.map.mounts);
-                }
-                Arc::new(map)
-            }
-        };
-        let snapshot = Arc::new(ServiceSnapshot { doc, map, aligned_to });
-        if let Ok(mut current) = self.current.write() {
-            *current = Some(snapshot.clone());
-        }
-        if let Ok(mut failure) = self.failure.write() {
-            *failure = None;
-        }
-        Ok(snapshot)
-    }
-}
 
 impl Pipeline {
     /// `feed`'s service index to route by, and how it stands. Reads route
