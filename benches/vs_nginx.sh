@@ -18,6 +18,13 @@
 # throttled upstream (benches/throttle_relay.py), against the same download
 # straight from the throttled upstream. Prints one markdown table.
 #
+# Two upstreams (issue 19): a second upstream.py serves Nucache.Second.Only
+# and versions of its own of two ids the first has; a second nucache fronts
+# both ([upstreams.first] priority 1, [upstreams.second] priority 10), and
+# three more rows measure it (against nginx serving its exact bytes too):
+# the merged version list, the merged gz registration index and a .nupkg of
+# the second upstream. A last table sets each beside its one-upstream row.
+#
 # Any non-2xx answer, socket error or short body, from either server, fails
 # the run (wrk's output is printed).
 #
@@ -163,11 +170,30 @@ wait_for_file "$work/up.json"
 UP_INDEX=$(json_get "$work/up.json" index)
 UP_API_PORT=$(json_get "$work/up.json" ports api)
 
-# start_nucache NAME SERVICE_INDEX -> sets NC_PID, NC_URL
+# ---- the second upstream: a package of its own, and versions of its own
+# of two ids the first upstream has (so their lists and registrations merge)
+second=$work/corpus-second
+entries=()
+for spec in Nucache.Second.Only:1.0.0 Nucache.Sample.Many:9.0.0-second Nucache.Sample.Core:9.0.0-second; do
+  file=$(basename "$(python3 "$E2E/make-packages.py" "$second" --one "${spec%%:*}" "${spec#*:}")")
+  entries+=("{\"id\": \"${spec%%:*}\", \"version\": \"${spec#*:}\", \"file\": \"$file\", \"listed\": true}")
+done
+(IFS=,; echo "{\"packages\": [${entries[*]}]}") >"$second/corpus.json"
+python3 "$E2E/upstream.py" --port 0 --data "$second" --info "$work/up2.json" >"$work/up2.log" 2>&1 &
+pids+=($!)
+wait_for_file "$work/up2.json"
+UP2_INDEX=$(json_get "$work/up2.json" index)
+
+# start_nucache NAME SERVICE_INDEX [SECOND_INDEX] -> sets NC_PID, NC_URL
+# (with SECOND_INDEX: [upstreams.first] priority 1 and [upstreams.second] priority 10)
 start_nucache() {
-  local port
+  local port upstreams=(NUCACHE_UPSTREAM__SERVICE_INDEX="$2")
   port=$(free_port)
-  NUCACHE_LISTEN="127.0.0.1:$port" NUCACHE_UPSTREAM__SERVICE_INDEX="$2" \
+  if [ -n "${3:-}" ]; then
+    upstreams=(NUCACHE_UPSTREAMS__FIRST__SERVICE_INDEX="$2" NUCACHE_UPSTREAMS__FIRST__PRIORITY=1
+      NUCACHE_UPSTREAMS__SECOND__SERVICE_INDEX="$3" NUCACHE_UPSTREAMS__SECOND__PRIORITY=10)
+  fi
+  env "${upstreams[@]}" NUCACHE_LISTEN="127.0.0.1:$port" \
   NUCACHE_CACHE__DIR="$work/cache-$1" NUCACHE_CACHE__SCRUB_INTERVAL=0s \
   NUCACHE_TTL__VERSIONS=1h NUCACHE_TTL__REGISTRATION=1h RUST_LOG=warn \
     "$NUCACHE" >"$work/nucache-$1.log" 2>&1 &
@@ -196,6 +222,9 @@ start_nucache warm "$UP_INDEX"
 WARM_PID=$NC_PID
 WARM_URL=$NC_URL
 IDLE_RSS=$(status_kib "$WARM_PID" VmRSS)
+start_nucache two "$UP_INDEX" "$UP2_INDEX"
+TWO_PID=$NC_PID
+TWO_URL=$NC_URL
 # The registration hive NuGet 4.3+ uses, as nucache's service index names it.
 curl -sf "$WARM_URL/v3/index.json" >"$work/index.json"
 REG_BASE=$(python3 -c '
@@ -206,26 +235,38 @@ for r in json.load(open(sys.argv[1]))["resources"]:
 [ -n "$REG_BASE" ] || die "no RegistrationsBaseUrl/3.6.0 in nucache's service index"
 REG_PATH=/${REG_BASE#http://*/}
 
-NAMES=("\`.nupkg\` 2 KiB" "\`.nupkg\` 1 MiB" "\`.nupkg\` $BIG_MB MiB" 'version list' 'gz registration index')
+NAMES=("\`.nupkg\` 2 KiB" "\`.nupkg\` 1 MiB" "\`.nupkg\` $BIG_MB MiB" 'version list' 'gz registration index'
+  'merged version list (2 upstreams)' 'merged gz registration index (2 upstreams)' "\`.nupkg\` of the second upstream (2 upstreams)")
 PATHS=(
   /v3/flatcontainer/nucache.sample.app/1.1.0/nucache.sample.app.1.1.0.nupkg
   /v3/flatcontainer/nucache.bench.mid/1.0.0/nucache.bench.mid.1.0.0.nupkg
   /v3/flatcontainer/nucache.sample.big/1.0.0/nucache.sample.big.1.0.0.nupkg
   /v3/flatcontainer/nucache.sample.many/index.json
   "${REG_PATH}nucache.sample.core/index.json"
+  /v3/flatcontainer/nucache.sample.many/index.json
+  "${REG_PATH}nucache.sample.core/index.json"
+  /v3/flatcontainer/nucache.second.only/1.0.0/nucache.second.only.1.0.0.nupkg
 )
-GZIP=(0 0 0 0 1)
+GZIP=(0 0 0 0 1 0 1 0)
+# Rows served by the nucache of two upstreams, and the one-upstream row each
+# is set beside (the second upstream's .nupkg is ~2 KiB, like row 0).
+TWO=(0 0 0 0 0 1 1 1)
+PAIR=(- - - - - 3 4 0)
 BIG=2
 # enc I: sets ENC to the request headers for response I
 enc() { ENC=(); if [ "${GZIP[$1]}" = 1 ]; then ENC=(-H 'Accept-Encoding: gzip'); fi; }
+# nc_url I, nc_pid I: the nucache serving row I; www_path I: where nginx serves its copy
+nc_url() { if [ "${TWO[$1]}" = 1 ]; then echo "$TWO_URL"; else echo "$WARM_URL"; fi; }
+nc_pid() { if [ "${TWO[$1]}" = 1 ]; then echo "$TWO_PID"; else echo "$WARM_PID"; fi; }
+www_path() { if [ "${TWO[$1]}" = 1 ]; then echo "/two${PATHS[$1]}"; else echo "${PATHS[$1]}"; fi; }
 
 say "warming ${#PATHS[@]} responses through nucache"
 for i in "${!PATHS[@]}"; do
   enc "$i"
-  curl -sf -o /dev/null "${ENC[@]}" "$WARM_URL${PATHS[$i]}" || die "GET ${PATHS[$i]} failed"
+  curl -sf -o /dev/null "${ENC[@]}" "$(nc_url "$i")${PATHS[$i]}" || die "GET ${PATHS[$i]} failed"
   state=
   for _ in $(seq 300); do
-      curl -sf -o /dev/null -D "$work/h" "${ENC[@]}" "$WARM_URL${PATHS[$i]}" || true
+      curl -sf -o /dev/null -D "$work/h" "${ENC[@]}" "$(nc_url "$i")${PATHS[$i]}" || true
     state=$(header "$work/h" x-cache)
     [ "$state" = HIT ] && break
     sleep 0.1
@@ -238,10 +279,10 @@ www=$work/www
 declare -a SIZES CTYPES CENCS
 declare -A HEAD_BYTES # server name and response index -> size of its response head
 for i in "${!PATHS[@]}"; do
-  mkdir -p "$www$(dirname "${PATHS[$i]}")"
+  mkdir -p "$www$(dirname "$(www_path "$i")")"
   enc "$i"
-  curl -sf -o "$www${PATHS[$i]}" -D "$work/h" "${ENC[@]}" "$WARM_URL${PATHS[$i]}"
-  SIZES[i]=$(stat -c %s "$www${PATHS[$i]}")
+  curl -sf -o "$www$(www_path "$i")" -D "$work/h" "${ENC[@]}" "$(nc_url "$i")${PATHS[$i]}"
+  SIZES[i]=$(stat -c %s "$www$(www_path "$i")")
   CTYPES[i]=$(header "$work/h" content-type)
   CENCS[i]=$(header "$work/h" content-encoding)
   [ "${GZIP[$i]}" = 0 ] || [ "${CENCS[$i]}" = gzip ] || die "${PATHS[$i]}: nucache did not answer gzip"
@@ -273,7 +314,7 @@ http {
     root $www;
 EOF
   for i in "${!PATHS[@]}"; do
-    echo "    location = ${PATHS[$i]} {"
+    echo "    location = $(www_path "$i") {"
     echo "      default_type \"${CTYPES[$i]}\";"
     [ -z "${CENCS[$i]}" ] || echo "      add_header Content-Encoding ${CENCS[$i]};"
     echo "    }"
@@ -292,8 +333,8 @@ say "checking both servers answer 200 with the same bytes"
 for i in "${!PATHS[@]}"; do
   enc "$i"
   for server in nucache nginx; do
-    base=$WARM_URL; [ $server = nginx ] && base=$NGINX_URL
-      code=$(curl -s -o "$work/check-$server" -D "$work/h-$server" -w '%{http_code}' "${ENC[@]}" "$base${PATHS[$i]}")
+    url=$(nc_url "$i")${PATHS[$i]}; [ $server = nginx ] && url=$NGINX_URL$(www_path "$i")
+      code=$(curl -s -o "$work/check-$server" -D "$work/h-$server" -w '%{http_code}' "${ENC[@]}" "$url")
     [ "$code" = 200 ] || die "$server answered $code to ${PATHS[$i]}"
     HEAD_BYTES[$server$i]=$(stat -c %s "$work/h-$server")
   done
@@ -317,13 +358,14 @@ end
 EOF
 # run_wrk SERVER INDEX CONNS SECONDS -> one line: req/s MiB/s p50_ms p99_ms
 run_wrk() {
-  local server=$1 i=$2 conns=$3 secs=$4 threads=$WRK_THREADS timeout=10s out url=$WARM_URL
-  [ "$server" = nginx ] && url=$NGINX_URL
+  local server=$1 i=$2 conns=$3 secs=$4 threads=$WRK_THREADS timeout=10s out url
+  url=$(nc_url "$i")${PATHS[$i]}
+  [ "$server" = nginx ] && url=$NGINX_URL$(www_path "$i")
   [ "$conns" -lt "$threads" ] && threads=$conns
   [ "$i" = "$BIG" ] && timeout=60s
   enc "$i"
   out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout "$timeout" --latency -s "$work/summary.lua" \
-    "${ENC[@]}" "$url${PATHS[$i]}")
+    "${ENC[@]}" "$url")
   # The smallest whole answer: the body and the head seen in the check (a few
   # bytes of slack: nucache's X-Request-Id grows).
   awk -v size="$((SIZES[i] + HEAD_BYTES[$server$i] - 8))" '
@@ -344,41 +386,43 @@ rows=$work/rows.tsv
 : >"$rows"
 # shellcheck disable=SC2207
 nginx_list=($(nginx_pids))
-NC_CPU0=$(cpu_seconds "$WARM_PID")
+NC_CPU0=$(cpu_seconds "$WARM_PID" "$TWO_PID")
 NGINX_CPU0=$(cpu_seconds "${nginx_list[@]}")
 # Peak RSS per cell: clear_refs 5 resets VmHWM to the current RSS.
-reset_peak() { echo 5 >"/proc/$WARM_PID/clear_refs" 2>/dev/null; }
-reset_peak || say "cannot reset VmHWM: peak RSS includes the warm-up"
+reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null; }
+reset_peak "$WARM_PID" || say "cannot reset VmHWM: peak RSS includes the warm-up"
 PEAK_RSS=0
 for i in "${!PATHS[@]}"; do
   conns_list=$CONNS secs=$SECS
   [ "$i" = "$BIG" ] && conns_list=$BIG_CONNS secs=$BIG_SECS
   for c in $conns_list; do
     say "wrk ${NAMES[$i]}, $c connections, ${secs}s each"
-    reset_peak || true
-    n0=$(cpu_seconds "$WARM_PID")
-    nc=$(run_wrk nucache "$i" "$c" "$secs") || die "errors from nucache on ${PATHS[$i]} at $c connections (wrk output above; $(alive "$WARM_PID" nucache))"
-    n1=$(cpu_seconds "$WARM_PID")
-    peak=$(status_kib "$WARM_PID" VmHWM)
+    pid=$(nc_pid "$i")
+    reset_peak "$pid" || true
+    n0=$(cpu_seconds "$pid")
+    nc=$(run_wrk nucache "$i" "$c" "$secs") || die "errors from nucache on ${PATHS[$i]} at $c connections (wrk output above; $(alive "$pid" nucache))"
+    n1=$(cpu_seconds "$pid")
+    peak=$(status_kib "$pid" VmHWM)
     [ "$peak" -gt "$PEAK_RSS" ] && PEAK_RSS=$peak
     g0=$(cpu_seconds "${nginx_list[@]}")
     ng=$(run_wrk nginx "$i" "$c" "$secs") || die "errors from nginx on ${PATHS[$i]} at $c connections (wrk output above; $(alive "$NGINX_PID" nginx))"
     g1=$(cpu_seconds "${nginx_list[@]}")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${NAMES[$i]}" "$c" "$nc" "$ng" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${NAMES[$i]}" "$c" "$nc" "$ng" \
       "$(awk -v a="$n0" -v b="$n1" 'BEGIN{printf "%.1f", b - a}')" \
-      "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.1f", b - a}')" "$(kib_to_mib "$peak")" >>"$rows"
+      "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.1f", b - a}')" "$(kib_to_mib "$peak")" "$i" >>"$rows"
   done
 done
 END_RSS=$(status_kib "$WARM_PID" VmRSS)
-NC_CPU=$(awk -v a="$NC_CPU0" -v b="$(cpu_seconds "$WARM_PID")" 'BEGIN{printf "%.1f", b - a}')
+NC_CPU=$(awk -v a="$NC_CPU0" -v b="$(cpu_seconds "$WARM_PID" "$TWO_PID")" 'BEGIN{printf "%.1f", b - a}')
 NGINX_CPU=$(awk -v a="$NGINX_CPU0" -v b="$(cpu_seconds "${nginx_list[@]}")" 'BEGIN{printf "%.1f", b - a}')
 for i in "${!PATHS[@]}"; do
   enc "$i"
-  curl -sf -o /dev/null -D "$work/h" "${ENC[@]}" "$WARM_URL${PATHS[$i]}"
+  curl -sf -o /dev/null -D "$work/h" "${ENC[@]}" "$(nc_url "$i")${PATHS[$i]}"
   [ "$(header "$work/h" x-cache)" = HIT ] || die "${PATHS[$i]} was no longer a HIT after the runs"
 done
 stop_pid "$NGINX_PID"
 stop_pid "$WARM_PID"
+stop_pid "$TWO_PID"
 
 # ---- cold misses through a throttled upstream
 cold=$work/cold.tsv
@@ -436,6 +480,20 @@ table() {
       printf "| %s | %s | %s | %s | %.2f | %s / %s | %s / %s | %s / %s | %s / %s | %s |\n",
         $1, $2, thousands(a[1]), thousands(b[1]), (b[1] > 0 ? a[1] / b[1] : 0),
         a[2], b[2], a[3], b[3], a[4], b[4], $5, $6, $7 }' "$rows"
+  echo
+  echo "| two upstreams, warm hit | conns | two upstreams req/s | one upstream row | one upstream req/s | two / one |"
+  echo "|---|---|---|---|---|---|"
+  awk -F'\t' -v pairs="${PAIR[*]}" -v names="$(printf '%s\t' "${NAMES[@]}")" '
+    BEGIN { split(pairs, pair, " "); split(names, name, "\t") }
+    { split($3, a, " "); rate[$8 "/" $2] = a[1] }
+    END {
+      for (key in rate) {
+        split(key, k, "/"); row = k[1]; c = k[2]; one = pair[row + 1]
+        if (one == "-") continue
+        printf "| %s | %s | %.0f | %s | %.0f | %.2f |\n", name[row + 1], c, rate[key], name[one + 1],
+          rate[one "/" c], (rate[one "/" c] > 0 ? rate[key] / rate[one "/" c] : 0)
+      }
+    }' "$rows" | sort
   echo
   echo "nucache RSS: $(kib_to_mib "$IDLE_RSS") MiB idle at start, peak $(kib_to_mib "$PEAK_RSS") MiB over the warm runs" \
     "(VmHWM, reset before each cell), $(kib_to_mib "$END_RSS") MiB after them; CPU over the warm runs: nucache $NC_CPU s, nginx $NGINX_CPU s (all workers)."

@@ -14,7 +14,7 @@ use http::request::Parts;
 use super::resolve::{Part, Plan};
 use super::Pipeline;
 use crate::body::{blocking_stream, empty, full, Body};
-use crate::cache::{BlobReader, CacheStatus, Entry, OpenBlob, ReadError};
+use crate::cache::{BlobReader, CacheStatus, Entry, HotBlob, OpenBlob, ReadError};
 use crate::error::{BodyError, InternalError, Party, ProxyError, UpstreamError};
 use crate::merge::versions;
 use crate::nuget::PackageFile;
@@ -33,8 +33,16 @@ impl Pipeline {
     /// owner's, fetched.
     pub(super) async fn serve_package(self: &Arc<Self>, plan: &Plan, request: &Parts) -> Result<Reply, ProxyError> {
         let keys: Vec<String> = plan.parts.iter().map(Part::key).collect();
+        // Memory first for every upstream, then disk: a copy the second
+        // upstream gave costs no disk lookup in the first one's namespace.
+        let hot = keys.iter().find_map(|key| Some((key, self.cache.hot_blob(key)?)));
+        if let Some((key, hot)) = hot {
+            if let Some(reply) = self.cached_package_file(&request.headers, key, Some(hot)).await? {
+                return Ok(reply);
+            }
+        }
         for key in &keys {
-            if let Some(reply) = self.cached_package_file(&request.headers, key).await? {
+            if let Some(reply) = self.cached_package_file(&request.headers, key, None).await? {
                 return Ok(reply);
             }
         }
@@ -113,7 +121,7 @@ impl Pipeline {
                 }
                 BlobOutcome::Stored => {
                     return self
-                        .cached_package_file(request, key)
+                        .cached_package_file(request, key, None)
                         .await?
                         .ok_or(InternalError::Broken("a stored package vanished from the cache").into())
                 }
@@ -134,8 +142,9 @@ impl Pipeline {
         &self,
         request: &HeaderMap,
         key: &str,
+        hot: Option<Arc<HotBlob>>,
     ) -> Result<Option<Reply>, ProxyError> {
-        let found = match self.cache.hot_blob(key) {
+        let found = match hot.or_else(|| self.cache.hot_blob(key)) {
             Some(hot) if hot.body.is_some() => Ok(Some((hot, None))),
             Some(hot) => {
                 let (cache, owned) = (self.cache.clone(), key.to_string());

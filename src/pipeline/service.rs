@@ -56,7 +56,7 @@ impl Pipeline {
             return true;
         }
         let primary = self.feeds.primary().service.current();
-        snapshot.aligned_to == primary.map(|p| p.doc.entry.sha512.clone())
+        snapshot.aligned_to.as_deref() == primary.as_ref().map(|p| p.doc.entry.sha512.as_str())
     }
 
     /// Loads the index from the cache or the upstream and makes it current.
