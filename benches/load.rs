@@ -67,10 +67,8 @@ async fn run() -> bool {
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
     let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
         env: vec![("RUST_LOG", "warn".to_string())],
-        tmpfs_kib: None,
+        ..Launch::new(&index, &cache)
     }
     .spawn();
     process.ready().await;

@@ -103,8 +103,6 @@ async fn access_lines_name_the_client_the_agent_the_identity_and_the_package() {
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
     let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
         env: vec![
             ("NUCACHE_TRUST_FORWARDED_HEADERS", "true".to_string()),
             ("NUCACHE_AUTH__READ", "required".to_string()),
@@ -115,7 +113,7 @@ async fn access_lines_name_the_client_the_agent_the_identity_and_the_package() {
             ),
             ("NUCACHE_PUBLISH__API_KEY", "upstream-key".to_string()),
         ],
-        tmpfs_kib: None,
+        ..Launch::new(&index, &cache)
     }
     .spawn();
     process.ready().await;
@@ -192,10 +190,8 @@ async fn with_log_format_json_every_line_is_a_json_object_and_each_request_has_o
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
     let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
         env: vec![("NUCACHE_LOG__FORMAT", "json".to_string())],
-        tmpfs_kib: None,
+        ..Launch::new(&index, &cache)
     }
     .spawn();
     process.ready().await;
@@ -236,13 +232,7 @@ async fn an_upstream_body_that_breaks_off_is_logged_as_the_upstream_s_failure() 
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
-    let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
-        env: Vec::new(),
-        tmpfs_kib: None,
-    }
-    .spawn();
+    let mut process = Launch::new(&index, &cache).spawn();
     process.ready().await;
     let path = "/v3/flatcontainer/broken.off/1.0.0/broken.off.1.0.0.nupkg";
     upstream.set_fault_for("broken.off.1.0.0.nupkg", common::upstream::Fault::Truncate);

@@ -32,12 +32,7 @@ fn path_of(n: usize) -> String {
 }
 
 fn launch<'a>(upstream: &'a str, cache: &'a Path) -> Launch<'a> {
-    Launch {
-        upstream_index: upstream,
-        cache_dir: cache,
-        env: Vec::new(),
-        tmpfs_kib: None,
-    }
+    Launch::new(upstream, cache)
 }
 
 /// nucache with its cache directory on a tmpfs of `kib` KiB (in its own

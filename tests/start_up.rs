@@ -31,10 +31,8 @@ async fn kubernetes_service_link_variables_do_not_stop_start_up() {
         ("NUCACHE_MISTAKE", "1"),
     ];
     let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
         env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
-        tmpfs_kib: None,
+        ..Launch::new(&index, &cache)
     }
     .spawn();
     process.ready().await;
@@ -241,13 +239,7 @@ async fn a_cache_in_use_is_named_by_serve_and_verify() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
-    let mut first = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
-        env: Vec::new(),
-        tmpfs_kib: None,
-    }
-    .spawn();
+    let mut first = Launch::new(&index, &cache).spawn();
     first.ready().await;
     let cache_text = cache.to_string_lossy();
     let env = [("NUCACHE_CACHE__DIR", &*cache_text), ("NUCACHE_LISTEN", "127.0.0.1:0")];
@@ -278,15 +270,13 @@ async fn sighup_reloads_the_key_file_and_the_log_filter_and_keeps_serving() {
     let index = upstream.index_url();
     let client_digests = format!("[\"{}\"]", nucache::config::digest_hex("client-key"));
     let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
         env: vec![
             ("NUCACHE_CONFIG", config_file.display().to_string()),
             ("NUCACHE_PUBLISH__API_KEY_FILE", key_file.display().to_string()),
             ("NUCACHE_PUBLISH__CLIENT_KEYS", client_digests),
             ("RUST_LOG", String::new()),
         ],
-        tmpfs_kib: None,
+        ..Launch::new(&index, &cache)
     }
     .spawn();
     process.ready().await;
@@ -347,13 +337,7 @@ async fn the_start_up_probe_logs_what_the_upstream_serves() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
-    let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
-        env: Vec::new(),
-        tmpfs_kib: None,
-    }
-    .spawn();
+    let mut process = Launch::new(&index, &cache).spawn();
     process.ready().await;
     let log = process.wait_for_log("upstream probe", 1).await;
     let line = log.lines().find(|l| l.contains("upstream probe")).unwrap_or_default();
@@ -373,13 +357,7 @@ async fn a_failed_start_up_probe_says_why_and_nucache_serves_anyway() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cache = dir.path().join("cache");
     let index = closed_port_index();
-    let mut process = Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
-        env: Vec::new(),
-        tmpfs_kib: None,
-    }
-    .spawn();
+    let mut process = Launch::new(&index, &cache).spawn();
     process.ready().await;
     let log = process.wait_for_log("upstream probe failed", 1).await;
     let line = log

@@ -91,10 +91,8 @@ async fn nucache_notifies_ready_once_listening_and_stopping_on_sigterm() {
     let cache = dir.path().join("cache");
     let index = upstream.index_url();
     let mut process = common::process::Launch {
-        upstream_index: &index,
-        cache_dir: &cache,
         env: vec![("NOTIFY_SOCKET", socket_path.display().to_string())],
-        tmpfs_kib: None,
+        ..common::process::Launch::new(&index, &cache)
     }
     .spawn();
     let receive = |socket: UnixDatagram| {

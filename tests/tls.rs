@@ -158,13 +158,11 @@ async fn sighup_swaps_the_certificate_for_new_connections_and_open_ones_finish()
     replace(&first.key_pem, &key);
     let cache = dir.path().join("cache");
     let mut process = Launch {
-        upstream_index: &upstream.index_url(),
-        cache_dir: &cache,
         env: vec![
             ("NUCACHE_TLS__CERT", cert.display().to_string()),
             ("NUCACHE_TLS__KEY", key.display().to_string()),
         ],
-        tmpfs_kib: None,
+        ..Launch::new(&upstream.index_url(), &cache)
     }
     .spawn();
     ready_over_tls(&mut process, &ca).await;

@@ -46,15 +46,9 @@ impl FeedClient {
         let settings = config.settings_for(feed);
         let upstream = UpstreamConfig {
             service_index: feed.to_string(),
-            username: None,
-            password: None,
-            password_file: None,
-            token: None,
-            token_file: None,
-            auth_origins: Vec::new(),
             // A failing package must not fail the ones after it.
             breaker_threshold: 0,
-            ..settings.clone()
+            ..settings.without_credentials()
         };
         FeedClient {
             // The CLI's requests count into metrics nobody reads.

@@ -114,6 +114,20 @@ impl UpstreamConfig {
         Ok(())
     }
 
+    /// These settings with no credentials of any kind: for a client that
+    /// must not send them, or a copy that must not keep them.
+    pub fn without_credentials(&self) -> UpstreamConfig {
+        UpstreamConfig {
+            username: None,
+            password: None,
+            password_file: None,
+            token: None,
+            token_file: None,
+            auth_origins: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// Every per-upstream check; errors name `{prefix}.KEY`.
     pub(super) fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
         let key = |name: &str| format!("{prefix}.{name}");

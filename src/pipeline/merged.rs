@@ -38,9 +38,19 @@ pub(super) enum How {
     Autocomplete,
 }
 
-/// A registration index (`{id}/index.json`) or page (`{id}/page/{lo}/{hi}.json`);
-/// `None` for a leaf, which comes from the first upstream that has it.
-pub(super) fn registration_shape(rest: &str) -> Option<How> {
+/// How `target` is merged among several upstreams: a version list, a
+/// registration index or page; `None` for anything else (a registration
+/// leaf, a catalog document: the first upstream that has it).
+pub(super) fn how_of(target: &crate::route::Target) -> Option<How> {
+    match target.kind {
+        TargetKind::VersionList => Some(How::Versions),
+        TargetKind::Registration => registration_shape(&target.rest),
+        _ => None,
+    }
+}
+
+/// A registration index (`{id}/index.json`) or page (`{id}/page/{lo}/{hi}.json`).
+fn registration_shape(rest: &str) -> Option<How> {
     let mut segments = rest.split('/').skip(1);
     match (segments.next(), segments.next(), segments.next(), segments.next()) {
         (Some("index.json"), None, _, _) => Some(How::RegistrationIndex),

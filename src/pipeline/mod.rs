@@ -22,6 +22,7 @@
 
 mod documents;
 mod feeds;
+mod kept;
 mod merged;
 
 mod packages;
@@ -98,9 +99,15 @@ impl Pipeline {
         &self.feeds
     }
 
-    /// Phases 3 to 7 for a read (GET or HEAD, authorized).
+    /// Phases 3 to 7 for a read (GET or HEAD, authorized). What the cache
+    /// keeps ready to serve as it is goes out before any per-upstream work
+    /// (`kept.rs`); the rest is planned per upstream.
     pub(crate) async fn read(self: &Arc<Self>, request: &Parts, resolved: Resolved) -> Result<Reply, ProxyError> {
-        let plan = self.plan(resolved).await?;
+        let sources = self.sources(&resolved);
+        if let Some(reply) = self.kept(request, &resolved, &sources.0).await? {
+            return Ok(reply);
+        }
+        let plan = self.plan(resolved, sources).await?;
         match shape(&plan) {
             Shape::Package => self.serve_package(&plan, request).await,
             Shape::Search => self.serve_search(&plan, request).await,
@@ -213,11 +220,6 @@ fn shape(plan: &Plan) -> Shape {
         (TargetKind::Search, _) => Shape::Search,
         (_, MountKind::Search | MountKind::Autocomplete) => Shape::Search,
         _ if plan.parts.len() < 2 => Shape::First,
-        (TargetKind::VersionList, _) => Shape::Merged(merged::How::Versions),
-        (TargetKind::Registration, _) => match merged::registration_shape(&target.rest) {
-            Some(how) => Shape::Merged(how),
-            None => Shape::First,
-        },
-        _ => Shape::First,
+        _ => merged::how_of(target).map_or(Shape::First, Shape::Merged),
     }
 }

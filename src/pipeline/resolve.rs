@@ -98,8 +98,12 @@ impl Pipeline {
     }
 
     /// Phase 2: the upstreams `resolved` may be read from, each with its part.
-    pub(crate) async fn plan(self: &Arc<Self>, resolved: Resolved) -> Result<Plan, ProxyError> {
-        let (sources, restricted) = self.sources(&resolved);
+    /// (`sources` and `restricted` as [`Pipeline::sources`] gave them.)
+    pub(crate) async fn plan(
+        self: &Arc<Self>,
+        resolved: Resolved,
+        (sources, restricted): (Vec<Arc<Feed>>, bool),
+    ) -> Result<Plan, ProxyError> {
         let mut plan = Plan {
             parts: Vec::with_capacity(sources.len()),
             missing: Vec::new(),
@@ -131,7 +135,7 @@ impl Pipeline {
 
     /// The upstreams a read may go to, and whether the patterns narrowed
     /// a search to none.
-    fn sources(&self, resolved: &Resolved) -> (Vec<Arc<Feed>>, bool) {
+    pub(crate) fn sources(&self, resolved: &Resolved) -> (Vec<Arc<Feed>>, bool) {
         let target = &resolved.target;
         if let Some(id) = target.read_id() {
             return (self.feeds.sources_for(id), false);

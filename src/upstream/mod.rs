@@ -158,16 +158,6 @@ impl Credentials {
     }
 }
 
-/// `config` without its credentials: their one owner is `credentials`
-/// (SIGHUP replaces them there), so no stale copy is kept beside it.
-fn without_secrets(config: &UpstreamConfig) -> UpstreamConfig {
-    UpstreamConfig {
-        password: None,
-        token: None,
-        ..config.clone()
-    }
-}
-
 /// Whether the body of a GET is a metadata document (gzip welcome) or a
 /// package file (bytes must arrive exactly as stored upstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +197,9 @@ impl Upstream {
         Upstream {
             client,
             proxies,
-            config: without_secrets(config),
+            // Credentials have one owner, `credentials` (SIGHUP replaces
+            // them there): no stale copy is kept beside it.
+            config: config.without_credentials(),
             credentials: RwLock::new(Credentials::from_config(config).map(Arc::new)),
             breakers,
             metrics,

@@ -59,6 +59,19 @@ pub struct Launch<'a> {
     pub tmpfs_kib: Option<u64>,
 }
 
+impl<'a> Launch<'a> {
+    /// nucache in front of `upstream_index`, its cache at `cache_dir`, with
+    /// no extra settings.
+    pub fn new(upstream_index: &'a str, cache_dir: &'a Path) -> Launch<'a> {
+        Launch {
+            upstream_index,
+            cache_dir,
+            env: Vec::new(),
+            tmpfs_kib: None,
+        }
+    }
+}
+
 /// Whether this machine lets an unprivileged test make its own user and
 /// mount namespaces with a tmpfs in them (`unshare -Urm`), which the
 /// disk-full and read-only tests need. Where it does not, `test` is
