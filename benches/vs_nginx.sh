@@ -38,6 +38,9 @@
 #   BIG_MB                size of the big package in MiB (50)
 #   THROTTLE_MIB          upstream bandwidth for the cold runs, MiB/s (8)
 #   COLD_RUNS             cold runs per path, medians reported (3; smoke: 0)
+#   PAIR_ROUNDS           rounds of the two-upstream comparison (3; smoke: 1): each
+#                         two-upstream row and its one-upstream row, alternately,
+#                         PAIR_SECONDS (5; smoke: SECONDS_PER_CELL) each; medians
 #   KEEP=1                keep the work directory (logs, corpus, nginx config)
 #
 # Needs wrk, curl, python3, cargo, nginx (Debian: apt-get install wrk curl
@@ -69,11 +72,15 @@ if [ "$SMOKE" = 1 ]; then
   CONNS=${CONNS:-64}
   BIG_CONNS=${BIG_CONNS:-64}
   COLD_RUNS=${COLD_RUNS:-0}
+  PAIR_ROUNDS=${PAIR_ROUNDS:-1}
+  PAIR_SECS=${PAIR_SECONDS:-$SECS}
 else
   SECS=${SECONDS_PER_CELL:-10}
   CONNS=${CONNS:-1 64 256}
   BIG_CONNS=${BIG_CONNS:-1 64 256}
   COLD_RUNS=${COLD_RUNS:-3}
+  PAIR_ROUNDS=${PAIR_ROUNDS:-3}
+  PAIR_SECS=${PAIR_SECONDS:-5}
 fi
 if [ "$SMOKE" = 1 ]; then BIG_SECS=${BIG_SECONDS_PER_CELL:-$SECS}; else BIG_SECS=${BIG_SECONDS_PER_CELL:-15}; fi
 WRK_THREADS=${WRK_THREADS:-2}
@@ -412,6 +419,22 @@ for i in "${!PATHS[@]}"; do
       "$(awk -v a="$g0" -v b="$g1" 'BEGIN{printf "%.1f", b - a}')" "$(kib_to_mib "$peak")" "$i" >>"$rows"
   done
 done
+# ---- two upstreams beside one: each pair measured alternately, so that
+# the machine's swings (±30 % between cells) fall on both sides alike.
+pairs=$work/pairs.tsv
+: >"$pairs"
+for i in "${!PATHS[@]}"; do
+  one=${PAIR[$i]}
+  [ "$one" = - ] && continue
+  for c in $CONNS; do
+    for round in $(seq "$PAIR_ROUNDS"); do
+      say "pair ${NAMES[$i]} / ${NAMES[$one]}, $c connections, round $round of $PAIR_ROUNDS"
+      a=$(run_wrk nucache "$one" "$c" "$PAIR_SECS") || die "errors from nucache on ${PATHS[$one]}"
+      b=$(run_wrk nucache "$i" "$c" "$PAIR_SECS") || die "errors from the nucache of two upstreams on ${PATHS[$i]}"
+      printf '%s\t%s\t%s\t%s\n' "$i" "$c" "${a%% *}" "${b%% *}" >>"$pairs"
+    done
+  done
+done
 END_RSS=$(status_kib "$WARM_PID" VmRSS)
 NC_CPU=$(awk -v a="$NC_CPU0" -v b="$(cpu_seconds "$WARM_PID" "$TWO_PID")" 'BEGIN{printf "%.1f", b - a}')
 NGINX_CPU=$(awk -v a="$NGINX_CPU0" -v b="$(cpu_seconds "${nginx_list[@]}")" 'BEGIN{printf "%.1f", b - a}')
@@ -481,19 +504,19 @@ table() {
         $1, $2, thousands(a[1]), thousands(b[1]), (b[1] > 0 ? a[1] / b[1] : 0),
         a[2], b[2], a[3], b[3], a[4], b[4], $5, $6, $7 }' "$rows"
   echo
-  echo "| two upstreams, warm hit | conns | two upstreams req/s | one upstream row | one upstream req/s | two / one |"
+  echo "| two upstreams, warm hit (median of $PAIR_ROUNDS, ${PAIR_SECS} s each, alternating) | conns | two upstreams req/s | one upstream row | one upstream req/s | two / one |"
   echo "|---|---|---|---|---|---|"
-  awk -F'\t' -v pairs="${PAIR[*]}" -v names="$(printf '%s\t' "${NAMES[@]}")" '
-    BEGIN { split(pairs, pair, " "); split(names, name, "\t") }
-    { split($3, a, " "); rate[$8 "/" $2] = a[1] }
-    END {
-      for (key in rate) {
-        split(key, k, "/"); row = k[1]; c = k[2]; one = pair[row + 1]
-        if (one == "-") continue
-        printf "| %s | %s | %.0f | %s | %.0f | %.2f |\n", name[row + 1], c, rate[key], name[one + 1],
-          rate[one "/" c], (rate[one "/" c] > 0 ? rate[key] / rate[one "/" c] : 0)
-      }
-    }' "$rows" | sort
+  local i c
+  for i in "${!PATHS[@]}"; do
+    [ "${PAIR[$i]}" = - ] && continue
+    for c in $CONNS; do
+      local one two
+      one=$(awk -F'\t' -v i="$i" -v c="$c" '$1==i && $2==c {print $3}' "$pairs" | median)
+      two=$(awk -F'\t' -v i="$i" -v c="$c" '$1==i && $2==c {print $4}' "$pairs" | median)
+      awk -v n="${NAMES[$i]}" -v c="$c" -v a="$one" -v b="$two" -v m="${NAMES[${PAIR[$i]}]}" \
+        'BEGIN{printf "| %s | %s | %.0f | %s | %.0f | %.2f |\n", n, c, b, m, a, (a > 0 ? b / a : 0)}'
+    done
+  done
   echo
   echo "nucache RSS: $(kib_to_mib "$IDLE_RSS") MiB idle at start, peak $(kib_to_mib "$PEAK_RSS") MiB over the warm runs" \
     "(VmHWM, reset before each cell), $(kib_to_mib "$END_RSS") MiB after them; CPU over the warm runs: nucache $NC_CPU s, nginx $NGINX_CPU s (all workers)."
