@@ -227,6 +227,7 @@ async fn feed(
             total += data.len() as u64;
             if total > max {
                 let _ = frames.send(Err("package larger than publish.max_size".into())).await;
+                linger(&mut body).await;
                 return Fed {
                     too_large: true,
                     copy: None,
@@ -248,6 +249,26 @@ async fn feed(
         }
     }
     Fed { too_large: false, copy }
+}
+
+/// How much of a refused upload is read and dropped before the refusal
+/// goes out, and for how long at most.
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Reads and drops the rest of a refused upload, within bounds, before its
+/// refusal is answered (nginx's lingering close): a client still sending
+/// would otherwise meet a closed connection (`EPIPE`) before it reads the
+/// 413, and report a broken connection instead of why.
+async fn linger(body: &mut Incoming) {
+    let mut drained: u64 = 0;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    while drained <= LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => drained += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => return,
+        }
+    }
 }
 
 /// The id and version of the package in a completed push.
