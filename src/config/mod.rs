@@ -5,6 +5,7 @@
 
 mod bytesize;
 mod env;
+mod fleet;
 mod limits;
 mod listen;
 mod proxy_url;
@@ -22,6 +23,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 pub use bytesize::{ByteSize, MinFree};
+pub use fleet::{FleetConfig, SharedConfig};
 pub use limits::LimitsConfig;
 pub use proxy_url::ProxyUrl;
 use secret::read_secret;
@@ -86,6 +88,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub limits: LimitsConfig,
+    pub shared: SharedConfig,
+    pub fleet: FleetConfig,
 }
 
 impl Default for Config {
@@ -106,6 +110,8 @@ impl Default for Config {
             log: LogConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            shared: SharedConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -198,6 +204,8 @@ impl Config {
         for (name, upstream) in &mut self.upstreams {
             upstream.read_secrets(&format!("upstreams.{name}"))?;
         }
+        self.shared.read_secrets()?;
+        self.fleet.read_secrets()?;
         Ok(self)
     }
 
@@ -268,6 +276,8 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_upstreams()?;
         self.limits.validate(self)?;
+        self.shared.validate()?;
+        self.fleet.validate()?;
         if let Some(url) = &self.public_url {
             check_url("public_url", url)?;
             if url.contains('?') || url.contains('#') {
