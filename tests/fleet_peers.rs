@@ -318,7 +318,12 @@ async fn a_listed_peer_that_is_not_running_leaves_its_keys_to_the_next_owner() {
             0.0,
             "node {node} never asked the absent peer"
         );
+        let up = |peer: usize| scrape.value("nucache_fleet_peer_up", &[("peer", fleet.urls[peer].as_str())]);
+        assert_eq!((up(1 - node), up(2)), (1.0, 0.0), "node {node}'s gauges");
     }
+    let page = fleet.node(0).get_with("/", &[("accept", "text/html")]).await.text();
+    let table = page.split("<table id=\"fleet\">").nth(1).unwrap_or_default();
+    assert!(table.contains(&fleet.urls[2]) && table.contains("down"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,6 +344,11 @@ async fn a_wrong_fleet_key_is_refused_and_the_right_one_reads_a_closed_feed() {
     assert!(wrong.text().contains("not this fleet's key"), "{}", wrong.text());
     let log = node.log_with("status=403").await;
     assert!(!log.contains("not-the-key"), "the presented key was logged: {log}");
+
+    // Anonymous callers of a closed feed see the peers' states, no address.
+    let health = common::nucache::get(&node.url("/health")).await.json();
+    assert_eq!(health["fleet"]["peers"][0]["up"], false, "{health}");
+    assert!(!health.to_string().contains("127.0.0.1"), "{health}");
 
     let hop_alone = send(&[("x-nucache-fleet-hop", fleet.urls[1].as_str())]).await;
     assert_eq!(
@@ -391,4 +401,30 @@ async fn a_forwarded_request_is_never_forwarded_again() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(served().await, 1.0, "node 0 asked the owner");
     assert_eq!(downloads(&upstream, m), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_owner_costs_a_duplicate_download_not_an_error() {
+    const SIZE: usize = 32 * KIB;
+    let upstream = FakeUpstream::start_with(corpus(16, SIZE)).await;
+    let env = [("NUCACHE_FLEET__FORWARD_TIMEOUT", "300ms".to_string())];
+    let fleet = Fleet::start(&upstream, 2, 2, &env).await;
+    let n = fleet.package_owned_by(1, 16);
+    // The owner still holds its socket but answers nothing (SIGSTOP).
+    let signal = |name: &str| {
+        let pid = fleet.node(1).pid().to_string();
+        let status = std::process::Command::new("kill").args([name, &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {name}");
+    };
+    signal("-STOP");
+    let started = std::time::Instant::now();
+    let reply = fleet.node(0).get(&path_of(n)).await;
+    let took = started.elapsed();
+    signal("-CONT");
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.body, bytes_of(n, SIZE));
+    assert!(took < Duration::from_secs(3), "waited {took:?} for a stalled owner");
+    let scrape = fleet.metrics(0).await;
+    assert_eq!(forwards(&scrape, "fallback"), 1.0);
+    assert_eq!(downloads(&upstream, n), 1, "node 0 downloaded it itself");
 }
