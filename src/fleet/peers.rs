@@ -10,27 +10,13 @@ use std::sync::Mutex;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 
-/// A node URL as every node compares it: scheme and host in lower case,
-/// the scheme's default port dropped, no trailing `/`. The path, if any
-/// (a node behind a path prefix), is kept as it is.
+/// A node URL as every node compares it: parsed (scheme and host in lower
+/// case, the scheme's default port dropped), no trailing `/`. The path, if
+/// any (a node behind a path prefix), is kept as it is.
 pub(crate) fn normalize(url: &str) -> String {
-    let url = url.trim().trim_end_matches('/');
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = authority.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => ":80",
-        "https" => ":443",
-        _ => "",
-    };
-    let host = match authority.strip_suffix(default_port) {
-        Some(host) if !default_port.is_empty() => host,
-        _ => &authority,
-    };
-    format!("{scheme}://{host}{path}")
+    let url = url.trim();
+    let parsed = url::Url::parse(url).map_or_else(|_| url.to_string(), String::from);
+    parsed.trim_end_matches('/').to_string()
 }
 
 /// Another node of the fleet.
