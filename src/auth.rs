@@ -28,6 +28,9 @@ pub(crate) enum Identity {
     Anonymous,
     User(String),
     Key(String),
+    /// A peer of the fleet (it presented the fleet key), and the node it
+    /// says it is (its hop header).
+    Peer(Option<String>),
 }
 
 impl Identity {
@@ -42,6 +45,8 @@ impl std::fmt::Display for Identity {
             Identity::Anonymous => f.write_str("-"),
             Identity::User(name) => f.write_str(name),
             Identity::Key(prefix) => write!(f, "key:{prefix}"),
+            Identity::Peer(None) => f.write_str("fleet-peer"),
+            Identity::Peer(Some(node)) => write!(f, "fleet-peer:{}", node.chars().take(100).collect::<String>()),
         }
     }
 }
@@ -66,6 +71,26 @@ pub(crate) fn check_read(config: &Config, headers: &HeaderMap) -> Result<Identit
         Some((_, password)) if matches_any_digest(&password, keys()) => Ok(Identity::of_key(&password)),
         Some(_) => Err(ClientError::Unauthorized("invalid credentials")),
         None => Err(ClientError::Unauthorized("credentials required")),
+    }
+}
+
+/// Whether a request comes from a peer of the fleet: `Ok(false)` without
+/// `X-Nucache-Fleet-Key`, `Ok(true)` with this fleet's key (compared in
+/// constant time; a peer may then read as a client with a read key), and
+/// 403 with any other key, or on a node that is in no fleet.
+pub(crate) fn check_fleet(config: &Config, headers: &HeaderMap) -> Result<bool, ClientError> {
+    let Some(presented) = headers.get(crate::fleet::KEY_HEADER) else {
+        return Ok(false);
+    };
+    let key = config.fleet.key.as_ref().filter(|_| config.fleet.enabled());
+    match (key, presented.to_str()) {
+        (Some(key), Ok(presented)) if same(presented, key.expose()) => Ok(true),
+        (None, _) => Err(ClientError::Forbidden(
+            "X-Nucache-Fleet-Key refused: this node is in no fleet (fleet.peers is empty)",
+        )),
+        _ => Err(ClientError::Forbidden(
+            "X-Nucache-Fleet-Key is not this fleet's key (fleet.key must be the same on every node)",
+        )),
     }
 }
 

@@ -14,9 +14,12 @@
 //!         -> reply       responses: headers, 304s, gzip, X-Cache; the public base URL
 //!         -> search      the offline search engine (pure)
 //!         -> merge       several upstreams' documents as one; packageSourceMapping patterns (pure)
-//!         -> stash       single-flight fetch on a miss: documents, and downloads streamed to disk and clients
+//!         -> stash       single-flight fetch on a miss: documents, and downloads streamed to disk and clients;
+//!                        a package miss is asked of its owner in the fleet before the upstream
 //!            -> cache    sled index over objects that carry their own records (verified reads, scrub,
 //!                        index rebuild, namespaces per upstream) + hot documents and blobs in moka
+//!            -> fleet    the peers of a fleet: who owns a key (rendezvous hashing over the peers that
+//!                        answer their health checks), the health checker, the client that asks an owner
 //!            -> upstream hyper + rustls client: redirects, retries, timeouts, breakers, budgets
 //!            -> rewrite  upstream URLs -> nucache URLs (service index, JSON documents)
 //!   route       path -> Route / Target (cache key, upstream URL); hostile input stops here
@@ -62,6 +65,7 @@ pub(crate) mod search;
 pub mod shutdown;
 
 mod cache;
+mod fleet;
 mod server;
 mod stash;
 mod upstream;
@@ -76,4 +80,5 @@ pub use config::Config;
 pub fn cache_key(service_index: &str, local: &str) -> String {
     cache::Namespace::of_upstream(service_index).key(local)
 }
+pub use fleet::owner_of as fleet_owner;
 pub use server::{Reloader, Server, StartError};

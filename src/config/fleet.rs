@@ -88,7 +88,10 @@ impl SharedConfig {
         if let Some(endpoint) = &self.endpoint {
             check_url("shared.endpoint", endpoint)?;
             if endpoint.starts_with("http://") && !self.allow_http {
-                return invalid("shared.endpoint", "is plain http: set shared.allow_http = true to allow it");
+                return invalid(
+                    "shared.endpoint",
+                    "is plain http: set shared.allow_http = true to allow it",
+                );
             }
         }
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
@@ -108,7 +111,7 @@ impl SharedConfig {
 }
 
 /// This node and the others of its fleet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FleetConfig {
     /// This node's URL as its peers reach it (`http://10.0.0.5:5000`); it
@@ -121,6 +124,34 @@ pub struct FleetConfig {
     /// The key peers present to each other (`X-Nucache-Fleet-Key`).
     pub key: Option<Secret>,
     pub key_file: Option<PathBuf>,
+    /// How often each peer's `/health` is asked, and how long one answer
+    /// may take.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub health_timeout: Duration,
+    /// Failed checks (or refused connections) in a row after which a peer
+    /// counts as down: its keys go to the next owner until it answers again.
+    pub down_after: u32,
+    /// Longest wait for the owner's response head and first bytes; past
+    /// it, the node downloads the package itself.
+    #[serde(with = "humantime_serde")]
+    pub forward_timeout: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            node: None,
+            peers: Vec::new(),
+            key: None,
+            key_file: None,
+            health_interval: Duration::from_secs(2),
+            health_timeout: Duration::from_secs(1),
+            down_after: 3,
+            forward_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl FleetConfig {
@@ -129,7 +160,11 @@ impl FleetConfig {
     }
 
     pub(super) fn read_secrets(&mut self) -> Result<(), ConfigError> {
-        self.key = read_secret(("fleet.key", "fleet.key_file"), self.key.take(), self.key_file.as_deref())?;
+        self.key = read_secret(
+            ("fleet.key", "fleet.key_file"),
+            self.key.take(),
+            self.key_file.as_deref(),
+        )?;
         Ok(())
     }
 
@@ -141,10 +176,32 @@ impl FleetConfig {
             check_url("fleet.peers", peer)?;
         }
         if self.enabled() && self.node.is_none() {
-            return invalid("fleet.node", "a node with peers must name itself (its URL as the peers reach it)");
+            return invalid(
+                "fleet.node",
+                "a node with peers must name itself (its URL as the peers reach it)",
+            );
         }
         if self.enabled() && self.key.is_none() {
             return invalid("fleet.key", "peers must share a key (fleet.key or fleet.key_file)");
+        }
+        let printable = |key: &Secret| !key.expose().is_empty() && key.expose().bytes().all(|b| b.is_ascii_graphic());
+        if self.key.as_ref().is_some_and(|key| !printable(key)) {
+            return invalid(
+                "fleet.key",
+                "must be non-empty printable ASCII without spaces (it is sent as an HTTP header)",
+            );
+        }
+        for (name, value) in [
+            ("fleet.health_interval", self.health_interval),
+            ("fleet.health_timeout", self.health_timeout),
+            ("fleet.forward_timeout", self.forward_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(name, "must be longer than 0s");
+            }
+        }
+        if self.down_after == 0 {
+            return invalid("fleet.down_after", "must be at least 1");
         }
         Ok(())
     }

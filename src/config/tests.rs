@@ -224,3 +224,22 @@ fn snippet_points_at_the_service_index() {
         .nuget_config_snippet(c.listen)
         .contains("value=\"http://127.0.0.1:5000/v3/index.json\""));
 }
+
+#[test]
+fn a_fleet_needs_a_sendable_key_and_timings_above_zero() {
+    let fleet =
+        "[fleet]\nnode = \"http://10.0.0.5:5000\"\npeers = [\"http://10.0.0.5:5000\", \"http://10.0.0.6:5000\"]\n";
+    let load = |extra: &str| {
+        Config::from_figment(Figment::new().merge(Toml::string(&format!("{fleet}{extra}")))).map_err(|e| e.to_string())
+    };
+    let fine = load("key = \"s3cret-Key\"\nforward_timeout = \"300ms\"").map(|c| c.fleet.forward_timeout);
+    assert_eq!(fine, Ok(Duration::from_millis(300)));
+    let spaced = load("key = \"two words\"").err().unwrap_or_default();
+    assert!(spaced.contains("fleet.key") && spaced.contains("printable"), "{spaced}");
+    for key in ["health_interval", "health_timeout", "forward_timeout"] {
+        let zero = load(&format!("key = \"k\"\n{key} = \"0s\"")).err().unwrap_or_default();
+        assert!(zero.contains(&format!("fleet.{key}")), "{zero}");
+    }
+    let never_down = load("key = \"k\"\ndown_after = 0").err().unwrap_or_default();
+    assert!(never_down.contains("fleet.down_after"), "{never_down}");
+}

@@ -92,6 +92,10 @@ impl Ops {
         let totals = self.cache.totals();
         let last_error = storage_error.clone().filter(|_| !anonymous);
         let primary = upstreams.first();
+        let fleet = self.pipeline.fleet().map(|fleet| match anonymous {
+            true => fleet.without_addresses(),
+            false => fleet,
+        });
         let body = serde_json::json!({
             "status": if degraded { "degraded" } else { "ok" },
             "version": env!("CARGO_PKG_VERSION"),
@@ -105,6 +109,8 @@ impl Ops {
             "cache_entries": totals.entries,
             "cache_bytes": totals.bytes,
             "downloads_in_flight": self.pipeline.downloads_in_flight(),
+            // This node and its peers (up: they own their keys), in a fleet.
+            "fleet": fleet,
         });
         reply::json(StatusCode::OK, body.to_string())
     }

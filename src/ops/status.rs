@@ -150,6 +150,7 @@ impl Ops {
         }
         html.push_str("</table>\n");
         html.push_str(&self.upstream_table());
+        html.push_str(&self.fleet_table());
         html.push_str(&self.top_packages());
         html.push_str("</body>\n</html>\n");
         html
@@ -172,6 +173,43 @@ impl Ops {
             ));
         }
         html.push_str("</table>\n");
+        html
+    }
+
+    /// This node and each peer: up (owns its keys) or down (its keys go
+    /// to the next owner), and the forwards counted since start.
+    fn fleet_table(&self) -> String {
+        let Some(fleet) = self.pipeline.fleet() else {
+            return String::new();
+        };
+        let mut html = String::from("<h2>Fleet</h2>\n<table id=\"fleet\">\n");
+        html.push_str(&format!(
+            "<tr><td>{} (this node)</td><td>up</td><td></td></tr>\n",
+            escape(fleet.node.as_deref().unwrap_or("-"))
+        ));
+        for peer in fleet.peers {
+            let state = match peer.up {
+                true => "up".to_string(),
+                false => "<span class=\"bad\">down</span>".to_string(),
+            };
+            let why = peer.last_error.as_deref().map(escape).unwrap_or_default();
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{state}</td><td>{why}</td></tr>\n",
+                escape(peer.url.as_deref().unwrap_or("-"))
+            ));
+        }
+        html.push_str("</table>\n");
+        let fleet = &self.metrics.fleet;
+        let forwards: Vec<String> = fleet
+            .forwards()
+            .iter()
+            .map(|(label, n)| format!("{n} {label}"))
+            .collect();
+        html.push_str(&format!(
+            "<p class=\"sub\">misses asked of their owner: {}; requests served to peers: {}</p>\n",
+            forwards.join(", "),
+            fleet.served_to_peers.get()
+        ));
         html
     }
 

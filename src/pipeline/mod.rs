@@ -40,6 +40,7 @@ use crate::budget::{self, Budget};
 use crate::cache::{Cache, CacheStatus, HotDoc};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::fleet::{Fleet, FromPeer};
 use crate::metrics::Metrics;
 use crate::reply::{self, base, Reply};
 use crate::rewrite::MountKind;
@@ -64,6 +65,8 @@ pub(crate) struct Pipeline {
     metrics: Arc<Metrics>,
     /// Background refreshes running (`limits.background_refreshes`).
     refreshes: Budget,
+    /// The peers a package miss is asked of first, in a fleet.
+    fleet: Option<Arc<Fleet>>,
 }
 
 /// How a read is served, by what it asks for and how many may answer.
@@ -78,7 +81,8 @@ enum Shape {
 
 impl Pipeline {
     pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
-        let feeds = Feeds::new(&config, &cache, &metrics);
+        let fleet = Fleet::from_config(&config.fleet, &metrics);
+        let feeds = Feeds::new(&config, &cache, &metrics, fleet.as_ref());
         let limits = &config.limits;
         let refreshes = Budget::new(
             budget::Kind::BackgroundRefreshes,
@@ -92,6 +96,7 @@ impl Pipeline {
             feeds,
             metrics,
             refreshes,
+            fleet,
         }
     }
 
@@ -99,11 +104,24 @@ impl Pipeline {
         &self.feeds
     }
 
+    /// The fleet, whose health checker the server runs.
+    pub(crate) fn fleet(&self) -> Option<&Arc<Fleet>> {
+        self.fleet.as_ref()
+    }
+
     /// Phases 3 to 7 for a read (GET or HEAD, authorized). What the cache
     /// keeps ready to serve as it is goes out before any per-upstream work
     /// (`kept.rs`); the rest is planned per upstream.
     pub(crate) async fn read(self: &Arc<Self>, request: &Parts, resolved: Resolved) -> Result<Reply, ProxyError> {
-        let sources = self.sources(&resolved);
+        let mut sources = self.sources(&resolved);
+        // A peer asks for one upstream's copy (its cache-key namespace).
+        if let Some(pinned) = request
+            .extensions
+            .get::<FromPeer>()
+            .and_then(|p| p.namespace.as_deref())
+        {
+            sources.0.retain(|feed| feed.namespace.prefix() == pinned);
+        }
         if let Some(reply) = self.kept(request, &resolved, &sources.0).await? {
             return Ok(reply);
         }

@@ -16,6 +16,7 @@ use super::Pipeline;
 use crate::body::{blocking_stream, empty, full, Body};
 use crate::cache::{BlobReader, CacheStatus, Entry, HotBlob, OpenBlob, ReadError};
 use crate::error::{BodyError, InternalError, Party, ProxyError, UpstreamError};
+use crate::fleet::FromPeer;
 use crate::merge::versions;
 use crate::nuget::PackageFile;
 use crate::reply::{self, Reply};
@@ -48,7 +49,7 @@ impl Pipeline {
         }
         let mut failure = None;
         for (n, part) in self.owners(plan).await {
-            match self.fetch_package(part, &keys[n], &request.headers, plan).await {
+            match self.fetch_package(part, &keys[n], request, plan).await {
                 Ok(reply) => return Ok(reply),
                 Err(ProxyError::NotFound) => {}
                 Err(error) => {
@@ -94,7 +95,7 @@ impl Pipeline {
         self: &Arc<Self>,
         part: &Part,
         key: &str,
-        request: &HeaderMap,
+        request: &Parts,
         plan: &Plan,
     ) -> Result<Reply, ProxyError> {
         if self.cache.is_missing(key) {
@@ -104,6 +105,7 @@ impl Pipeline {
             key: key.to_string(),
             url: part.url(),
             expected_sha512: self.expected_sha512(part, plan),
+            from_peer: request.extensions.get::<FromPeer>().is_some(),
         };
         let feed = &part.feed;
         // A download whose start has left memory (the disk failed) takes no
@@ -121,7 +123,7 @@ impl Pipeline {
                 }
                 BlobOutcome::Stored => {
                     return self
-                        .cached_package_file(request, key, None)
+                        .cached_package_file(&request.headers, key, None)
                         .await?
                         .ok_or(InternalError::Broken("a stored package vanished from the cache").into())
                 }

@@ -1,13 +1,14 @@
 //! What the operations surface (`ops`) may see of the pipeline: the
-//! upstreams and their state, the downloads running, the public mounts and
-//! the cache keys of a package. A small, read-only interface, so that the
-//! pipeline's internals can change without the status page, the admin API
-//! or `/ready` knowing.
+//! upstreams and their state, the downloads running, the public mounts,
+//! the cache keys of a package and the fleet's peers. A small, read-only
+//! interface, so that the pipeline's internals can change without the
+//! status page, the admin API or `/ready` knowing.
 
 use std::sync::Arc;
 
 use super::Pipeline;
 use crate::cache::{KeySet, Namespace};
+use crate::fleet::FleetStatus;
 use crate::rewrite::{MountKind, ServiceMap};
 use crate::upstream::UpstreamStatus;
 
@@ -53,6 +54,8 @@ pub(crate) trait View: Send + Sync {
     /// its files, its version list and registration documents, in every
     /// upstream's namespace and among the merged answers.
     fn package_keys(&self, id: &str, version: Option<&str>) -> KeySet;
+    /// This node and its peers with their health, in a fleet.
+    fn fleet(&self) -> Option<FleetStatus>;
 }
 
 impl View for Pipeline {
@@ -97,6 +100,10 @@ impl View for Pipeline {
             .map(|feed| feed.namespace.clone())
             .chain([Namespace::merged()]);
         package_keys(&map, namespaces, id, version)
+    }
+
+    fn fleet(&self) -> Option<FleetStatus> {
+        self.fleet.as_ref().map(|fleet| fleet.status())
     }
 }
 

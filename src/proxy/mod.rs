@@ -28,6 +28,7 @@ use crate::body::Body;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::{ClientError, ProxyError};
+use crate::fleet::FromPeer;
 use crate::metrics::{Metrics, RequestKind};
 use crate::ops::{self, Ops};
 use crate::pipeline::{Pipeline, Resolved};
@@ -146,7 +147,8 @@ impl Proxy {
     async fn dispatch(self: &Arc<Self>, request: Request<Incoming>, noted: &mut Noted) -> Result<Reply, ProxyError> {
         let path = base::local_path(&self.config, request.uri().path());
         let route = route::classify(path).map_err(ClientError::from)?;
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        self.note_peer(&mut parts)?;
         match route {
             Route::Health => {
                 read_only(&parts)?;
@@ -163,7 +165,7 @@ impl Proxy {
             }
             Route::Metrics | Route::Home => {
                 read_only(&parts)?;
-                noted.identity = auth::check_read(&self.config, &parts.headers)?;
+                noted.identity = self.read_access(&parts)?;
                 Ok(Reply::plain(match route {
                     Route::Metrics => self.ops.metrics_text(),
                     _ if ops::wants_html(&parts.headers) => self.ops.status_page(),
@@ -173,7 +175,7 @@ impl Proxy {
             Route::ServiceIndex => {
                 noted.kind = RequestKind::ServiceIndex;
                 read_only(&parts)?;
-                noted.identity = auth::check_read(&self.config, &parts.headers)?;
+                noted.identity = self.read_access(&parts)?;
                 self.pipeline.service_index(&parts).await
             }
             Route::Mounted(path) => {
@@ -191,7 +193,7 @@ impl Proxy {
                     TargetKind::Publish => self.publish(resolved, parts, body, noted).await,
                     _ => {
                         read_only(&parts)?;
-                        noted.identity = auth::check_read(&self.config, &parts.headers)?;
+                        noted.identity = self.read_access(&parts)?;
                         self.pipeline.read(&parts, resolved).await
                     }
                 }
@@ -205,7 +207,34 @@ impl Proxy {
         let publish_method = matches!(parts.method, Method::PUT | Method::DELETE | Method::POST);
         match publish_method && self.config.publish.enabled {
             true => auth::check_publish(&self.config, &parts.headers).map(|(_, who)| who),
-            false => auth::check_read(&self.config, &parts.headers),
+            false => self.read_access(parts),
+        }
+    }
+
+    /// Read access: a peer of the fleet has it, anyone else as `auth.read` says.
+    fn read_access(&self, parts: &Parts) -> Result<auth::Identity, ClientError> {
+        match parts.extensions.get::<FromPeer>() {
+            Some(peer) => Ok(auth::Identity::Peer(peer.hop.clone())),
+            None => auth::check_read(&self.config, &parts.headers),
+        }
+    }
+
+    /// Marks a request from a peer of the fleet ([`FromPeer`]: read access,
+    /// never forwarded again); a wrong fleet key is refused (403). The hop
+    /// header alone proves nothing and is ignored.
+    fn note_peer(&self, parts: &mut Parts) -> Result<(), ClientError> {
+        match auth::check_fleet(&self.config, &parts.headers) {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                self.metrics.fleet.served_to_peers.inc();
+                let from = FromPeer::of(&parts.headers);
+                parts.extensions.insert(from);
+                Ok(())
+            }
+            Err(refused) => {
+                self.metrics.fleet.refused_peers.inc();
+                Err(refused)
+            }
         }
     }
 

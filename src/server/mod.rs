@@ -171,6 +171,11 @@ impl Server {
         // Every upstream's service index, loaded without waiting for a
         // client: `/ready` turns 200 when they are.
         let loader = tokio::spawn(proxy.pipeline().clone().load_every_index());
+        // The fleet's health checks: which peers own keys.
+        let watcher = proxy
+            .pipeline()
+            .fleet()
+            .map(|fleet| tokio::spawn(fleet.clone().watch()));
         let (interval, rate) = (config.cache.scrub_interval, config.cache.scrub_rate.bytes());
         let evictor = tokio::spawn(evict::run(cache.clone(), metrics));
         let scrubber = tokio::spawn(scrub::run(cache, interval, rate));
@@ -231,6 +236,9 @@ impl Server {
         }
         flusher.abort();
         loader.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         scrubber.abort();
         evictor.abort();
         let flushing = proxy.clone();

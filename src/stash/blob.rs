@@ -4,7 +4,9 @@
 //! and matching its checksums; a broken download leaves nothing behind.
 //! When the disk fails, from the start or mid-way, the download goes on
 //! through memory: no client's response breaks, nothing is committed, and
-//! concurrent requests still share the one upstream download.
+//! concurrent requests still share the one upstream download. In a fleet
+//! the bytes may come from the key's owner instead (`owner.rs`), the rest
+//! from the upstream should the owner break off.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +20,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::download::Download;
 use super::flights::Ticket;
-use super::{origin_of, Stash, StashError};
+use super::{origin_of, owner, Stash, StashError};
 use crate::cache::BlobWriter;
 use crate::error::{BodyError, InternalError, Party, StorageError, UpstreamError};
 use crate::upstream::{self, check_length, check_not_longer, content_length, Fetched};
@@ -43,6 +45,15 @@ pub(crate) struct BlobRequest {
     pub url: String,
     /// SHA-512 (hex) the metadata states for this package, if any.
     pub expected_sha512: Option<String>,
+    /// A peer of the fleet asked for it: never asked of another node.
+    pub from_peer: bool,
+}
+
+/// The owner in the fleet whose body a download reads, until it is done
+/// or broken off.
+struct FromOwner {
+    url: String,
+    cached: bool,
 }
 
 /// Where the bytes go: the blob store, or (the disk fails) nowhere but to
@@ -83,16 +94,29 @@ pub(super) async fn fetch_blob(
     if on_disk && stash.cache.entry(&request.key).ok().flatten().is_some() {
         return Ok(BlobOutcome::Stored);
     }
-    let Some(mut fetched) = stash.upstream.get_package(&request.url).await? else {
-        return Ok(BlobOutcome::NotFound);
-    };
     let deadline = Instant::now() + stash.upstream.download_timeout();
+    let (fetched, first, owner) = match owner::ask(&stash, &request).await {
+        Some(forwarded) => {
+            let owner = FromOwner {
+                url: forwarded.owner,
+                cached: forwarded.cached,
+            };
+            (forwarded.fetched, forwarded.first, Some(owner))
+        }
+        None => {
+            let Some(mut fetched) = stash.upstream.get_package(&request.url).await? else {
+                return Ok(BlobOutcome::NotFound);
+            };
+            let origin = upstream::origin_of(&fetched.url).to_string();
+            let first = stash
+                .upstream
+                .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
+                .await?
+                .unwrap_or_default();
+            (fetched, first, None)
+        }
+    };
     let origin = upstream::origin_of(&fetched.url).to_string();
-    let first = stash
-        .upstream
-        .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
-        .await?
-        .unwrap_or_default();
     // The first bytes go to disk before any client is answered; a disk that
     // refuses them makes this a download through memory.
     let writer = match on_disk {
@@ -100,7 +124,12 @@ pub(super) async fn fetch_blob(
         false => None,
     };
     let file = writer.as_ref().map(BlobWriter::file);
-    let meta = origin_of(&fetched.url, &fetched.headers, OCTETS);
+    let mut meta = origin_of(&fetched.url, &fetched.headers, OCTETS);
+    if owner.is_some() {
+        // The entry names the upstream URL, and no validator of the owner's.
+        meta.url.clone_from(&request.url);
+        meta.etag = None;
+    }
     let download = Download::new(meta, content_length(&fetched.headers), file);
     let sink = match writer {
         Some(writer) => Sink::Disk(Box::new(writer)),
@@ -122,6 +151,7 @@ pub(super) async fn fetch_blob(
         origin,
         deadline,
         ticket: Some(ticket),
+        owner,
     };
     tokio::spawn(pump.run(fetched, sink, first));
     Ok(BlobOutcome::Streaming(download))
@@ -171,6 +201,8 @@ struct Pump {
     deadline: Instant,
     /// Held while later requests may join this download.
     ticket: Option<Ticket<BlobOutcome>>,
+    /// While the body comes from the key's owner in the fleet.
+    owner: Option<FromOwner>,
 }
 
 impl Pump {
@@ -235,15 +267,23 @@ impl Pump {
         }
         let mut pending = BytesMut::new();
         loop {
-            let chunk = match upstream::chunk_now(&mut fetched.body, &self.origin) {
-                Some(ready) => ready?,
+            let next = match upstream::chunk_now(&mut fetched.body, &self.origin) {
+                Some(ready) => ready,
                 None => {
                     sink = self.flush(sink, &mut pending, true).await?;
                     let upstream = self.stash.upstream.clone();
                     upstream
                         .next_chunk_before(&mut fetched.body, &self.origin, Some(self.deadline))
-                        .await?
+                        .await
                 }
+            };
+            let chunk = match next {
+                Ok(chunk) => chunk,
+                Err(error) if self.owner.is_some() => {
+                    let received = sink.written() + pending.len() as u64;
+                    Some(self.resume(fetched, error, received).await?)
+                }
+                Err(error) => return Err(error.into()),
             };
             let Some(chunk) = chunk else { break };
             if let Some(md5) = md5.as_mut() {
@@ -260,7 +300,37 @@ impl Pump {
         // on it being right and on the cache having it.
         sink = self.flush(sink, &mut pending, false).await?;
         check_length(expected, sink.written(), &self.origin)?;
+        if let (Some(owner), Some(fleet)) = (self.owner.take(), &self.stash.fleet) {
+            fleet.forward_ended(owner.cached, true, sink.written());
+        }
         Ok((sink, md5.map(|md5| md5.finalize().into())))
+    }
+
+    /// The owner broke its body off after `received` bytes: the rest comes
+    /// from the upstream (see `owner.rs`); its first bytes, if any.
+    async fn resume(
+        &mut self,
+        fetched: &mut Fetched,
+        error: UpstreamError,
+        received: u64,
+    ) -> Result<Bytes, StashError> {
+        let Some(owner) = self.owner.take() else {
+            return Err(error.into());
+        };
+        if let Some(fleet) = &self.stash.fleet {
+            fleet.forward_ended(owner.cached, false, received);
+        }
+        tracing::warn!(
+            key = self.request.key,
+            owner = owner.url,
+            received,
+            %error,
+            "the owner broke off a package download; going on from the upstream"
+        );
+        let (continued, rest) = owner::resume(&self.stash, &self.request.url, received, self.deadline).await?;
+        self.origin = upstream::origin_of(&continued.url).to_string();
+        *fetched = continued;
+        Ok(rest)
     }
 
     /// Passes the pending bytes on: to disk (announced when `announce`), or

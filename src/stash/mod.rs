@@ -5,12 +5,15 @@
 //! - `document`: metadata documents, fetched whole, decoded, rewritten,
 //!   stored as templates; revalidated with the upstream's validators;
 //! - `blob`: package files, streamed to disk and to every waiting client
-//!   at once, committed only when complete and of the announced length.
+//!   at once, committed only when complete and of the announced length;
+//! - `owner`: in a fleet, a package miss asked of the key's owner first,
+//!   and finished from the upstream should the owner break off.
 
 mod blob;
 mod document;
 mod download;
 mod flights;
+mod owner;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
 use crate::cache::{Cache, HotDoc, Namespace, Origin};
 use crate::error::{InternalError, Party, ProxyError, StorageError, UpstreamError};
+use crate::fleet::Fleet;
 use crate::upstream::Upstream;
 
 use blob::fetch_blob;
@@ -70,17 +74,26 @@ pub(crate) struct Stash {
     /// documents state are kept in too: another upstream may have a
     /// different package under the same id and version.
     namespace: Namespace,
+    /// The peers a package miss is asked of before the upstream.
+    fleet: Option<Arc<Fleet>>,
     documents: Flights<DocOutcome>,
     blobs: Flights<BlobOutcome>,
 }
 
 impl Stash {
-    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64, namespace: Namespace) -> Stash {
+    pub fn new(
+        cache: Arc<Cache>,
+        upstream: Arc<Upstream>,
+        max_document: u64,
+        namespace: Namespace,
+        fleet: Option<Arc<Fleet>>,
+    ) -> Stash {
         Stash {
             cache,
             upstream,
             max_document,
             namespace,
+            fleet,
             documents: Flights::default(),
             blobs: Flights::default(),
         }

@@ -48,6 +48,12 @@ impl Proxies {
         Proxies(Arc::new(matcher))
     }
 
+    /// No proxy for any destination, whatever the environment says: for
+    /// the peers of a fleet, which sit beside this node.
+    pub(crate) fn none() -> Proxies {
+        Proxies(Arc::new(Matcher::builder().build()))
+    }
+
     /// The `Proxy-Authorization` a plain-http request to `url` carries (the
     /// proxy sees the request itself; https requests authenticate the tunnel).
     pub(crate) fn authorization_for(&self, url: &Uri) -> Option<HeaderValue> {

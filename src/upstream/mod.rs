@@ -177,11 +177,24 @@ impl Upstream {
     }
 
     pub fn with_budgets(config: &UpstreamConfig, metrics: Arc<Metrics>, budgets: Budgets) -> Upstream {
+        Upstream::build(config, metrics, budgets, Proxies::from_config(config))
+    }
+
+    /// A client that never goes through a proxy (the environment's
+    /// `HTTP_PROXY` included), at the default limits: for a fleet's peers,
+    /// which are reached directly.
+    pub fn direct(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
+        let limits = LimitsConfig::default();
+        let bytes = Budgets::document_bytes(&limits, &metrics);
+        let budgets = Budgets::of("fleet", config, &limits, bytes, &metrics);
+        Upstream::build(config, metrics, budgets, Proxies::none())
+    }
+
+    fn build(config: &UpstreamConfig, metrics: Arc<Metrics>, budgets: Budgets, proxies: Proxies) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
-        let proxies = Proxies::from_config(config);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(&config.ca_certs))
             .https_or_http()

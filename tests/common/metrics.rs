@@ -48,7 +48,12 @@ impl Scrape {
 
 /// GET /metrics (with `headers`), checked to be Prometheus text, parsed.
 pub async fn scrape_with(nucache: &Nucache, headers: &[(&str, &str)]) -> Scrape {
-    let reply = nucache.request(http::Method::GET, "/metrics", headers).await;
+    scrape_url(&nucache.url("/metrics"), headers).await
+}
+
+/// [`scrape_with`] of the `/metrics` at `url` (a nucache process's).
+pub async fn scrape_url(url: &str, headers: &[(&str, &str)]) -> Scrape {
+    let reply = super::nucache::send(http::Method::GET, url, headers, bytes::Bytes::new()).await;
     assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
     assert_eq!(
         reply.header("content-type"),

@@ -99,7 +99,12 @@ pub fn namespaces_available(test: &str) -> bool {
 
 impl Launch<'_> {
     pub fn spawn(&self) -> Process {
-        let port = free_port();
+        self.spawn_on(free_port())
+    }
+
+    /// Listening on `port` (known before the start, e.g. to name the
+    /// node in its peers' lists).
+    pub fn spawn_on(&self, port: u16) -> Process {
         let log = self.cache_dir.with_extension(format!("{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = match self.tmpfs_kib {
@@ -169,6 +174,10 @@ impl Process {
 
     pub async fn get(&self, path: &str) -> Reply {
         get(&self.url(path)).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        super::nucache::send(http::Method::GET, &self.url(path), headers, Bytes::new()).await
     }
 
     /// GETs `path` until it is served from the cache (see
@@ -279,7 +288,8 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now (the OS's pick for an ephemeral bind).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
