@@ -18,6 +18,8 @@
 //!            -> cache    sled index over objects that carry their own records (verified reads, scrub,
 //!                        index rebuild, namespaces per upstream) + hot documents and blobs in moka
 //!            -> upstream hyper + rustls client: redirects, retries, timeouts, breakers, budgets
+//!            -> shared   the S3 store a fleet shares: self-describing objects, short deadlines,
+//!                        a breaker, background writes (object_store)
 //!            -> rewrite  upstream URLs -> nucache URLs (service index, JSON documents)
 //!   route       path -> Route / Target (cache key, upstream URL); hostile input stops here
 //! ```
@@ -63,6 +65,7 @@ pub mod shutdown;
 
 mod cache;
 mod server;
+mod shared;
 mod stash;
 mod upstream;
 

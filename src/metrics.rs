@@ -103,6 +103,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OriginLabels {
     origin: String,
 }
@@ -125,6 +130,32 @@ pub(crate) struct BudgetSeries {
     pub refusals: Counter,
 }
 
+/// How a read of the shared store ended (`nucache_shared_reads_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SharedRead {
+    Hit,
+    Miss,
+    /// The object failed its checks (record, length, SHA-512): deleted.
+    Corrupt,
+    Error,
+    /// Not tried: the store's breaker is open.
+    Skipped,
+}
+
+/// How a write to the shared store ended (`nucache_shared_writes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SharedWrite {
+    Stored,
+    /// Another node wrote it first (same bytes).
+    Exists,
+    /// Not tried: breaker open, too many writes queued, the local copy gone.
+    Skipped,
+    Error,
+}
+
+const SHARED_READS: [&str; 5] = ["hit", "miss", "corrupt", "error", "skipped"];
+const SHARED_WRITES: [&str; 4] = ["stored", "exists", "skipped", "error"];
+
 /// How an upstream request ended, for its `status` label.
 pub(crate) enum UpstreamOutcome {
     Status(u16),
@@ -141,6 +172,8 @@ pub(crate) struct Snapshot {
     pub storage_writable: bool,
     /// Each upstream origin and whether its breaker is open.
     pub breakers: Vec<(String, bool)>,
+    /// Whether the shared store's breaker is open (`None`: no store).
+    pub shared_breaker_open: Option<bool>,
 }
 
 /// Totals since start, for the status page.
@@ -178,6 +211,12 @@ pub(crate) struct Metrics {
     budget_limit: Family<BudgetLabels, Gauge>,
     budget_waits: Family<BudgetLabels, Counter>,
     budget_refusals: Family<BudgetLabels, Counter>,
+    /// `nucache_shared_reads_total` / `_writes_total`, slot by outcome.
+    shared_reads: Vec<Counter>,
+    shared_writes: Vec<Counter>,
+    /// `nucache_shared_bytes_total`: read, written.
+    shared_bytes: [Counter; 2],
+    shared_breaker_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -255,9 +294,13 @@ impl Metrics {
             budget_limit: Family::default(),
             budget_waits: Family::default(),
             budget_refusals: Family::default(),
+            shared_reads: Vec::new(),
+            shared_writes: Vec::new(),
+            shared_bytes: Default::default(),
+            shared_breaker_open: Gauge::default(),
             registry,
         };
-        metrics.register_the_rest()
+        metrics.register_the_rest().register_shared()
     }
 
     fn register_the_rest(mut self) -> Metrics {
@@ -310,6 +353,60 @@ impl Metrics {
             self.budget_refusals.clone(),
         );
         self
+    }
+
+    /// The shared store's series, every label made up front (atomics only
+    /// on the request path).
+    fn register_shared(mut self) -> Metrics {
+        let outcomes = |labels: &[&'static str]| {
+            let family = Family::<OutcomeLabels, Counter>::default();
+            let counters = labels
+                .iter()
+                .map(|outcome| family.get_or_create(&OutcomeLabels { outcome }).clone())
+                .collect::<Vec<_>>();
+            (family, counters)
+        };
+        let (reads, read_counters) = outcomes(&SHARED_READS);
+        let (writes, write_counters) = outcomes(&SHARED_WRITES);
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        self.shared_bytes =
+            ["read", "written"].map(|direction| bytes.get_or_create(&DirectionLabels { direction }).clone());
+        (self.shared_reads, self.shared_writes) = (read_counters, write_counters);
+        let registry = &mut self.registry;
+        registry.register(
+            "shared_reads",
+            "Reads of the shared store: hit, miss, corrupt (failed its checks; deleted), error, skipped (breaker open)",
+            reads,
+        );
+        registry.register(
+            "shared_writes",
+            "Writes to the shared store: stored, exists (another node was first), skipped (breaker open, queue full, local copy gone), error",
+            writes,
+        );
+        registry.register("shared_bytes", "Bytes read from and written to the shared store", bytes);
+        registry.register(
+            "shared_breaker_open",
+            "1 while the shared store's circuit breaker is open",
+            self.shared_breaker_open.clone(),
+        );
+        self
+    }
+
+    pub fn shared_read(&self, outcome: SharedRead) {
+        if let Some(counter) = self.shared_reads.get(outcome as usize) {
+            counter.inc();
+        }
+    }
+
+    pub fn shared_write(&self, outcome: SharedWrite) {
+        if let Some(counter) = self.shared_writes.get(outcome as usize) {
+            counter.inc();
+        }
+    }
+
+    /// Bytes moved to (`written`) or from the shared store.
+    pub fn shared_bytes(&self, written: bool, bytes: u64) {
+        self.shared_bytes[usize::from(written)].inc_by(bytes);
     }
 
     /// The series of budget `budget` (of `upstream`, or `""`), its limit set.
@@ -405,6 +502,9 @@ impl Metrics {
         self.cache_entries.set(gauge(snapshot.cache_entries));
         self.downloads_in_flight.set(gauge(snapshot.downloads_in_flight));
         self.storage_writable.set(i64::from(snapshot.storage_writable));
+        if let Some(open) = snapshot.shared_breaker_open {
+            self.shared_breaker_open.set(i64::from(open));
+        }
         for (origin, open) in &snapshot.breakers {
             let labels = OriginLabels { origin: origin.clone() };
             self.breaker_open.get_or_create(&labels).set(i64::from(*open));
@@ -459,6 +559,7 @@ mod tests {
             downloads_in_flight: 1,
             storage_writable: true,
             breakers: vec![("http://up:1".into(), true)],
+            ..Snapshot::default()
         };
         let text = metrics.render(&snapshot);
         assert_eq!(sample(&text, "nucache_cache_size_bytes "), Some(1234.0), "{text}");
@@ -475,5 +576,28 @@ mod tests {
             sample(&text, "nucache_upstream_request_duration_seconds_count "),
             Some(2.0)
         );
+    }
+
+    #[test]
+    fn the_shared_store_counts_by_outcome_and_direction() {
+        let metrics = Metrics::new();
+        metrics.shared_read(SharedRead::Corrupt);
+        metrics.shared_write(SharedWrite::Exists);
+        metrics.shared_bytes(true, 10);
+        let text = metrics.render(&Snapshot {
+            shared_breaker_open: Some(true),
+            ..Snapshot::default()
+        });
+        let series = |line: &str| sample(&text, &format!("nucache_shared_{line} "));
+        assert_eq!(series("reads_total{outcome=\"corrupt\"}"), Some(1.0), "{text}");
+        assert_eq!(
+            series("reads_total{outcome=\"hit\"}"),
+            Some(0.0),
+            "every outcome is listed"
+        );
+        assert_eq!(series("writes_total{outcome=\"exists\"}"), Some(1.0));
+        assert_eq!(series("bytes_total{direction=\"written\"}"), Some(10.0));
+        assert_eq!(series("bytes_total{direction=\"read\"}"), Some(0.0));
+        assert_eq!(series("breaker_open"), Some(1.0));
     }
 }

@@ -44,6 +44,7 @@ use crate::metrics::Metrics;
 use crate::reply::{self, base, Reply};
 use crate::rewrite::MountKind;
 use crate::route::TargetKind;
+use crate::shared::SharedStore;
 use crate::stash::{DocSpec, Transform};
 
 pub(crate) use feeds::ServiceSnapshot;
@@ -77,8 +78,13 @@ enum Shape {
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
-        let feeds = Feeds::new(&config, &cache, &metrics);
+    pub fn new(
+        config: Arc<Config>,
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        shared: Option<&Arc<SharedStore>>,
+    ) -> Pipeline {
+        let feeds = Feeds::new(&config, &cache, &metrics, shared);
         let limits = &config.limits;
         let refreshes = Budget::new(
             budget::Kind::BackgroundRefreshes,

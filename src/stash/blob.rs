@@ -1,7 +1,9 @@
-//! Streaming a package file from the upstream to every waiting client at
-//! once (`download.rs`), into the blob store while the disk takes it. The
-//! entry is committed only when the body is complete, as long as announced
-//! and matching its checksums; a broken download leaves nothing behind.
+//! Streaming a package file from the upstream (or from the shared store,
+//! `source.rs`) to every waiting client at once (`download.rs`), into the
+//! blob store while the disk takes it. The entry is committed only when
+//! the body is complete, as long as announced and matching its checksums;
+//! a broken download leaves nothing behind. A package committed from the
+//! upstream is then shared (`sharing.rs`, in the background).
 //! When the disk fails, from the start or mid-way, the download goes on
 //! through memory: no client's response breaks, nothing is committed, and
 //! concurrent requests still share the one upstream download.
@@ -18,15 +20,14 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::download::Download;
 use super::flights::Ticket;
-use super::{origin_of, Stash, StashError};
+use super::source::Source;
+use super::{Stash, StashError};
 use crate::cache::BlobWriter;
-use crate::error::{BodyError, InternalError, Party, StorageError, UpstreamError};
-use crate::upstream::{self, check_length, check_not_longer, content_length, Fetched};
+use crate::error::{BodyError, InternalError, Party, StorageError};
 
 /// Bytes gathered before a write: big writes, yet a stalled upstream
 /// flushes at once (see `receive`) so readers never wait on a buffer.
 const WRITE_AT: usize = 256 * 1024;
-const OCTETS: &str = "application/octet-stream";
 
 #[derive(Clone)]
 pub(crate) enum BlobOutcome {
@@ -83,16 +84,18 @@ pub(super) async fn fetch_blob(
     if on_disk && stash.cache.entry(&request.key).ok().flatten().is_some() {
         return Ok(BlobOutcome::Stored);
     }
-    let Some(mut fetched) = stash.upstream.get_package(&request.url).await? else {
-        return Ok(BlobOutcome::NotFound);
+    // The shared store before the upstream: another node may have it.
+    let mut source = match stash.shared_package(&request).await {
+        Some(object) => Source::Shared(Box::new(object)),
+        None => {
+            let Some(fetched) = stash.upstream.get_package(&request.url).await? else {
+                return Ok(BlobOutcome::NotFound);
+            };
+            Source::Upstream(fetched)
+        }
     };
     let deadline = Instant::now() + stash.upstream.download_timeout();
-    let origin = upstream::origin_of(&fetched.url).to_string();
-    let first = stash
-        .upstream
-        .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
-        .await?
-        .unwrap_or_default();
+    let first = source.next_chunk(&stash, deadline).await?.unwrap_or_default();
     // The first bytes go to disk before any client is answered; a disk that
     // refuses them makes this a download through memory.
     let writer = match on_disk {
@@ -100,8 +103,7 @@ pub(super) async fn fetch_blob(
         false => None,
     };
     let file = writer.as_ref().map(BlobWriter::file);
-    let meta = origin_of(&fetched.url, &fetched.headers, OCTETS);
-    let download = Download::new(meta, content_length(&fetched.headers), file);
+    let download = Download::new(source.meta(), source.length(), file);
     let sink = match writer {
         Some(writer) => Sink::Disk(Box::new(writer)),
         None => {
@@ -119,11 +121,10 @@ pub(super) async fn fetch_blob(
         stash,
         request,
         download: download.clone(),
-        origin,
         deadline,
         ticket: Some(ticket),
     };
-    tokio::spawn(pump.run(fetched, sink, first));
+    tokio::spawn(pump.run(source, sink, first));
     Ok(BlobOutcome::Streaming(download))
 }
 
@@ -167,17 +168,17 @@ struct Pump {
     stash: Arc<Stash>,
     request: BlobRequest,
     download: Arc<Download>,
-    origin: String,
     deadline: Instant,
     /// Held while later requests may join this download.
     ticket: Option<Ticket<BlobOutcome>>,
 }
 
 impl Pump {
-    async fn run(mut self, mut fetched: Fetched, sink: Sink, first: Bytes) {
+    async fn run(mut self, mut source: Source, sink: Sink, first: Bytes) {
         let key = self.request.key.clone();
-        let received = self.receive(&mut fetched, sink, first).await;
-        let checked = received.and_then(|(sink, md5)| self.verify(sink, md5, &fetched));
+        let received = self.receive(&mut source, sink, first).await;
+        let checked = received.and_then(|(sink, md5)| self.verify(sink, md5, &source));
+        source.settle(checked.as_ref().err()).await;
         let mut sink = match checked {
             Ok(sink) => sink,
             Err(error) => {
@@ -189,7 +190,8 @@ impl Pump {
         };
         let (total, xxh3) = (sink.written(), sink.xxh3());
         if let Sink::Disk(writer) = sink {
-            self.commit(&key, *writer).await;
+            // What came from the shared store is there already.
+            self.commit(&key, *writer, !source.is_shared()).await;
         }
         self.download.complete(total, xxh3);
         // Later requests join this download until it is committed.
@@ -198,12 +200,15 @@ impl Pump {
 
     /// Commits the checked download; its readers, who read it back from the
     /// committed file, drop the entry should they find it rotten.
-    async fn commit(&self, key: &str, writer: BlobWriter) {
+    async fn commit(&self, key: &str, writer: BlobWriter, share: bool) {
         let size = writer.written();
         let (cache, owned_key, meta) = (self.stash.cache.clone(), key.to_string(), self.download.origin.clone());
         match tokio::task::spawn_blocking(move || cache.commit_blob(&owned_key, writer, meta)).await {
             Ok(Ok(entry)) => {
                 tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed");
+                if share {
+                    self.stash.share_package(key, &entry);
+                }
                 let (cache, key) = (self.stash.cache.clone(), key.to_string());
                 self.download.on_corrupt(Box::new(move || {
                     if let Err(error) = cache.drop_corrupt(&key, &entry) {
@@ -223,26 +228,22 @@ impl Pump {
     /// the upstream announced one.
     async fn receive(
         &mut self,
-        fetched: &mut Fetched,
+        source: &mut Source,
         mut sink: Sink,
         first: Bytes,
     ) -> Result<(Sink, Option<[u8; 16]>), StashError> {
-        let expected = content_length(&fetched.headers);
-        check_not_longer(expected, sink.written(), &self.origin)?;
-        let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
+        source.check_not_longer(sink.written())?;
+        let mut md5 = source.headers().and_then(content_md5).map(|_| Md5::new());
         if let Some(md5) = md5.as_mut() {
             md5.update(&first);
         }
         let mut pending = BytesMut::new();
         loop {
-            let chunk = match upstream::chunk_now(&mut fetched.body, &self.origin) {
+            let chunk = match source.chunk_now() {
                 Some(ready) => ready?,
                 None => {
                     sink = self.flush(sink, &mut pending, true).await?;
-                    let upstream = self.stash.upstream.clone();
-                    upstream
-                        .next_chunk_before(&mut fetched.body, &self.origin, Some(self.deadline))
-                        .await?
+                    source.next_chunk(&self.stash, self.deadline).await?
                 }
             };
             let Some(chunk) = chunk else { break };
@@ -250,7 +251,7 @@ impl Pump {
                 md5.update(&chunk);
             }
             pending.extend_from_slice(&chunk);
-            check_not_longer(expected, sink.written() + pending.len() as u64, &self.origin)?;
+            source.check_not_longer(sink.written() + pending.len() as u64)?;
             if pending.len() >= WRITE_AT {
                 sink = self.flush(sink, &mut pending, true).await?;
             }
@@ -259,7 +260,7 @@ impl Pump {
         // checks and the commit: a client that has the whole body can count
         // on it being right and on the cache having it.
         sink = self.flush(sink, &mut pending, false).await?;
-        check_length(expected, sink.written(), &self.origin)?;
+        source.check_length(sink.written())?;
         Ok((sink, md5.map(|md5| md5.finalize().into())))
     }
 
@@ -326,14 +327,9 @@ impl Pump {
     }
 
     /// The checks a complete body must pass: the SHA-512 the metadata
-    /// states, and the upstream's `Content-MD5`.
-    fn verify(&self, sink: Sink, md5: Option<[u8; 16]>, fetched: &Fetched) -> Result<Sink, StashError> {
-        let refuse = |reason: String| {
-            StashError::Upstream(UpstreamError::Body {
-                origin: self.origin.clone(),
-                reason,
-            })
-        };
+    /// states (and a shared object's record), and the upstream's
+    /// `Content-MD5`.
+    fn verify(&self, sink: Sink, md5: Option<[u8; 16]>, source: &Source) -> Result<Sink, StashError> {
         let (sink, sha512) = match sink {
             Sink::Disk(mut writer) => {
                 let sha512 = writer.finish();
@@ -344,18 +340,28 @@ impl Pump {
                 (Sink::Memory { sha512, xxh3, written }, hex)
             }
         };
+        if let Some(stated) = source.stated_sha512() {
+            if !stated.eq_ignore_ascii_case(&sha512) {
+                return Err(source.refuse(format!(
+                    "content SHA-512 {}... differs from its record's ({}...)",
+                    &sha512[..16],
+                    &stated[..16.min(stated.len())]
+                )));
+            }
+        }
         if let Some(expected) = &self.request.expected_sha512 {
             if !expected.eq_ignore_ascii_case(&sha512) {
-                return Err(refuse(format!(
+                return Err(source.refuse(format!(
                     "package SHA-512 {}... differs from the packageHash the metadata states ({}...)",
                     &sha512[..16],
                     &expected[..16.min(expected.len())]
                 )));
             }
         }
-        if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), md5) {
+        let announced = source.headers().and_then(content_md5);
+        if let (Some(announced), Some(computed)) = (announced, md5) {
             if announced != computed {
-                return Err(refuse("body does not match its Content-MD5".to_string()));
+                return Err(source.refuse("body does not match its Content-MD5".to_string()));
             }
         }
         Ok(sink)

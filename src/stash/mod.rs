@@ -5,12 +5,16 @@
 //! - `document`: metadata documents, fetched whole, decoded, rewritten,
 //!   stored as templates; revalidated with the upstream's validators;
 //! - `blob`: package files, streamed to disk and to every waiting client
-//!   at once, committed only when complete and of the announced length.
+//!   at once, committed only when complete and of the announced length,
+//!   from the upstream or from the shared store (`source`);
+//! - `sharing`: what is read from and written to a fleet's shared store.
 
 mod blob;
 mod document;
 mod download;
 mod flights;
+mod sharing;
+mod source;
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
 use crate::cache::{Cache, HotDoc, Namespace, Origin};
 use crate::error::{InternalError, Party, ProxyError, StorageError, UpstreamError};
+use crate::shared::SharedStore;
 use crate::upstream::Upstream;
 
 use blob::fetch_blob;
@@ -70,17 +75,26 @@ pub(crate) struct Stash {
     /// documents state are kept in too: another upstream may have a
     /// different package under the same id and version.
     namespace: Namespace,
+    /// The store a fleet shares, when there is one (`sharing.rs`).
+    shared: Option<Arc<SharedStore>>,
     documents: Flights<DocOutcome>,
     blobs: Flights<BlobOutcome>,
 }
 
 impl Stash {
-    pub fn new(cache: Arc<Cache>, upstream: Arc<Upstream>, max_document: u64, namespace: Namespace) -> Stash {
+    pub fn new(
+        cache: Arc<Cache>,
+        upstream: Arc<Upstream>,
+        max_document: u64,
+        namespace: Namespace,
+        shared: Option<Arc<SharedStore>>,
+    ) -> Stash {
         Stash {
             cache,
             upstream,
             max_document,
             namespace,
+            shared,
             documents: Flights::default(),
             blobs: Flights::default(),
         }
@@ -96,7 +110,9 @@ impl Stash {
         let key = spec.key.clone();
         let stash = self.clone();
         let flight = self.documents.join(&key, move |ticket| async move {
-            let outcome = fetch_document(stash, spec, cached).await;
+            let previous = cached.as_ref().map(|doc| doc.entry.sha512.clone());
+            let outcome = fetch_document(stash.clone(), spec.clone(), cached).await;
+            let outcome = stash.after_document_fetch(&spec, previous, outcome).await;
             drop(ticket);
             outcome
         });

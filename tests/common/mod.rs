@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod nucache;
 pub mod poll;
 pub mod process;
+pub mod seaweed;
 pub mod tinyproxy;
 pub mod tls;
 pub mod two_feeds;
