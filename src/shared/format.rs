@@ -96,8 +96,10 @@ pub(crate) enum HeaderProblem {
 pub(crate) enum Parsed {
     /// More bytes are needed.
     Need,
-    /// The record, and the content bytes that came with it.
-    Done(Record, Bytes),
+    /// The record, the length of the header it came in (magic, length,
+    /// JSON: what its writer wrote, which a reader does not recompute),
+    /// and the content bytes that came with it.
+    Done(Record, usize, Bytes),
 }
 
 /// Reads the record from the first bytes of an object.
@@ -124,7 +126,7 @@ pub(crate) fn parse_header(start: &[u8]) -> Result<Parsed, HeaderProblem> {
     if record.format > FORMAT {
         return Err(HeaderProblem::Format(record.format));
     }
-    Ok(Parsed::Done(record, Bytes::copy_from_slice(&start[end..])))
+    Ok(Parsed::Done(record, end, Bytes::copy_from_slice(&start[end..])))
 }
 
 /// The name of `local` (a canonical path below `/v3/`) of namespace
@@ -179,14 +181,15 @@ mod tests {
         for cut in 0..object.len() {
             match parse_header(&object[..cut]) {
                 Ok(Parsed::Need) => assert!(cut < object.len() - 5, "asks for more at {cut}"),
-                Ok(Parsed::Done(found, rest)) => {
+                Ok(Parsed::Done(found, header_len, rest)) => {
                     assert_eq!(found, record());
+                    assert_eq!(header_len, record().header().len());
                     assert_eq!(&object[cut - rest.len()..cut], &rest[..]);
                 }
                 Err(problem) => panic!("{cut}: {problem}"),
             }
         }
-        assert!(matches!(parse_header(&object), Ok(Parsed::Done(_, rest)) if &rest[..] == b"hello"));
+        assert!(matches!(parse_header(&object), Ok(Parsed::Done(_, _, rest)) if &rest[..] == b"hello"));
     }
 
     #[test]

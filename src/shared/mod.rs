@@ -58,6 +58,9 @@ pub(crate) enum SharedError {
     },
     #[error("shared object {name} is corrupt: {reason}")]
     Corrupt { name: String, reason: String },
+    /// Written by a newer nucache: left alone, read as a miss.
+    #[error("shared object {name} is of format {format}, newer than this nucache reads")]
+    Newer { name: String, format: u32 },
     #[error("reading the local copy to share failed")]
     Local(#[source] Arc<std::io::Error>),
 }

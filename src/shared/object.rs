@@ -17,7 +17,7 @@ use futures_util::{FutureExt, StreamExt};
 use object_store::path::Path;
 use sha2::{Digest, Sha512};
 
-use super::format::{parse_header, Parsed};
+use super::format::{parse_header, HeaderProblem, Parsed};
 use object_store::ObjectStoreExt as _;
 
 use super::{Record, SharedError, SharedStore};
@@ -62,10 +62,14 @@ impl SharedStore {
         };
         let length = result.meta.size;
         let mut stream = result.into_stream();
-        let (record, first) = match self.read_header(&mut stream, name).await {
+        let (record, header_len, first) = match self.read_header(&mut stream, name).await {
             Ok(found) => found,
             Err(error) if error.is_corrupt() => {
                 self.discard_corrupt(name, &error.to_string()).await;
+                return Opened::Miss;
+            }
+            Err(SharedError::Newer { .. }) => {
+                self.metrics.shared_read(SharedRead::Miss);
                 return Opened::Miss;
             }
             Err(_) => {
@@ -73,7 +77,7 @@ impl SharedStore {
                 return Opened::Miss;
             }
         };
-        let header_len = record.header().len() as u64;
+        let header_len = header_len as u64;
         let problem = match () {
             _ if record.key != key => Some(format!("it holds {:?}", record.key)),
             _ if header_len + record.size != length => Some(format!(
@@ -86,7 +90,6 @@ impl SharedStore {
             self.discard_corrupt(name, &reason).await;
             return Opened::Miss;
         }
-        self.metrics.shared_bytes(false, header_len.min(length));
         Opened::Hit(SharedObject {
             record,
             name: name.clone(),
@@ -97,12 +100,13 @@ impl SharedStore {
         })
     }
 
-    /// Reads the record; the content bytes read with it come back too.
+    /// Reads the record; its header's length and the content bytes read
+    /// with it come back too.
     async fn read_header(
         &self,
         stream: &mut BoxStream<'static, object_store::Result<Bytes>>,
         name: &Path,
-    ) -> Result<(Record, Bytes), SharedError> {
+    ) -> Result<(Record, usize, Bytes), SharedError> {
         let mut start = BytesMut::new();
         loop {
             let corrupt = |reason: String| SharedError::Corrupt {
@@ -110,12 +114,21 @@ impl SharedStore {
                 reason,
             };
             match parse_header(&start) {
-                Ok(Parsed::Done(record, rest)) => return Ok((record, rest)),
+                Ok(Parsed::Done(record, header_len, rest)) => return Ok((record, header_len, rest)),
                 Ok(Parsed::Need) => {}
+                Err(HeaderProblem::Format(format)) => {
+                    return Err(SharedError::Newer {
+                        name: name.to_string(),
+                        format,
+                    })
+                }
                 Err(problem) => return Err(corrupt(problem.to_string())),
             }
             match self.next_within(stream, self.timeout).await? {
-                Some(chunk) => start.extend_from_slice(&chunk),
+                Some(chunk) => {
+                    self.metrics.shared_bytes(false, chunk.len() as u64);
+                    start.extend_from_slice(&chunk)
+                }
                 None => {
                     return Err(corrupt(format!(
                         "it ends after {} bytes, within its record",

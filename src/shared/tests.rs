@@ -189,6 +189,15 @@ async fn an_object_that_contradicts_its_record_is_deleted_and_counted() {
     assert_eq!(count(&metrics, "reads_total{outcome=\"corrupt\"}"), 3);
     assert!(matches!(store.open(&name, KEY).await, Opened::Miss));
     assert_eq!(count(&metrics, "reads_total{outcome=\"miss\"}"), 1);
+    // A newer nucache's object is a miss, and left alone.
+    let newer = Record {
+        format: FORMAT + 1,
+        ..record(&package)
+    };
+    put_raw(&memory, &name, [newer.header().to_vec(), package.clone()].concat()).await;
+    assert!(matches!(store.open(&name, KEY).await, Opened::Miss));
+    assert!(memory.head(&name).await.is_ok(), "kept");
+    assert_eq!(count(&metrics, "reads_total{outcome=\"corrupt\"}"), 3);
 }
 
 #[tokio::test]
