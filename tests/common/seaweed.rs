@@ -56,11 +56,25 @@ pub struct Seaweed {
 
 impl Seaweed {
     /// SeaweedFS with [`BUCKET`], ready; `None` when `weed` is not
-    /// installed (see [`available`]).
+    /// installed (see [`available`]). Its ports are chosen free just
+    /// before it starts; should another test take one meanwhile, it starts
+    /// again on others.
     pub async fn start(test: &str) -> Option<Seaweed> {
         if !available(test) {
             return None;
         }
+        for _ in 0..5 {
+            let mut seaweed = Seaweed::spawn();
+            match seaweed.until_serving().await {
+                Ok(()) => return Some(seaweed),
+                Err(log) if log.contains("is not available") => continue,
+                Err(log) => panic!("weed mini did not serve its bucket: {log}"),
+            }
+        }
+        panic!("weed mini found no free ports in 5 tries");
+    }
+
+    fn spawn() -> Seaweed {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_ports(10);
         let log = dir.path().join("weed.log");
@@ -106,33 +120,30 @@ impl Seaweed {
             .stderr(log_file)
             .spawn()
             .expect("weed mini starts");
-        let mut seaweed = Seaweed {
+        Seaweed {
             child: Some(child),
             port: ports[0],
             log,
             _dir: dir,
-        };
-        seaweed.until_serving().await;
-        Some(seaweed)
+        }
     }
 
-    /// Polls until the bucket answers a listing.
-    async fn until_serving(&mut self) {
+    /// Polls until the bucket answers a listing; its log when it exits
+    /// first or takes too long.
+    async fn until_serving(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_DEADLINE;
         let url = format!("{}/{BUCKET}/", self.endpoint());
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("weed mini exited ({status}): {}", self.log_text());
+                return Err(format!("exited ({status}): {}", self.log_text()));
             }
             let answer = try_send(Method::GET, &url, &[], Bytes::new()).await;
             if answer.is_ok_and(|reply| reply.status == StatusCode::OK) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "weed mini did not serve its bucket: {}",
-                self.log_text()
-            );
+            if Instant::now() > deadline {
+                return Err(format!("not serving after {START_DEADLINE:?}: {}", self.log_text()));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
