@@ -329,3 +329,37 @@ async fn a_node_killed_mid_download_leaves_no_object_in_the_store() {
     whole(&reply, &package(&upstream, BIG), "after the restart");
     until_stored(&s3, &[name]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_reads_a_package_the_node_lacks_from_the_store() {
+    use common::airgap::{export_options, ADMIN_KEY};
+    let Some(s3) = Seaweed::start("export_reads_a_package_the_node_lacks_from_the_store").await else {
+        return;
+    };
+    let upstream = FakeUpstream::start().await;
+    let a = node(&upstream, &s3).await;
+    a.until_hit(CORE).await;
+    until_stored(&s3, &[object(&upstream, "packages", CORE)]).await;
+
+    upstream.reset_log();
+    let b = Nucache::start(&upstream.index_url(), |config| {
+        s3.configure(config);
+        config.admin.keys = vec![nucache::config::digest_hex(ADMIN_KEY)];
+    })
+    .await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let wanted = work.path().join("wanted.txt");
+    std::fs::write(&wanted, "Fake.Core [1.1.0]\n").expect("input file");
+    let bundle = work.path().join("bundle");
+    let options = nucache::airgap::ExportOptions {
+        only: vec![wanted],
+        ..export_options(&bundle, &b.url("/v3/index.json"), None)
+    };
+    let summary = nucache::airgap::export(options, &nucache::Config::default())
+        .await
+        .expect("export");
+    assert_eq!(summary.packages, 1, "{summary}");
+    let exported = std::fs::read(bundle.join("packages/fake.core/1.1.0/fake.core.1.1.0.nupkg")).expect("in the bundle");
+    assert_eq!(sha512(&exported), sha512(&package(&upstream, CORE)));
+    assert_eq!(upstream.count(".nupkg"), 0, "B read it from the shared store");
+}

@@ -86,7 +86,7 @@ impl Cache {
     /// checksum, while it is still the content `seen` records (blocking
     /// I/O); `None` once it was replaced, evicted or dropped.
     pub fn open_committed(&self, key: &str, seen: &Entry) -> Result<Option<BlobReader>, StorageError> {
-        if !self.index.get(key)?.is_some_and(|now| now.sha512 == seen.sha512) {
+        if self.index.get(key)?.is_none_or(|now| now.sha512 != seen.sha512) {
             return Ok(None);
         }
         let Some(blob) = self.open_object(key, seen)? else {

@@ -222,12 +222,10 @@ impl Ops {
 /// key as a package and as a document (a key names one or the other).
 fn shared_names(shared: &SharedStore, keys: &KeySet) -> (Vec<Path>, Vec<Path>) {
     let kinds = [ObjectKind::Package, ObjectKind::Document];
-    fn split(key: &String) -> Option<(&str, &str)> {
-        crate::cache::namespace::split_key(key)
-    }
-    let names = keys.exact.iter().filter_map(split);
+    let split = crate::cache::namespace::split_key;
+    let names = keys.exact.iter().map(String::as_str).filter_map(split);
     let names = names.flat_map(|(ns, local)| kinds.iter().filter_map(move |kind| shared.name(*kind, ns, local)));
-    let folders = keys.prefixes.iter().filter_map(split);
+    let folders = keys.prefixes.iter().map(String::as_str).filter_map(split);
     let folders = folders.flat_map(|(ns, local)| kinds.iter().filter_map(move |kind| shared.folder(*kind, ns, local)));
     (names.collect(), folders.collect())
 }

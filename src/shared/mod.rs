@@ -34,7 +34,7 @@ pub(crate) use breaker::BreakerStatus;
 #[cfg(test)]
 use breaker::State;
 pub(crate) use format::{ObjectKind, Record, FORMAT};
-pub(crate) use object::{Opened, SharedObject};
+pub(crate) use object::SharedObject;
 pub(crate) use write::Content;
 
 use crate::config::SharedConfig;

@@ -23,13 +23,6 @@ use object_store::ObjectStoreExt as _;
 use super::{Record, SharedError, SharedStore};
 use crate::metrics::SharedRead;
 
-/// What looking for an object found.
-pub(crate) enum Opened {
-    Hit(SharedObject),
-    /// Not there, or not usable (counted: miss, error, skipped, corrupt).
-    Miss,
-}
-
 /// An object being read, its record known.
 pub(crate) struct SharedObject {
     pub record: Record,
@@ -43,8 +36,9 @@ pub(crate) struct SharedObject {
 
 impl SharedStore {
     /// Opens `name`, which must hold `key`'s content: the record is read
-    /// and checked; the content follows through [`SharedObject`].
-    pub async fn open(self: &Arc<Self>, name: &Path, key: &str) -> Opened {
+    /// and checked; the content follows through [`SharedObject`]. `None`:
+    /// not there, or not usable (counted: miss, error, skipped, corrupt).
+    pub async fn open(self: &Arc<Self>, name: &Path, key: &str) -> Option<SharedObject> {
         let got = self.call("reading an object", self.timeout, self.reads.get(name)).await;
         let result = match got {
             Ok(result) => result,
@@ -57,7 +51,7 @@ impl SharedStore {
                 if !matches!(error, SharedError::Down) && !error.is_not_found() {
                     tracing::debug!(object = %name, error = %crate::error::chain(&error), "shared store read failed; asking the upstream");
                 }
-                return Opened::Miss;
+                return None;
             }
         };
         let length = result.meta.size;
@@ -66,15 +60,15 @@ impl SharedStore {
             Ok(found) => found,
             Err(error) if error.is_corrupt() => {
                 self.discard_corrupt(name, &error.to_string()).await;
-                return Opened::Miss;
+                return None;
             }
             Err(SharedError::Newer { .. }) => {
                 self.metrics.shared_read(SharedRead::Miss);
-                return Opened::Miss;
+                return None;
             }
             Err(_) => {
                 self.metrics.shared_read(SharedRead::Error);
-                return Opened::Miss;
+                return None;
             }
         };
         let header_len = header_len as u64;
@@ -88,9 +82,9 @@ impl SharedStore {
         };
         if let Some(reason) = problem {
             self.discard_corrupt(name, &reason).await;
-            return Opened::Miss;
+            return None;
         }
-        Opened::Hit(SharedObject {
+        Some(SharedObject {
             record,
             name: name.clone(),
             store: self.clone(),
@@ -164,9 +158,7 @@ impl SharedStore {
     /// A whole object of at most `cap` bytes of content, checked against
     /// its SHA-512 (for documents); `None` when there is none to use.
     pub async fn read_whole(self: &Arc<Self>, name: &Path, key: &str, cap: u64) -> Option<(Record, Bytes)> {
-        let Opened::Hit(mut object) = self.open(name, key).await else {
-            return None;
-        };
+        let mut object = self.open(name, key).await?;
         if object.record.size > cap {
             tracing::debug!(object = %name, "shared document larger than upstream.max_document_size; not used");
             return None;

@@ -84,18 +84,10 @@ pub(super) async fn fetch_blob(
     if on_disk && stash.cache.entry(&request.key).ok().flatten().is_some() {
         return Ok(BlobOutcome::Stored);
     }
-    // The shared store before the upstream: another node may have it.
-    let mut source = match stash.shared_package(&request).await {
-        Some(object) => Source::Shared(Box::new(object)),
-        None => {
-            let Some(fetched) = stash.upstream.get_package(&request.url).await? else {
-                return Ok(BlobOutcome::NotFound);
-            };
-            Source::Upstream(fetched)
-        }
-    };
     let deadline = Instant::now() + stash.upstream.download_timeout();
-    let first = source.next_chunk(&stash, deadline).await?.unwrap_or_default();
+    let Some((source, first)) = open_source(&stash, &request, deadline).await? else {
+        return Ok(BlobOutcome::NotFound);
+    };
     // The first bytes go to disk before any client is answered; a disk that
     // refuses them makes this a download through memory.
     let writer = match on_disk {
@@ -126,6 +118,30 @@ pub(super) async fn fetch_blob(
     };
     tokio::spawn(pump.run(source, sink, first));
     Ok(BlobOutcome::Streaming(download))
+}
+
+/// Where the package's bytes come from, and their first chunk: the shared
+/// store (another node may have fetched it), else the upstream; `None`
+/// when the upstream has no such package. A store that fails before its
+/// first byte of content is passed over (no client has joined yet).
+async fn open_source(
+    stash: &Stash,
+    request: &BlobRequest,
+    deadline: Instant,
+) -> Result<Option<(Source, Bytes)>, StashError> {
+    if let Some(object) = stash.shared_package(request).await {
+        let mut source = Source::Shared(Box::new(object));
+        match source.next_chunk(stash, deadline).await {
+            Ok(first) => return Ok(Some((source, first.unwrap_or_default()))),
+            Err(error) => tracing::debug!(key = request.key, %error, "shared store failed; asking the upstream"),
+        }
+    }
+    let Some(fetched) = stash.upstream.get_package(&request.url).await? else {
+        return Ok(None);
+    };
+    let mut source = Source::Upstream(fetched);
+    let first = source.next_chunk(stash, deadline).await?.unwrap_or_default();
+    Ok(Some((source, first)))
 }
 
 /// A writer holding `first`, or `None` when the disk refuses (the storage

@@ -20,7 +20,7 @@ use object_store::path::Path;
 use super::{blocking, BlobRequest, DocOutcome, DocSpec, Stash, StashError, Transform};
 use crate::cache::{namespace, BlobReader, Cache, Entry, EntryKind, HotDoc, Origin};
 use crate::error::UpstreamError;
-use crate::shared::{Content, ObjectKind, Opened, Record, SharedObject, SharedStore, FORMAT};
+use crate::shared::{Content, ObjectKind, Record, SharedObject, SharedStore, FORMAT};
 
 /// Bytes read from the committed file per chunk of an upload.
 const UPLOAD_CHUNK: usize = 1024 * 1024;
@@ -39,9 +39,7 @@ impl Stash {
     /// says other bytes than the package hash the upstream states).
     pub(super) async fn shared_package(&self, request: &BlobRequest) -> Option<SharedObject> {
         let (shared, name) = self.shared_object(ObjectKind::Package, &request.key)?;
-        let Opened::Hit(object) = shared.open(&name, &request.key).await else {
-            return None;
-        };
+        let object = shared.open(&name, &request.key).await?;
         match &request.expected_sha512 {
             Some(expected) if !expected.eq_ignore_ascii_case(&object.record.sha512) => {
                 object
