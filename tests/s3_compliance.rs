@@ -12,30 +12,18 @@
 
 mod common;
 
-use common::seaweed::{Seaweed, BUCKET};
+use common::seaweed::Seaweed;
 use futures_util::TryStreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::AmazonS3;
 use object_store::integration::*;
 use object_store::{ObjectStore, ObjectStoreExt};
-
-fn client(s3: &Seaweed) -> AmazonS3 {
-    AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_endpoint(s3.endpoint())
-        .with_allow_http(true)
-        .with_skip_signature(true)
-        .with_conditional_put(S3ConditionalPut::ETagMatch)
-        .build()
-        .expect("an S3 client")
-}
 
 #[tokio::test]
 async fn seaweedfs_passes_object_stores_own_suite_for_what_nucache_uses() {
     let Some(s3) = Seaweed::start("seaweedfs_passes_object_stores_own_suite").await else {
         return;
     };
-    let store = client(&s3);
+    let store = s3.s3_client();
     // Each function expects the bucket as object_store's own suite leaves
     // it; emptied before each (its helper for that is private).
     empty(&store).await;

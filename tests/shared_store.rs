@@ -51,6 +51,23 @@ async fn node(upstream: &FakeUpstream, s3: &Seaweed) -> Nucache {
     Nucache::start(&upstream.index_url(), |config| s3.configure(config)).await
 }
 
+/// A node that answers admin calls with `key`.
+async fn admin_node(upstream: &FakeUpstream, s3: &Seaweed, key: &str) -> Nucache {
+    Nucache::start(&upstream.index_url(), |config| {
+        s3.configure(config);
+        config.admin.keys = vec![nucache::config::digest_hex(key)];
+    })
+    .await
+}
+
+/// A node that fetched `CORE` and shared it.
+async fn node_that_shared_core(upstream: &FakeUpstream, s3: &Seaweed) -> Nucache {
+    let a = node(upstream, s3).await;
+    a.until_hit(CORE).await;
+    until_stored(s3, &[object(upstream, "packages", CORE)]).await;
+    a
+}
+
 /// Waits until every object of `names` is in the bucket.
 async fn until_stored(s3: &Seaweed, names: &[String]) {
     until_true("the objects are in the shared store", async || {
@@ -158,9 +175,7 @@ async fn with_the_store_stopped_a_node_serves_from_its_disk_and_the_upstream_and
         return;
     };
     let upstream = FakeUpstream::start().await;
-    let a = node(&upstream, &s3).await;
-    a.until_hit(CORE).await;
-    until_stored(&s3, &[object(&upstream, "packages", CORE)]).await;
+    let a = node_that_shared_core(&upstream, &s3).await;
     s3.stop();
 
     whole(&a.until_hit(CORE).await, &package(&upstream, CORE), "cached");
@@ -205,6 +220,11 @@ async fn with_the_store_stopped_a_node_serves_from_its_disk_and_the_upstream_and
     assert!(reads("skipped") >= 3.0);
     assert!(scraped.value("nucache_shared_writes_total", &[("outcome", "skipped")]) >= 1.0);
     assert_eq!(scraped.value("nucache_shared_breaker_open", &[]), 1.0);
+    let page = a
+        .request(http::Method::GET, "/", &[("accept", "text/html")])
+        .await
+        .text();
+    assert!(page.contains("Shared store") && page.contains("unreachable"), "{page}");
 }
 
 #[tokio::test]
@@ -213,10 +233,8 @@ async fn a_flipped_byte_in_a_stored_object_is_never_served_whole_and_is_fetched_
         return;
     };
     let upstream = FakeUpstream::start().await;
-    let a = node(&upstream, &s3).await;
-    a.until_hit(CORE).await;
+    let _a = node_that_shared_core(&upstream, &s3).await;
     let name = object(&upstream, "packages", CORE);
-    until_stored(&s3, std::slice::from_ref(&name)).await;
     let mut rotten = s3.get(&name).await.expect("the object").to_vec();
     let at = rotten.len() - 100;
     rotten[at] ^= 0x01;
@@ -337,16 +355,9 @@ async fn export_reads_a_package_the_node_lacks_from_the_store() {
         return;
     };
     let upstream = FakeUpstream::start().await;
-    let a = node(&upstream, &s3).await;
-    a.until_hit(CORE).await;
-    until_stored(&s3, &[object(&upstream, "packages", CORE)]).await;
-
+    let _a = node_that_shared_core(&upstream, &s3).await;
     upstream.reset_log();
-    let b = Nucache::start(&upstream.index_url(), |config| {
-        s3.configure(config);
-        config.admin.keys = vec![nucache::config::digest_hex(ADMIN_KEY)];
-    })
-    .await;
+    let b = admin_node(&upstream, &s3, ADMIN_KEY).await;
     let work = tempfile::tempdir().expect("temp dir");
     let wanted = work.path().join("wanted.txt");
     std::fs::write(&wanted, "Fake.Core [1.1.0]\n").expect("input file");
@@ -362,4 +373,35 @@ async fn export_reads_a_package_the_node_lacks_from_the_store() {
     let exported = std::fs::read(bundle.join("packages/fake.core/1.1.0/fake.core.1.1.0.nupkg")).expect("in the bundle");
     assert_eq!(sha512(&exported), sha512(&package(&upstream, CORE)));
     assert_eq!(upstream.count(".nupkg"), 0, "B read it from the shared store");
+}
+
+#[tokio::test]
+async fn a_purge_removes_the_package_from_the_store_too() {
+    let Some(s3) = Seaweed::start("a_purge_removes_the_package_from_the_store_too").await else {
+        return;
+    };
+    let upstream = FakeUpstream::start().await;
+    let a = admin_node(&upstream, &s3, "purge-key").await;
+    a.until_hit(VERSIONS).await;
+    a.until_hit(CORE).await;
+    a.until_hit(DEP).await;
+    let gone = [
+        object(&upstream, "packages", CORE),
+        object(&upstream, "documents", VERSIONS),
+    ];
+    let kept = object(&upstream, "packages", DEP);
+    until_stored(&s3, &[gone[0].clone(), gone[1].clone(), kept.clone()]).await;
+
+    let purged = a
+        .request(
+            http::Method::POST,
+            "/admin/purge/Fake.Core/1.1.0",
+            &[("x-nuget-apikey", "purge-key")],
+        )
+        .await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text());
+    assert_eq!(purged.json()["shared"]["purged_objects"], 2, "{}", purged.text());
+    let listed = s3.names("").await;
+    assert!(gone.iter().all(|name| !listed.contains(name)), "{listed:?}");
+    assert!(listed.contains(&kept), "another package stays: {listed:?}");
 }

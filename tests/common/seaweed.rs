@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::{Method, StatusCode};
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -170,7 +170,12 @@ impl Seaweed {
 
     /// An anonymous client of the bucket, as the tests look into it.
     pub fn client(&self) -> Arc<dyn ObjectStore> {
-        let store = AmazonS3Builder::new()
+        Arc::new(self.s3_client())
+    }
+
+    /// [`Seaweed::client`] as its own type (object_store's suite takes it).
+    pub fn s3_client(&self) -> AmazonS3 {
+        AmazonS3Builder::new()
             .with_bucket_name(BUCKET)
             .with_region("us-east-1")
             .with_endpoint(self.endpoint())
@@ -178,8 +183,7 @@ impl Seaweed {
             .with_skip_signature(true)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
             .build()
-            .expect("an S3 client");
-        Arc::new(store)
+            .expect("an S3 client")
     }
 
     /// The names of the objects below `prefix`, sorted.
