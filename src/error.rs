@@ -96,6 +96,9 @@ pub enum InternalError {
     Merge(#[source] crate::merge::MergeError),
     #[error("staging an imported bundle failed")]
     Staging(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The shared store of a fleet (a `shared::SharedError`).
+    #[error("the shared store failed")]
+    Shared(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// Something that cannot happen did (a lock poisoned, a stored object
     /// gone between two steps): said in words.
     #[error("{0}")]

@@ -21,6 +21,8 @@
 //!            -> fleet    the peers of a fleet: who owns a key (rendezvous hashing over the peers that
 //!                        answer their health checks), the health checker, the client that asks an owner
 //!            -> upstream hyper + rustls client: redirects, retries, timeouts, breakers, budgets
+//!            -> shared   the S3 store a fleet shares: self-describing objects, short deadlines,
+//!                        a breaker, background writes (object_store)
 //!            -> rewrite  upstream URLs -> nucache URLs (service index, JSON documents)
 //!   route       path -> Route / Target (cache key, upstream URL); hostile input stops here
 //! ```
@@ -67,6 +69,7 @@ pub mod shutdown;
 mod cache;
 mod fleet;
 mod server;
+mod shared;
 mod stash;
 mod upstream;
 

@@ -102,6 +102,26 @@ impl Cache {
         Ok(entry)
     }
 
+    /// Stores a document that did not come from the upstream now (the
+    /// shared store's copy, while the upstream fails) as already expired:
+    /// it is served while the upstream fails, and every request asks the
+    /// upstream first (blocking I/O).
+    pub fn store_expired_document(
+        &self,
+        key: &str,
+        kind: EntryKind,
+        origin: Origin,
+        body: Bytes,
+    ) -> Result<Arc<HotDoc>, StorageError> {
+        let doc = self.store_document(key, kind, origin, body, true)?;
+        let mut entry = doc.entry.clone();
+        entry.fetched_at = 0;
+        if self.index.get(key)?.is_some_and(|stored| stored.sha512 == entry.sha512) {
+            self.index.put(key, &entry)?;
+        }
+        Ok(self.remember(key, entry, doc.body.text().clone()))
+    }
+
     /// Records that the upstream confirmed a document unchanged (304).
     pub fn confirm_document(&self, key: &str, doc: &HotDoc, persist: bool) -> Result<Arc<HotDoc>, StorageError> {
         let mut entry = doc.entry.clone();

@@ -49,6 +49,15 @@ impl Namespace {
     }
 }
 
+/// `(namespace id, local path)` of an upstream's cache key (`@{id}/{local}`):
+/// the 12 hex digits without the `@`, and the rest. `None` for merged
+/// answers and anything else.
+pub(crate) fn split_key(key: &str) -> Option<(&str, &str)> {
+    let (id, local) = key.strip_prefix('@')?.split_once('/')?;
+    let hex = id.len() == ID_DIGITS && id.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && !local.is_empty()).then_some((id, local))
+}
+
 /// A service index URL with what does not change the resource taken out:
 /// scheme and host in lower case, the default port dropped, no fragment,
 /// no trailing `/`. Text that is not a URL is kept as it is.
@@ -76,6 +85,18 @@ mod tests {
         assert_ne!(a, Namespace::merged());
         assert!(a.prefix().starts_with('@') && a.prefix().ends_with('/'));
         assert_eq!(a.prefix().len(), ID_DIGITS + 2);
+    }
+
+    #[test]
+    fn a_key_splits_into_its_namespace_and_local_path() {
+        let ns = Namespace::of_upstream("https://feed.corp/v3/index.json");
+        let key = ns.key("flatcontainer/foo/index.json");
+        let (id, local) = split_key(&key).expect("an upstream's key");
+        assert_eq!(format!("@{id}/"), ns.prefix());
+        assert_eq!(local, "flatcontainer/foo/index.json");
+        assert_eq!(split_key(&Namespace::merged().key("x")), None);
+        assert_eq!(split_key("flatcontainer/foo/index.json"), None);
+        assert_eq!(split_key(&ns.key("")), None);
     }
 
     #[test]

@@ -82,6 +82,20 @@ impl Cache {
         Ok(())
     }
 
+    /// A reader of `key`'s committed content, always checked against its
+    /// checksum, while it is still the content `seen` records (blocking
+    /// I/O); `None` once it was replaced, evicted or dropped.
+    pub fn open_committed(&self, key: &str, seen: &Entry) -> Result<Option<BlobReader>, StorageError> {
+        if self.index.get(key)?.is_none_or(|now| now.sha512 != seen.sha512) {
+            return Ok(None);
+        }
+        let Some(blob) = self.open_object(key, seen)? else {
+            return Ok(None);
+        };
+        let hashes = (seen.xxh3, seen.sha512.as_str());
+        Ok(Some(BlobReader::new(blob, seen.size, hashes, true)))
+    }
+
     pub fn start_blob(&self) -> Result<BlobWriter, StorageError> {
         self.watch(self.blobs.create())
     }

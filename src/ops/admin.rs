@@ -14,11 +14,13 @@ use serde_json::json;
 
 use super::Ops;
 use crate::body::Body;
-use crate::cache::scrub;
+use crate::cache::{scrub, KeySet};
 use crate::error::{ClientError, ProxyError};
 use crate::nuget::{LowerId, NuGetVersion};
 use crate::reply::{self as respond, Reply};
 use crate::route::{describe_key, RouteError};
+use crate::shared::{ObjectKind, SharedStore};
+use object_store::path::Path;
 
 /// What an admin request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,14 +133,39 @@ impl Ops {
         let cache = self.cache.clone();
         let covered = keys.clone();
         let purged = crate::stash::blocking(move || cache.purge(&covered)).await?;
+        let shared = self.purge_shared(&keys).await;
         self.cache.forget_missing(keys);
         let package = match version {
             Some(version) => format!("{id} {version}"),
             None => id.to_string(),
         };
-        tracing::info!(package, objects = purged.objects, bytes = purged.bytes, "admin: purged");
-        let body = json!({ "package": package, "purged_objects": purged.objects, "purged_bytes": purged.bytes });
+        tracing::info!(package, objects = purged.objects, bytes = purged.bytes, shared = %shared, "admin: purged");
+        let body = json!({
+            "package": package,
+            "purged_objects": purged.objects,
+            "purged_bytes": purged.bytes,
+            "shared": shared,
+        });
         Ok(respond::json(StatusCode::OK, body.to_string()))
+    }
+
+    /// Deletes what `keys` covers from the shared store too (eviction is
+    /// each node's, a purge is the fleet's): `{"purged_objects": n}`, or
+    /// `{"error": why}` (the node's own copies are gone all the same);
+    /// `null` without a store.
+    async fn purge_shared(&self, keys: &KeySet) -> serde_json::Value {
+        let Some(shared) = &self.shared else {
+            return serde_json::Value::Null;
+        };
+        let (names, folders) = shared_names(shared, keys);
+        match shared.delete_all(names, folders).await {
+            Ok(deleted) => json!({ "purged_objects": deleted }),
+            Err(error) => {
+                let error = crate::error::chain(&error);
+                tracing::warn!(%error, "admin: purge could not delete from the shared store");
+                json!({ "error": error })
+            }
+        }
     }
 
     /// The scrub's pass, now and without its rate limit.
@@ -186,8 +213,21 @@ impl Ops {
             "downloads_in_flight": self.pipeline.downloads_in_flight(),
             "upstream": upstream,
             "upstreams": every,
+            "shared": self.shared_health(false),
         })
     }
+}
+
+/// The objects and folders of the shared store that `keys` covers: each
+/// key as a package and as a document (a key names one or the other).
+fn shared_names(shared: &SharedStore, keys: &KeySet) -> (Vec<Path>, Vec<Path>) {
+    let kinds = [ObjectKind::Package, ObjectKind::Document];
+    let split = crate::cache::namespace::split_key;
+    let names = keys.exact.iter().map(String::as_str).filter_map(split);
+    let names = names.flat_map(|(ns, local)| kinds.iter().filter_map(move |kind| shared.name(*kind, ns, local)));
+    let folders = keys.prefixes.iter().map(String::as_str).filter_map(split);
+    let folders = folders.flat_map(|(ns, local)| kinds.iter().filter_map(move |kind| shared.folder(*kind, ns, local)));
+    (names.collect(), folders.collect())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::View;
 use crate::reply;
+use crate::shared::SharedStore;
 use crate::upstream::BreakerState;
 
 pub(crate) use status::wants_html;
@@ -37,14 +38,23 @@ pub(crate) struct Ops {
     today: status::TodayCell,
     /// Uploads of `nucache import --url` (`limits.import_staging`).
     import_staging: crate::airgap::Staging,
+    /// The store a fleet shares, when there is one.
+    shared: Option<Arc<SharedStore>>,
 }
 
 impl Ops {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>, pipeline: Arc<dyn View>) -> Ops {
+    pub fn new(
+        config: Arc<Config>,
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        pipeline: Arc<dyn View>,
+        shared: Option<Arc<SharedStore>>,
+    ) -> Ops {
         Ops {
             cache,
             metrics,
             pipeline,
+            shared,
             started: Instant::now(),
             today: status::TodayCell::default(),
             import_staging: crate::airgap::Staging::new(&config.cache.dir, config.limits.import_staging.bytes()),
@@ -88,7 +98,8 @@ impl Ops {
             .collect();
         let any_open = upstreams.iter().any(|u| u.status.state == BreakerState::Open);
         let storage_error = self.cache.health.problem();
-        let degraded = any_open || storage_error.is_some();
+        let shared_down = self.shared.as_ref().is_some_and(|shared| shared.is_down());
+        let degraded = any_open || storage_error.is_some() || shared_down;
         let totals = self.cache.totals();
         let last_error = storage_error.clone().filter(|_| !anonymous);
         let primary = upstreams.first();
@@ -106,6 +117,7 @@ impl Ops {
             "upstream": primary.map(|u| status_of(&u.status)),
             "upstreams": listed,
             "storage": { "writable": storage_error.is_none(), "last_error": last_error },
+            "shared": self.shared_health(anonymous),
             "cache_entries": totals.entries,
             "cache_bytes": totals.bytes,
             "downloads_in_flight": self.pipeline.downloads_in_flight(),
@@ -146,7 +158,23 @@ impl Ops {
             true => StatusCode::OK,
             false => StatusCode::SERVICE_UNAVAILABLE,
         };
-        let body = serde_json::json!({ "ready": reasons.is_empty(), "reasons": reasons });
+        // Ready all the same: the store is a cache tier, the node serves
+        // from its disk and the upstream without it.
+        let degraded: Vec<String> = self
+            .shared
+            .iter()
+            .filter(|shared| shared.is_down())
+            .map(|_| {
+                "the shared store is unreachable (its breaker is open): reads go to the upstream, writes are skipped"
+                    .to_string()
+            })
+            .collect();
+        let body = serde_json::json!({
+            "ready": reasons.is_empty(),
+            "status": if !reasons.is_empty() { "not ready" } else if degraded.is_empty() { "ok" } else { "degraded" },
+            "reasons": reasons,
+            "degraded": degraded,
+        });
         reply::json(status, body.to_string())
     }
 
@@ -162,7 +190,30 @@ impl Ops {
             breakers: origins
                 .filter_map(|b| Some((b.origin?, b.state == BreakerState::Open)))
                 .collect(),
+            shared_breaker_open: self.shared.as_ref().map(|shared| shared.is_down()),
         };
         reply::metrics(self.metrics.render(&snapshot))
+    }
+}
+
+impl Ops {
+    /// The shared store on `/health`: its state, and for callers allowed
+    /// to read, its URL and last error (never credentials: it has none).
+    fn shared_health(&self, anonymous: bool) -> serde_json::Value {
+        let Some(shared) = &self.shared else {
+            return serde_json::Value::Null;
+        };
+        let mut status = shared.status();
+        if anonymous {
+            status.last_error = None;
+        }
+        serde_json::json!({
+            "url": (!anonymous).then(|| shared.url()),
+            "state": status.state,
+            "consecutive_failures": status.consecutive_failures,
+            "last_error": status.last_error,
+            "open_for_seconds": status.open_for_seconds,
+            "times_opened": status.times_opened,
+        })
     }
 }

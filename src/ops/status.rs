@@ -148,6 +148,16 @@ impl Ops {
         ] {
             html.push_str(&format!("<tr><td>{name}</td><td>{value}</td></tr>\n"));
         }
+        if let Some(shared) = &self.shared {
+            let state = match shared.is_down() {
+                false => "reachable".to_string(),
+                true => "<span class=\"bad\">unreachable (breaker open): reads go to the upstream</span>".to_string(),
+            };
+            html.push_str(&format!(
+                "<tr><td>Shared store</td><td>{} &middot; {state}</td></tr>\n",
+                escape(shared.url())
+            ));
+        }
         html.push_str("</table>\n");
         html.push_str(&self.upstream_table());
         html.push_str(&self.fleet_table());

@@ -83,6 +83,7 @@ impl Pipeline {
         match (feed.stash.document(spec, cached.clone()).await, cached) {
             (Ok(DocOutcome::Fetched(doc)), _) => Ok((doc, CacheStatus::Miss)),
             (Ok(DocOutcome::Confirmed(doc)), _) => Ok((doc, CacheStatus::Revalidated)),
+            (Ok(DocOutcome::FromShared(doc)), _) => Ok((doc, CacheStatus::Stale)),
             (Ok(DocOutcome::NotFound), _) => {
                 self.cache.mark_missing(&key);
                 Err(ProxyError::NotFound)

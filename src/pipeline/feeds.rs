@@ -16,6 +16,7 @@ use crate::fleet::Fleet;
 use crate::merge::mapping::SourceMapping;
 use crate::metrics::Metrics;
 use crate::rewrite::{build_service_map, RewriteError, ServiceMap};
+use crate::shared::SharedStore;
 use crate::stash::Stash;
 use crate::upstream::{Budgets, Upstream};
 
@@ -42,7 +43,13 @@ pub(crate) struct Feeds {
 impl Feeds {
     /// Every client counts its requests into `metrics`, and takes from its
     /// own budget of requests and the one budget of document bytes.
-    pub fn new(config: &Config, cache: &Arc<Cache>, metrics: &Arc<Metrics>, fleet: Option<&Arc<Fleet>>) -> Feeds {
+    pub fn new(
+        config: &Config,
+        cache: &Arc<Cache>,
+        metrics: &Arc<Metrics>,
+        shared: Option<&Arc<SharedStore>>,
+        fleet: Option<&Arc<Fleet>>,
+    ) -> Feeds {
         let set = config.upstream_set();
         let bytes = Budgets::document_bytes(&config.limits, metrics);
         let all = set
@@ -52,8 +59,14 @@ impl Feeds {
                 let client = Arc::new(Upstream::with_budgets(settings, metrics.clone(), budgets));
                 let namespace = Namespace::of_upstream(&settings.service_index);
                 let max_document = settings.max_document_size.bytes();
-                let fleet = fleet.cloned();
-                let stash = Stash::new(cache.clone(), client.clone(), max_document, namespace.clone(), fleet);
+                let stash = Stash::new(
+                    cache.clone(),
+                    client.clone(),
+                    max_document,
+                    namespace.clone(),
+                    fleet.cloned(),
+                    shared.cloned(),
+                );
                 Arc::new(Feed {
                     name: name.to_string(),
                     service_index: settings.service_index.clone(),

@@ -45,6 +45,7 @@ use crate::metrics::Metrics;
 use crate::reply::{self, base, Reply};
 use crate::rewrite::MountKind;
 use crate::route::TargetKind;
+use crate::shared::SharedStore;
 use crate::stash::{DocSpec, Transform};
 
 pub(crate) use feeds::ServiceSnapshot;
@@ -80,9 +81,14 @@ enum Shape {
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn new(
+        config: Arc<Config>,
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        shared: Option<&Arc<SharedStore>>,
+    ) -> Pipeline {
         let fleet = Fleet::from_config(&config.fleet, &metrics);
-        let feeds = Feeds::new(&config, &cache, &metrics, fleet.as_ref());
+        let feeds = Feeds::new(&config, &cache, &metrics, shared, fleet.as_ref());
         let limits = &config.limits;
         let refreshes = Budget::new(
             budget::Kind::BackgroundRefreshes,

@@ -36,6 +36,7 @@ use crate::publish;
 use crate::reply::{self as respond, base, Reply};
 use crate::rewrite::MountKind;
 use crate::route::{self, Route, TargetKind};
+use crate::shared::SharedStore;
 use publishing::Publishing;
 
 /// What dispatching learns of a request, for its access line.
@@ -64,13 +65,24 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Proxy {
-        let pipeline = Arc::new(Pipeline::new(config.clone(), cache.clone(), metrics.clone()));
+    pub fn new(
+        config: Arc<Config>,
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        shared: Option<Arc<SharedStore>>,
+    ) -> Proxy {
+        let pipeline = Arc::new(Pipeline::new(
+            config.clone(),
+            cache.clone(),
+            metrics.clone(),
+            shared.as_ref(),
+        ));
         let ops = Arc::new(Ops::new(
             config.clone(),
             cache.clone(),
             metrics.clone(),
             pipeline.clone(),
+            shared,
         ));
         let publishing = Publishing::new(config.clone(), cache, pipeline.clone());
         Proxy {

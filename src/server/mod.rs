@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::error::StorageError;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::shared::SharedStore;
 
 /// Largest request head accepted (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -56,6 +57,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot use the shared store: {0}")]
+    Shared(String),
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -125,7 +128,9 @@ impl Server {
         }
         let cache = Arc::new(cache);
         let metrics = Arc::new(Metrics::new());
-        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone()));
+        let shared = SharedStore::connect(&config.shared, metrics.clone())
+            .map_err(|error| StartError::Shared(crate::error::chain(&error)))?;
+        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone(), shared));
         Ok(Server {
             listener,
             proxy,

@@ -1,7 +1,9 @@
-//! Streaming a package file from the upstream to every waiting client at
-//! once (`download.rs`), into the blob store while the disk takes it. The
-//! entry is committed only when the body is complete, as long as announced
-//! and matching its checksums; a broken download leaves nothing behind.
+//! Streaming a package file from the upstream (or from the shared store,
+//! `source.rs`) to every waiting client at once (`download.rs`), into the
+//! blob store while the disk takes it. The entry is committed only when
+//! the body is complete, as long as announced and matching its checksums;
+//! a broken download leaves nothing behind. A package committed from the
+//! upstream is then shared (`sharing.rs`, in the background).
 //! When the disk fails, from the start or mid-way, the download goes on
 //! through memory: no client's response breaks, nothing is committed, and
 //! concurrent requests still share the one upstream download. In a fleet
@@ -20,15 +22,14 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::download::Download;
 use super::flights::Ticket;
-use super::{origin_of, owner, Stash, StashError};
+use super::source::Source;
+use super::{owner, Stash, StashError};
 use crate::cache::BlobWriter;
-use crate::error::{BodyError, InternalError, Party, StorageError, UpstreamError};
-use crate::upstream::{self, check_length, check_not_longer, content_length, Fetched};
+use crate::error::{BodyError, InternalError, Party, StorageError};
 
 /// Bytes gathered before a write: big writes, yet a stalled upstream
 /// flushes at once (see `receive`) so readers never wait on a buffer.
 const WRITE_AT: usize = 256 * 1024;
-const OCTETS: &str = "application/octet-stream";
 
 #[derive(Clone)]
 pub(crate) enum BlobOutcome {
@@ -95,28 +96,9 @@ pub(super) async fn fetch_blob(
         return Ok(BlobOutcome::Stored);
     }
     let deadline = Instant::now() + stash.upstream.download_timeout();
-    let (fetched, first, owner) = match owner::ask(&stash, &request).await {
-        Some(forwarded) => {
-            let owner = FromOwner {
-                url: forwarded.owner,
-                cached: forwarded.cached,
-            };
-            (forwarded.fetched, forwarded.first, Some(owner))
-        }
-        None => {
-            let Some(mut fetched) = stash.upstream.get_package(&request.url).await? else {
-                return Ok(BlobOutcome::NotFound);
-            };
-            let origin = upstream::origin_of(&fetched.url).to_string();
-            let first = stash
-                .upstream
-                .next_chunk_before(&mut fetched.body, &origin, Some(deadline))
-                .await?
-                .unwrap_or_default();
-            (fetched, first, None)
-        }
+    let Some((source, first, owner)) = open_source(&stash, &request, deadline).await? else {
+        return Ok(BlobOutcome::NotFound);
     };
-    let origin = upstream::origin_of(&fetched.url).to_string();
     // The first bytes go to disk before any client is answered; a disk that
     // refuses them makes this a download through memory.
     let writer = match on_disk {
@@ -124,13 +106,13 @@ pub(super) async fn fetch_blob(
         false => None,
     };
     let file = writer.as_ref().map(BlobWriter::file);
-    let mut meta = origin_of(&fetched.url, &fetched.headers, OCTETS);
+    let mut meta = source.meta();
     if owner.is_some() {
         // The entry names the upstream URL, and no validator of the owner's.
         meta.url.clone_from(&request.url);
         meta.etag = None;
     }
-    let download = Download::new(meta, content_length(&fetched.headers), file);
+    let download = Download::new(meta, source.length(), file);
     let sink = match writer {
         Some(writer) => Sink::Disk(Box::new(writer)),
         None => {
@@ -148,13 +130,44 @@ pub(super) async fn fetch_blob(
         stash,
         request,
         download: download.clone(),
-        origin,
         deadline,
         ticket: Some(ticket),
         owner,
     };
-    tokio::spawn(pump.run(fetched, sink, first));
+    tokio::spawn(pump.run(source, sink, first));
     Ok(BlobOutcome::Streaming(download))
+}
+
+/// Where the package's bytes come from, and their first chunk: the shared
+/// store (another node may have fetched it), else the key's owner in the
+/// fleet (named in the third value), else the upstream; `None` when the
+/// upstream has no such package. A store that fails before its first byte
+/// of content is passed over (no client has joined yet).
+async fn open_source(
+    stash: &Stash,
+    request: &BlobRequest,
+    deadline: Instant,
+) -> Result<Option<(Source, Bytes, Option<FromOwner>)>, StashError> {
+    if let Some(object) = stash.shared_package(request).await {
+        let mut source = Source::Shared(Box::new(object));
+        match source.next_chunk(stash, deadline).await {
+            Ok(first) => return Ok(Some((source, first.unwrap_or_default(), None))),
+            Err(error) => tracing::debug!(key = request.key, %error, "shared store failed; asking the upstream"),
+        }
+    }
+    if let Some(forwarded) = owner::ask(stash, request).await {
+        let owner = FromOwner {
+            url: forwarded.owner,
+            cached: forwarded.cached,
+        };
+        return Ok(Some((Source::Upstream(forwarded.fetched), forwarded.first, Some(owner))));
+    }
+    let Some(fetched) = stash.upstream.get_package(&request.url).await? else {
+        return Ok(None);
+    };
+    let mut source = Source::Upstream(fetched);
+    let first = source.next_chunk(stash, deadline).await?.unwrap_or_default();
+    Ok(Some((source, first, None)))
 }
 
 /// A writer holding `first`, or `None` when the disk refuses (the storage
@@ -197,7 +210,6 @@ struct Pump {
     stash: Arc<Stash>,
     request: BlobRequest,
     download: Arc<Download>,
-    origin: String,
     deadline: Instant,
     /// Held while later requests may join this download.
     ticket: Option<Ticket<BlobOutcome>>,
@@ -206,10 +218,11 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(mut self, mut fetched: Fetched, sink: Sink, first: Bytes) {
+    async fn run(mut self, mut source: Source, sink: Sink, first: Bytes) {
         let key = self.request.key.clone();
-        let received = self.receive(&mut fetched, sink, first).await;
-        let checked = received.and_then(|(sink, md5)| self.verify(sink, md5, &fetched));
+        let received = self.receive(&mut source, sink, first).await;
+        let checked = received.and_then(|(sink, md5)| self.verify(sink, md5, &source));
+        source.settle(checked.as_ref().err()).await;
         let mut sink = match checked {
             Ok(sink) => sink,
             Err(error) => {
@@ -221,7 +234,8 @@ impl Pump {
         };
         let (total, xxh3) = (sink.written(), sink.xxh3());
         if let Sink::Disk(writer) = sink {
-            self.commit(&key, *writer).await;
+            // What came from the shared store is there already.
+            self.commit(&key, *writer, !source.is_shared()).await;
         }
         self.download.complete(total, xxh3);
         // Later requests join this download until it is committed.
@@ -230,12 +244,15 @@ impl Pump {
 
     /// Commits the checked download; its readers, who read it back from the
     /// committed file, drop the entry should they find it rotten.
-    async fn commit(&self, key: &str, writer: BlobWriter) {
+    async fn commit(&self, key: &str, writer: BlobWriter, share: bool) {
         let size = writer.written();
         let (cache, owned_key, meta) = (self.stash.cache.clone(), key.to_string(), self.download.origin.clone());
         match tokio::task::spawn_blocking(move || cache.commit_blob(&owned_key, writer, meta)).await {
             Ok(Ok(entry)) => {
                 tracing::debug!(key, size, sha512 = %&entry.sha512[..16], "blob committed");
+                if share {
+                    self.stash.share_package(key, &entry);
+                }
                 let (cache, key) = (self.stash.cache.clone(), key.to_string());
                 self.download.on_corrupt(Box::new(move || {
                     if let Err(error) = cache.drop_corrupt(&key, &entry) {
@@ -255,42 +272,38 @@ impl Pump {
     /// the upstream announced one.
     async fn receive(
         &mut self,
-        fetched: &mut Fetched,
+        source: &mut Source,
         mut sink: Sink,
         first: Bytes,
     ) -> Result<(Sink, Option<[u8; 16]>), StashError> {
-        let expected = content_length(&fetched.headers);
-        check_not_longer(expected, sink.written(), &self.origin)?;
-        let mut md5 = content_md5(&fetched.headers).map(|_| Md5::new());
+        source.check_not_longer(sink.written())?;
+        let mut md5 = source.headers().and_then(content_md5).map(|_| Md5::new());
         if let Some(md5) = md5.as_mut() {
             md5.update(&first);
         }
         let mut pending = BytesMut::new();
         loop {
-            let next = match upstream::chunk_now(&mut fetched.body, &self.origin) {
+            let next = match source.chunk_now() {
                 Some(ready) => ready,
                 None => {
                     sink = self.flush(sink, &mut pending, true).await?;
-                    let upstream = self.stash.upstream.clone();
-                    upstream
-                        .next_chunk_before(&mut fetched.body, &self.origin, Some(self.deadline))
-                        .await
+                    source.next_chunk(&self.stash, self.deadline).await
                 }
             };
             let chunk = match next {
                 Ok(chunk) => chunk,
-                Err(error) if self.owner.is_some() => {
+                Err(error) if self.owner.is_some() || source.is_shared() => {
                     let received = sink.written() + pending.len() as u64;
-                    Some(self.resume(fetched, error, received).await?)
+                    Some(self.resume(source, error, received).await?)
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             };
             let Some(chunk) = chunk else { break };
             if let Some(md5) = md5.as_mut() {
                 md5.update(&chunk);
             }
             pending.extend_from_slice(&chunk);
-            check_not_longer(expected, sink.written() + pending.len() as u64, &self.origin)?;
+            source.check_not_longer(sink.written() + pending.len() as u64)?;
             if pending.len() >= WRITE_AT {
                 sink = self.flush(sink, &mut pending, true).await?;
             }
@@ -299,37 +312,36 @@ impl Pump {
         // checks and the commit: a client that has the whole body can count
         // on it being right and on the cache having it.
         sink = self.flush(sink, &mut pending, false).await?;
-        check_length(expected, sink.written(), &self.origin)?;
+        source.check_length(sink.written())?;
         if let (Some(owner), Some(fleet)) = (self.owner.take(), &self.stash.fleet) {
             fleet.forward_ended(owner.cached, true, sink.written());
         }
         Ok((sink, md5.map(|md5| md5.finalize().into())))
     }
 
-    /// The owner broke its body off after `received` bytes: the rest comes
-    /// from the upstream (see `owner.rs`); its first bytes, if any.
-    async fn resume(
-        &mut self,
-        fetched: &mut Fetched,
-        error: UpstreamError,
-        received: u64,
-    ) -> Result<Bytes, StashError> {
-        let Some(owner) = self.owner.take() else {
-            return Err(error.into());
+    /// The owner or the shared store broke its body off after `received`
+    /// bytes: the rest comes from the upstream (see `owner.rs`); its first
+    /// bytes, if any. The clients reading the download never see the
+    /// switch; the checks cover the whole body.
+    async fn resume(&mut self, source: &mut Source, error: StashError, received: u64) -> Result<Bytes, StashError> {
+        let from = match self.owner.take() {
+            Some(owner) => {
+                if let Some(fleet) = &self.stash.fleet {
+                    fleet.forward_ended(owner.cached, false, received);
+                }
+                owner.url
+            }
+            None => "the shared store".to_string(),
         };
-        if let Some(fleet) = &self.stash.fleet {
-            fleet.forward_ended(owner.cached, false, received);
-        }
         tracing::warn!(
             key = self.request.key,
-            owner = owner.url,
+            from,
             received,
             %error,
-            "the owner broke off a package download; going on from the upstream"
+            "a package download broke off; going on from the upstream"
         );
         let (continued, rest) = owner::resume(&self.stash, &self.request.url, received, self.deadline).await?;
-        self.origin = upstream::origin_of(&continued.url).to_string();
-        *fetched = continued;
+        *source = Source::Upstream(continued);
         Ok(rest)
     }
 
@@ -396,14 +408,9 @@ impl Pump {
     }
 
     /// The checks a complete body must pass: the SHA-512 the metadata
-    /// states, and the upstream's `Content-MD5`.
-    fn verify(&self, sink: Sink, md5: Option<[u8; 16]>, fetched: &Fetched) -> Result<Sink, StashError> {
-        let refuse = |reason: String| {
-            StashError::Upstream(UpstreamError::Body {
-                origin: self.origin.clone(),
-                reason,
-            })
-        };
+    /// states (and a shared object's record), and the upstream's
+    /// `Content-MD5`.
+    fn verify(&self, sink: Sink, md5: Option<[u8; 16]>, source: &Source) -> Result<Sink, StashError> {
         let (sink, sha512) = match sink {
             Sink::Disk(mut writer) => {
                 let sha512 = writer.finish();
@@ -414,18 +421,28 @@ impl Pump {
                 (Sink::Memory { sha512, xxh3, written }, hex)
             }
         };
+        if let Some(stated) = source.stated_sha512() {
+            if !stated.eq_ignore_ascii_case(&sha512) {
+                return Err(source.refuse(format!(
+                    "content SHA-512 {}... differs from its record's ({}...)",
+                    &sha512[..16],
+                    &stated[..16.min(stated.len())]
+                )));
+            }
+        }
         if let Some(expected) = &self.request.expected_sha512 {
             if !expected.eq_ignore_ascii_case(&sha512) {
-                return Err(refuse(format!(
+                return Err(source.refuse(format!(
                     "package SHA-512 {}... differs from the packageHash the metadata states ({}...)",
                     &sha512[..16],
                     &expected[..16.min(expected.len())]
                 )));
             }
         }
-        if let (Some(announced), Some(computed)) = (content_md5(&fetched.headers), md5) {
+        let announced = source.headers().and_then(content_md5);
+        if let (Some(announced), Some(computed)) = (announced, md5) {
             if announced != computed {
-                return Err(refuse("body does not match its Content-MD5".to_string()));
+                return Err(source.refuse("body does not match its Content-MD5".to_string()));
             }
         }
         Ok(sink)

@@ -49,6 +49,9 @@ pub(crate) enum DocOutcome {
     Confirmed(Arc<HotDoc>),
     /// The upstream has no such document (404/410).
     NotFound,
+    /// The upstream failed and the node had no copy: the shared store's
+    /// last good copy, kept here as already expired (served stale).
+    FromShared(Arc<HotDoc>),
 }
 
 pub(super) async fn fetch_document(

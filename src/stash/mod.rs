@@ -5,15 +5,20 @@
 //! - `document`: metadata documents, fetched whole, decoded, rewritten,
 //!   stored as templates; revalidated with the upstream's validators;
 //! - `blob`: package files, streamed to disk and to every waiting client
-//!   at once, committed only when complete and of the announced length;
-//! - `owner`: in a fleet, a package miss asked of the key's owner first,
-//!   and finished from the upstream should the owner break off.
+//!   at once, committed only when complete and of the announced length,
+//!   from the upstream, the shared store or the key's owner (`source`);
+//! - `sharing`: what is read from and written to a fleet's shared store;
+//! - `owner`: in a fleet, a package miss asked of the key's owner (after
+//!   the shared store, before the upstream), and finished from the
+//!   upstream should the owner break off.
 
 mod blob;
 mod document;
 mod download;
 mod flights;
 mod owner;
+mod sharing;
+mod source;
 
 use std::sync::Arc;
 
@@ -22,6 +27,7 @@ use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 use crate::cache::{Cache, HotDoc, Namespace, Origin};
 use crate::error::{InternalError, Party, ProxyError, StorageError, UpstreamError};
 use crate::fleet::Fleet;
+use crate::shared::SharedStore;
 use crate::upstream::Upstream;
 
 use blob::fetch_blob;
@@ -76,6 +82,8 @@ pub(crate) struct Stash {
     namespace: Namespace,
     /// The peers a package miss is asked of before the upstream.
     fleet: Option<Arc<Fleet>>,
+    /// The store a fleet shares, when there is one (`sharing.rs`).
+    shared: Option<Arc<SharedStore>>,
     documents: Flights<DocOutcome>,
     blobs: Flights<BlobOutcome>,
 }
@@ -87,6 +95,7 @@ impl Stash {
         max_document: u64,
         namespace: Namespace,
         fleet: Option<Arc<Fleet>>,
+        shared: Option<Arc<SharedStore>>,
     ) -> Stash {
         Stash {
             cache,
@@ -94,6 +103,7 @@ impl Stash {
             max_document,
             namespace,
             fleet,
+            shared,
             documents: Flights::default(),
             blobs: Flights::default(),
         }
@@ -109,7 +119,9 @@ impl Stash {
         let key = spec.key.clone();
         let stash = self.clone();
         let flight = self.documents.join(&key, move |ticket| async move {
-            let outcome = fetch_document(stash, spec, cached).await;
+            let previous = cached.as_ref().map(|doc| doc.entry.sha512.clone());
+            let outcome = fetch_document(stash.clone(), spec.clone(), cached).await;
+            let outcome = stash.after_document_fetch(&spec, previous, outcome).await;
             drop(ticket);
             outcome
         });

@@ -5,10 +5,22 @@ pub mod metrics;
 pub mod nucache;
 pub mod poll;
 pub mod process;
+pub mod seaweed;
 pub mod tinyproxy;
 pub mod tls;
 pub mod two_feeds;
 pub mod upstream;
+
+/// What a test that cannot run here (`message` says why) returns: `false`,
+/// said on stderr as SKIPPED, unless the environment variable `var` is
+/// `value` (CI sets it, and installs what the test needs): then it fails.
+pub fn skipped(message: &str, (var, value): (&str, &str)) -> bool {
+    if std::env::var(var).is_ok_and(|set| set == value) {
+        panic!("{message}; {var}={value} requires it");
+    }
+    eprintln!("SKIPPED {message}");
+    false
+}
 
 /// The content file of `local` (a path below `/v3/`) of the upstream at
 /// `service_index` in the cache at `dir` (files are named by a hash of the

@@ -10,6 +10,9 @@
 //! use (`crate::budget`) moves its own gauge as permits are taken and given
 //! back ([`BudgetSeries`]).
 
+mod fleet;
+mod shared;
+
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,6 +21,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use fleet::PeerLabels;
+pub(crate) use fleet::{FleetSeries, Forward};
+pub(crate) use shared::{SharedRead, SharedWrite};
 
 /// The `Content-Type` of what [`Metrics::render`] returns.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -103,6 +110,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OriginLabels {
     origin: String,
 }
@@ -125,64 +137,6 @@ pub(crate) struct BudgetSeries {
     pub refusals: Counter,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerLabels {
-    peer: String,
-}
-
-/// How a package miss asked of its owner in the fleet ended: the
-/// `outcome` label of `nucache_fleet_forwards_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Forward {
-    /// The owner served it from its cache.
-    Hit,
-    /// The owner served it while downloading it (or joined its download).
-    Miss,
-    /// The owner could not (down, slow, refusing, not 200): this node
-    /// downloaded it from the upstream.
-    Fallback,
-    /// The owner's body broke off mid-way: the rest came from the upstream.
-    Error,
-}
-
-impl Forward {
-    const ALL: [Forward; 4] = [Forward::Hit, Forward::Miss, Forward::Fallback, Forward::Error];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Forward::Hit => "hit",
-            Forward::Miss => "miss",
-            Forward::Fallback => "fallback",
-            Forward::Error => "error",
-        }
-    }
-}
-
-/// The fleet's counters: handles on their atomics (a peer's `up` gauge is
-/// made per peer by [`Metrics::peer_up`]).
-#[derive(Clone, Debug, Default)]
-pub(crate) struct FleetSeries {
-    /// By [`Forward`], in the order of `Forward::ALL`.
-    forwards: [Counter; 4],
-    /// Body bytes received from owners.
-    pub forwarded_bytes: Counter,
-    /// Requests from peers (right fleet key) answered.
-    pub served_to_peers: Counter,
-    /// Requests with a wrong fleet key, refused.
-    pub refused_peers: Counter,
-}
-
-impl FleetSeries {
-    pub fn forward(&self, outcome: Forward) {
-        self.forwards[outcome as usize].inc();
-    }
-
-    /// Each outcome's label and count, for the status page.
-    pub fn forwards(&self) -> [(&'static str, u64); 4] {
-        Forward::ALL.map(|outcome| (outcome.as_str(), self.forwards[outcome as usize].get()))
-    }
-}
-
 /// How an upstream request ended, for its `status` label.
 pub(crate) enum UpstreamOutcome {
     Status(u16),
@@ -199,6 +153,8 @@ pub(crate) struct Snapshot {
     pub storage_writable: bool,
     /// Each upstream origin and whether its breaker is open.
     pub breakers: Vec<(String, bool)>,
+    /// Whether the shared store's breaker is open (`None`: no store).
+    pub shared_breaker_open: Option<bool>,
 }
 
 /// Totals since start, for the status page.
@@ -238,6 +194,12 @@ pub(crate) struct Metrics {
     budget_refusals: Family<BudgetLabels, Counter>,
     pub fleet: FleetSeries,
     peer_up: Family<PeerLabels, Gauge>,
+    /// `nucache_shared_reads_total` / `_writes_total`, slot by outcome.
+    shared_reads: Vec<Counter>,
+    shared_writes: Vec<Counter>,
+    /// `nucache_shared_bytes_total`: read, written.
+    shared_bytes: [Counter; 2],
+    shared_breaker_open: Gauge,
 }
 
 impl Default for Metrics {
@@ -315,55 +277,15 @@ impl Metrics {
             budget_limit: Family::default(),
             budget_waits: Family::default(),
             budget_refusals: Family::default(),
+            shared_reads: Vec::new(),
+            shared_writes: Vec::new(),
+            shared_bytes: Default::default(),
+            shared_breaker_open: Gauge::default(),
             fleet: FleetSeries::default(),
             peer_up: Family::default(),
             registry,
         };
-        metrics.register_the_rest().register_fleet()
-    }
-
-    fn register_fleet(mut self) -> Metrics {
-        let registry = &mut self.registry;
-        let forwards = Family::<OutcomeLabels, Counter>::default();
-        for outcome in Forward::ALL {
-            let labels = OutcomeLabels {
-                outcome: outcome.as_str(),
-            };
-            self.fleet.forwards[outcome as usize] = forwards.get_or_create(&labels).clone();
-        }
-        registry.register(
-            "fleet_forwards",
-            "Package misses asked of their owner in the fleet: served from its cache (hit), while it downloaded them (miss), fetched from the upstream instead (fallback), or broken off by the owner and finished from the upstream (error)",
-            forwards,
-        );
-        registry.register(
-            "fleet_forwarded_bytes",
-            "Package bytes received from owners in the fleet",
-            self.fleet.forwarded_bytes.clone(),
-        );
-        registry.register(
-            "fleet_served_to_peers",
-            "Requests from peers of the fleet (with the fleet key) answered",
-            self.fleet.served_to_peers.clone(),
-        );
-        registry.register(
-            "fleet_refused_peers",
-            "Requests with a wrong fleet key, refused (403)",
-            self.fleet.refused_peers.clone(),
-        );
-        registry.register(
-            "fleet_peer_up",
-            "1 while a peer of the fleet answers its health checks",
-            self.peer_up.clone(),
-        );
-        self
-    }
-
-    /// The `up` gauge of fleet peer `peer`, listed (at 0) from now on.
-    pub fn peer_up(&self, peer: &str) -> Gauge {
-        self.peer_up
-            .get_or_create(&PeerLabels { peer: peer.to_string() })
-            .clone()
+        metrics.register_the_rest().register_fleet().register_shared()
     }
 
     fn register_the_rest(mut self) -> Metrics {
@@ -511,6 +433,9 @@ impl Metrics {
         self.cache_entries.set(gauge(snapshot.cache_entries));
         self.downloads_in_flight.set(gauge(snapshot.downloads_in_flight));
         self.storage_writable.set(i64::from(snapshot.storage_writable));
+        if let Some(open) = snapshot.shared_breaker_open {
+            self.shared_breaker_open.set(i64::from(open));
+        }
         for (origin, open) in &snapshot.breakers {
             let labels = OriginLabels { origin: origin.clone() };
             self.breaker_open.get_or_create(&labels).set(i64::from(*open));
@@ -523,10 +448,10 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn sample(text: &str, line_start: &str) -> Option<f64> {
+    pub(super) fn sample(text: &str, line_start: &str) -> Option<f64> {
         text.lines()
             .find_map(|line| line.strip_prefix(line_start))
             .and_then(|value| value.trim().parse().ok())
@@ -565,6 +490,7 @@ mod tests {
             downloads_in_flight: 1,
             storage_writable: true,
             breakers: vec![("http://up:1".into(), true)],
+            ..Snapshot::default()
         };
         let text = metrics.render(&snapshot);
         assert_eq!(sample(&text, "nucache_cache_size_bytes "), Some(1234.0), "{text}");
