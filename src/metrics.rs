@@ -178,6 +178,8 @@ pub(crate) struct Metrics {
     budget_limit: Family<BudgetLabels, Gauge>,
     budget_waits: Family<BudgetLabels, Counter>,
     budget_refusals: Family<BudgetLabels, Counter>,
+    /// Requests refused because their `Via` named this node.
+    loops_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -255,6 +257,7 @@ impl Metrics {
             budget_limit: Family::default(),
             budget_waits: Family::default(),
             budget_refusals: Family::default(),
+            loops_refused: Counter::default(),
             registry,
         };
         metrics.register_the_rest()
@@ -309,6 +312,11 @@ impl Metrics {
             "Takers a spent budget turned away (503, or a skipped background refresh)",
             self.budget_refusals.clone(),
         );
+        registry.register(
+            "loops_refused",
+            "Requests refused (508) because their Via named this node: its tiers are configured in a loop",
+            self.loops_refused.clone(),
+        );
         self
     }
 
@@ -359,6 +367,11 @@ impl Metrics {
         };
         self.upstream_requests.get_or_create(&labels).inc();
         self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    /// A request refused as a loop of tiers.
+    pub fn loop_refused(&self) {
+        self.loops_refused.inc();
     }
 
     /// Several upstreams' documents made into one answer (`reused`: the

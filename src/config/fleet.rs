@@ -88,7 +88,10 @@ impl SharedConfig {
         if let Some(endpoint) = &self.endpoint {
             check_url("shared.endpoint", endpoint)?;
             if endpoint.starts_with("http://") && !self.allow_http {
-                return invalid("shared.endpoint", "is plain http: set shared.allow_http = true to allow it");
+                return invalid(
+                    "shared.endpoint",
+                    "is plain http: set shared.allow_http = true to allow it",
+                );
             }
         }
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
@@ -129,7 +132,11 @@ impl FleetConfig {
     }
 
     pub(super) fn read_secrets(&mut self) -> Result<(), ConfigError> {
-        self.key = read_secret(("fleet.key", "fleet.key_file"), self.key.take(), self.key_file.as_deref())?;
+        self.key = read_secret(
+            ("fleet.key", "fleet.key_file"),
+            self.key.take(),
+            self.key_file.as_deref(),
+        )?;
         Ok(())
     }
 
@@ -141,7 +148,10 @@ impl FleetConfig {
             check_url("fleet.peers", peer)?;
         }
         if self.enabled() && self.node.is_none() {
-            return invalid("fleet.node", "a node with peers must name itself (its URL as the peers reach it)");
+            return invalid(
+                "fleet.node",
+                "a node with peers must name itself (its URL as the peers reach it)",
+            );
         }
         if self.enabled() && self.key.is_none() {
             return invalid("fleet.key", "peers must share a key (fleet.key or fleet.key_file)");

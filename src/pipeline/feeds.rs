@@ -16,6 +16,7 @@ use crate::merge::mapping::SourceMapping;
 use crate::metrics::Metrics;
 use crate::rewrite::{build_service_map, RewriteError, ServiceMap};
 use crate::stash::Stash;
+use crate::tiers::NodeId;
 use crate::upstream::{Budgets, Upstream};
 
 /// One upstream, as served.
@@ -39,16 +40,22 @@ pub(crate) struct Feeds {
 }
 
 impl Feeds {
-    /// Every client counts its requests into `metrics`, and takes from its
-    /// own budget of requests and the one budget of document bytes.
-    pub fn new(config: &Config, cache: &Arc<Cache>, metrics: &Arc<Metrics>) -> Feeds {
+    /// Every client counts its requests into `metrics`, takes from its own
+    /// budget of requests and the one budget of document bytes, and names
+    /// `node` in the `Via` of what it sends.
+    pub fn new(config: &Config, cache: &Arc<Cache>, metrics: &Arc<Metrics>, node: &Arc<NodeId>) -> Feeds {
         let set = config.upstream_set();
         let bytes = Budgets::document_bytes(&config.limits, metrics);
         let all = set
             .iter()
             .map(|(name, settings)| {
                 let budgets = Budgets::of(name, settings, &config.limits, bytes.clone(), metrics);
-                let client = Arc::new(Upstream::with_budgets(settings, metrics.clone(), budgets));
+                let client = Arc::new(Upstream::with_budgets(
+                    settings,
+                    metrics.clone(),
+                    budgets,
+                    Some(node.clone()),
+                ));
                 let namespace = Namespace::of_upstream(&settings.service_index);
                 let max_document = settings.max_document_size.bytes();
                 let stash = Stash::new(cache.clone(), client.clone(), max_document, namespace.clone());

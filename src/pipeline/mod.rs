@@ -45,6 +45,7 @@ use crate::reply::{self, base, Reply};
 use crate::rewrite::MountKind;
 use crate::route::TargetKind;
 use crate::stash::{DocSpec, Transform};
+use crate::tiers::NodeId;
 
 pub(crate) use feeds::ServiceSnapshot;
 pub(crate) use feeds::{Feed, Feeds};
@@ -77,8 +78,8 @@ enum Shape {
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>) -> Pipeline {
-        let feeds = Feeds::new(&config, &cache, &metrics);
+    pub fn new(config: Arc<Config>, cache: Arc<Cache>, metrics: Arc<Metrics>, node: &Arc<NodeId>) -> Pipeline {
+        let feeds = Feeds::new(&config, &cache, &metrics, node);
         let limits = &config.limits;
         let refreshes = Budget::new(
             budget::Kind::BackgroundRefreshes,
@@ -124,11 +125,10 @@ impl Pipeline {
             .map
             .template(base.url.starts_with("https://"))
             .render(&base.url);
-        let last_modified = snapshot.doc.entry.last_modified.as_deref();
         Ok(reply::document(
             &request.headers,
             &rendered,
-            last_modified,
+            Some(&snapshot.doc),
             status,
             self.config.ttl.service_index,
             base.vary,
@@ -165,6 +165,7 @@ impl Pipeline {
             transform: Transform::Rewrite(part.service.map.clone()),
             // Search answers live in memory only.
             persist: kind != TargetKind::Search,
+            shared: true,
         };
         self.document(&part.feed, spec).await
     }
@@ -193,9 +194,8 @@ impl Pipeline {
     ) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, request)?;
         let rendered = doc.body.render(&base.url);
-        let last_modified = doc.entry.last_modified.as_deref();
         let max_age = self.ttl_of(kind);
-        let mut reply = reply::document(&request.headers, &rendered, last_modified, status, max_age, base.vary);
+        let mut reply = reply::document(&request.headers, &rendered, Some(doc), status, max_age, base.vary);
         reply::name_missing(&mut reply, missing);
         Ok(reply)
     }

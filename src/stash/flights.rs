@@ -1,7 +1,9 @@
 //! Single-flight: concurrent requests for the same key share one fetch.
 //! The fetch runs in its own task, so it goes on when the client that
-//! started it hangs up; its [`Ticket`] keeps the key "in flight" until the
-//! fetch is really finished (a blob download outlives its first answer).
+//! started it hangs up (carrying what that client passes upstream, its
+//! `Via` among it: `tiers::spawn`); its [`Ticket`] keeps the key "in
+//! flight" until the fetch is really finished (a blob download outlives
+//! its first answer).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -73,7 +75,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
             key: key.to_string(),
             id,
         };
-        let task = tokio::spawn(start(ticket));
+        let task = crate::tiers::spawn(start(ticket));
         let flight = async move {
             task.await
                 .unwrap_or_else(|e| Err(InternalError::task("a fetch")(e).into()))

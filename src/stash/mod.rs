@@ -13,11 +13,13 @@ mod download;
 mod flights;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
-use crate::cache::{Cache, HotDoc, Namespace, Origin};
+use crate::cache::{Cache, FromAbove, HotDoc, Namespace, Origin};
 use crate::error::{InternalError, Party, ProxyError, StorageError, UpstreamError};
+use crate::tiers;
 use crate::upstream::Upstream;
 
 use blob::fetch_blob;
@@ -87,12 +89,15 @@ impl Stash {
     }
 
     /// Fetches a document (revalidating `cached` when there is one), or
-    /// joins the fetch of it in flight.
+    /// joins the fetch of it in flight (when `spec.shared`).
     pub async fn document(
         self: &Arc<Self>,
         spec: DocSpec,
         cached: Option<Arc<HotDoc>>,
     ) -> Result<DocOutcome, StashError> {
+        if !spec.shared {
+            return fetch_document(self.clone(), spec, cached).await;
+        }
         let key = spec.key.clone();
         let stash = self.clone();
         let flight = self.documents.join(&key, move |ticket| async move {
@@ -142,5 +147,20 @@ fn origin_of(url: &str, headers: &HeaderMap, default_type: &str) -> Origin {
         content_type: text(CONTENT_TYPE).unwrap_or_else(|| default_type.to_string()),
         etag: text(ETAG),
         last_modified: text(LAST_MODIFIED),
+        above: above_of(headers, None),
+    }
+}
+
+/// What the tier above said of its answer (`Age`, `Cache-Status`), for a
+/// copy fresh for `ttl` here, if it expires (a stale answer is kept as
+/// expired).
+fn above_of(headers: &HeaderMap, ttl: Option<Duration>) -> FromAbove {
+    let age = match ttl {
+        Some(ttl) => tiers::age_here(headers, ttl),
+        None => tiers::age_of(headers),
+    };
+    FromAbove {
+        age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        cache_status: headers.get(tiers::CACHE_STATUS).cloned(),
     }
 }

@@ -99,7 +99,12 @@ pub fn namespaces_available(test: &str) -> bool {
 
 impl Launch<'_> {
     pub fn spawn(&self) -> Process {
-        let port = free_port();
+        self.spawn_on(free_port())
+    }
+
+    /// Spawns it listening on `port` (nodes that must know each other's
+    /// address before either starts).
+    pub fn spawn_on(&self, port: u16) -> Process {
         let log = self.cache_dir.with_extension(format!("{port}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = match self.tmpfs_kib {
@@ -279,7 +284,7 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
