@@ -239,6 +239,10 @@ mod tests {
             !stale(&["\"CDN, ttl=-1; x\"; hit; ttl=30"]),
             "quoted names are not split"
         );
+        assert!(
+            stale(&["regional; hit; ttl=-5; detail=\"a, b; c\""]),
+            "nor quoted details"
+        );
         assert!(!stale(&["regional; hit; ttl=soon"]));
         assert!(!stale(&[]));
     }
