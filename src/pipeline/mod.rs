@@ -165,7 +165,6 @@ impl Pipeline {
             transform: Transform::Rewrite(part.service.map.clone()),
             // Search answers live in memory only.
             persist: kind != TargetKind::Search,
-            shared: true,
         };
         self.document(&part.feed, spec).await
     }

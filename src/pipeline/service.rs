@@ -22,21 +22,6 @@ use crate::upstream::origin_of;
 /// Longest pause between two start-up attempts to load an index.
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
-/// Why an index is loaded, which decides how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Load {
-    /// For a read: an expired copy is used while it is refreshed.
-    ForRead,
-    /// A refresh: an expired copy is refreshed before it is used.
-    Refresh,
-    /// nucache's own start-up load: as for a read, but its fetch is
-    /// nobody's to join. Two nucaches configured as each other's upstream
-    /// start their loads at once; were they joinable, each node's request
-    /// for the other's index would join the other's load and both would
-    /// wait for their timeouts instead of one refusing the loop (`tiers`).
-    StartUp,
-}
-
 impl Pipeline {
     /// `feed`'s service index to route by, and how it stands. Reads route
     /// by the current one whatever its age and refresh it in the
@@ -62,7 +47,7 @@ impl Pipeline {
                 return Ok((current, status));
             }
         }
-        self.load_service_map(feed, Load::ForRead).await
+        self.load_service_map(feed, false).await
     }
 
     /// Whether `snapshot` (of `feed`) follows the primary's current index.
@@ -75,12 +60,13 @@ impl Pipeline {
     }
 
     /// Loads the index from the cache or the upstream and makes it current.
+    /// With `wait`, an expired copy is refreshed before it is used.
     async fn load_service_map(
         self: &Arc<Self>,
         feed: &Arc<Feed>,
-        load: Load,
+        wait: bool,
     ) -> Result<(Arc<ServiceSnapshot>, CacheStatus), ProxyError> {
-        let loaded = self.fetch_service_index(feed, load).await;
+        let loaded = self.fetch_service_index(feed, wait).await;
         let (doc, status) = match loaded {
             Ok(found) => found,
             Err(error) => {
@@ -107,7 +93,7 @@ impl Pipeline {
     async fn fetch_service_index(
         self: &Arc<Self>,
         feed: &Arc<Feed>,
-        load: Load,
+        wait: bool,
     ) -> Result<(Arc<HotDoc>, CacheStatus), ProxyError> {
         let url = feed.service_index.clone();
         let spec = DocSpec {
@@ -118,7 +104,6 @@ impl Pipeline {
                 publish: self.config.publish.enabled,
             },
             persist: true,
-            shared: load != Load::StartUp,
         };
         let no_index = |e| match e {
             ProxyError::NotFound => UpstreamError::NoServiceIndex(format!("{url} answered 404")).into(),
@@ -126,7 +111,7 @@ impl Pipeline {
         };
         match self.lookup(&spec.key, spec.ttl).map_err(no_index)? {
             Lookup::Fresh(doc) => Ok((doc, CacheStatus::Hit)),
-            Lookup::Stale(doc) if load != Load::Refresh => {
+            Lookup::Stale(doc) if !wait => {
                 self.refresh_service_in_background(feed);
                 Ok((doc, CacheStatus::Updating))
             }
@@ -141,7 +126,7 @@ impl Pipeline {
         }
         let (pipeline, feed) = (self.clone(), feed.clone());
         crate::tiers::spawn(async move {
-            if let Err(error) = pipeline.load_service_map(&feed, Load::Refresh).await {
+            if let Err(error) = pipeline.load_service_map(&feed, true).await {
                 tracing::warn!(upstream = feed.name, %error, "refreshing the service index failed; keeping the cached one");
             }
             feed.service.refreshing.store(false, Ordering::Release);
@@ -162,7 +147,7 @@ impl Pipeline {
                 if feed.service.current().is_some() {
                     continue;
                 }
-                match self.load_service_map(feed, Load::StartUp).await {
+                match self.load_service_map(feed, false).await {
                     Ok((snapshot, status)) => {
                         let report = crate::probe::report(feed.service_index.clone(), &snapshot.map);
                         let from = if status == CacheStatus::Miss {

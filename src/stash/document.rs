@@ -39,9 +39,6 @@ pub(crate) struct DocSpec {
     pub transform: Transform,
     /// Search answers live in memory only.
     pub persist: bool,
-    /// Whether other requests for the key may join this fetch (single
-    /// flight); an unshared one neither joins nor can be joined.
-    pub shared: bool,
 }
 
 #[derive(Clone)]

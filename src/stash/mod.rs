@@ -89,15 +89,12 @@ impl Stash {
     }
 
     /// Fetches a document (revalidating `cached` when there is one), or
-    /// joins the fetch of it in flight (when `spec.shared`).
+    /// joins the fetch of it in flight.
     pub async fn document(
         self: &Arc<Self>,
         spec: DocSpec,
         cached: Option<Arc<HotDoc>>,
     ) -> Result<DocOutcome, StashError> {
-        if !spec.shared {
-            return fetch_document(self.clone(), spec, cached).await;
-        }
         let key = spec.key.clone();
         let stash = self.clone();
         let flight = self.documents.join(&key, move |ticket| async move {

@@ -32,6 +32,17 @@ tokio::task_local! {
     static CURRENT: Arc<Forwarded>;
 }
 
+/// Who a piece of work is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Asker {
+    /// nucache itself, with no request (the start-up load of the indexes).
+    Nucache,
+    /// A client's request that came through no other cache.
+    Client,
+    /// A request that came through another cache (its `Via` names one).
+    OtherCache,
+}
+
 /// The part of a client's request its fetches pass on.
 #[derive(Debug, Clone)]
 pub(crate) struct Forwarded {
@@ -62,6 +73,15 @@ impl Forwarded {
 
     fn current() -> Option<Arc<Forwarded>> {
         CURRENT.try_with(Arc::clone).ok()
+    }
+
+    /// Who the work running now is for.
+    pub fn asker() -> Asker {
+        match Forwarded::current() {
+            None => Asker::Nucache,
+            Some(forwarded) if forwarded.via.is_empty() => Asker::Client,
+            Some(_) => Asker::OtherCache,
+        }
     }
 
     /// Completes the headers of a request to the upstream: the current
@@ -123,6 +143,18 @@ mod tests {
         assert_eq!(upstream.get(VIA).expect("via"), "1.1 edge-a, 2 regional-b");
         assert_eq!(upstream.get("x-nuget-session-id").expect("session"), "5d6e");
         assert!(upstream.get("x-nuget-apikey").is_none(), "keys are not read headers");
+    }
+
+    #[tokio::test]
+    async fn the_asker_is_told_by_the_request_s_via() {
+        assert_eq!(Forwarded::asker(), Asker::Nucache);
+        let through_a_cache = Forwarded::of(&client(), Version::HTTP_11);
+        assert_eq!(
+            through_a_cache.scope(async { Forwarded::asker() }).await,
+            Asker::OtherCache
+        );
+        let direct = Forwarded::of(&HeaderMap::new(), Version::HTTP_11);
+        assert_eq!(direct.scope(async { Forwarded::asker() }).await, Asker::Client);
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use http::{HeaderValue, Version};
 use crate::error::LoopDetected;
 
 pub(crate) use cache_status::{says_stale, Member, CACHE_STATUS};
-pub(crate) use forward::{spawn, Forwarded};
+pub(crate) use forward::{spawn, Asker, Forwarded};
 pub(crate) use node::NodeId;
 
 /// Largest `Age` taken as it is (RFC 9111 §1.2.2: a larger delta-seconds
