@@ -148,6 +148,8 @@ mod tests {
         assert_eq!(flights.len(), 0);
     }
 
+    // The scopes yield the flights unawaited: joining is what is tested.
+    #[allow(clippy::async_yields_async)]
     #[tokio::test]
     async fn a_request_from_another_cache_never_waits_on_nucache_s_own_fetch() {
         let flights: Arc<Flights<u32>> = Arc::default();
