@@ -83,6 +83,16 @@ fn members(reply: &Reply) -> Vec<String> {
         .collect()
 }
 
+/// Fails unless the `Cache-Status` of `reply` has one member per prefix,
+/// each starting with it, in order (`what` says which answer it was).
+fn assert_tiers(what: &str, reply: &Reply, prefixes: &[String]) {
+    let tiers = members(reply);
+    assert_eq!(tiers.len(), prefixes.len(), "{what}: {tiers:?}");
+    for (member, prefix) in tiers.iter().zip(prefixes) {
+        assert!(member.starts_with(prefix.as_str()), "{what}: {tiers:?}, not {prefix:?}");
+    }
+}
+
 /// The `ttl` parameter of a member.
 fn ttl_of(member: &str) -> i64 {
     let ttl = member.split("; ").find_map(|param| param.strip_prefix("ttl="));
@@ -116,20 +126,8 @@ async fn a_restore_through_an_edge_points_at_the_edge_and_names_both_tiers() {
             "{path}: {}",
             cold.text()
         );
-        let tiers = members(&cold);
-        assert_eq!(
-            tiers.len(),
-            2,
-            "{path}: the regional's member, then the edge's: {tiers:?}"
-        );
-        assert!(
-            tiers[0].starts_with(&format!("{regional}; fwd=miss; fwd-status=200")),
-            "{path}: {tiers:?}"
-        );
-        assert!(
-            tiers[1].starts_with(&format!("{edge}; fwd=miss; fwd-status=200")),
-            "{path}: {tiers:?}"
-        );
+        let missed = |node: &str| format!("{node}; fwd=miss; fwd-status=200");
+        assert_tiers(path, &cold, &[missed(&regional), missed(&edge)]);
         assert_eq!(cold.header("via"), Some(format!("1.1 {edge}").as_str()), "{path}");
         assert!(cold.header("age").is_some(), "{path}: a cached answer says its age");
         if path == NUPKG {
@@ -141,9 +139,7 @@ async fn a_restore_through_an_edge_points_at_the_edge_and_names_both_tiers() {
     }
     for path in restore {
         let warm = chain.edge.until_hit(path).await;
-        let tiers = members(&warm);
-        assert_eq!(tiers.len(), 1, "{path}: a hit went no further than the edge: {tiers:?}");
-        assert!(tiers[0].starts_with(&format!("{edge}; hit")), "{path}: {tiers:?}");
+        assert_tiers(path, &warm, &[format!("{edge}; hit")]);
     }
 }
 
@@ -248,16 +244,9 @@ async fn conditional_requests_are_answered_304_through_both_tiers() {
     let again = chain.edge.get(VERSIONS).await;
     assert_eq!((again.status, again.x_cache()), (StatusCode::OK, Some("REVALIDATED")));
     assert_eq!(again.body, first.body);
-    let tiers = members(&again);
-    assert_eq!(tiers.len(), 2, "{tiers:?}");
-    assert!(
-        tiers[0].starts_with(&format!("{regional}; hit")),
-        "the regional answered 304 from its copy: {tiers:?}"
-    );
-    assert!(
-        tiers[1].starts_with(&format!("{edge}; fwd=stale; fwd-status=304")),
-        "{tiers:?}"
-    );
+    // The regional answered 304 from its copy.
+    let revalidated = [format!("{regional}; hit"), format!("{edge}; fwd=stale; fwd-status=304")];
+    assert_tiers("revalidated", &again, &revalidated);
     assert_eq!(
         chain.upstream.count(UPSTREAM_VERSIONS),
         1,

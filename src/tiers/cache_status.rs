@@ -212,11 +212,8 @@ mod tests {
     }
 
     fn stale(values: &[&'static str]) -> bool {
-        let mut headers = HeaderMap::new();
-        for value in values {
-            headers.append(CACHE_STATUS, HeaderValue::from_static(value));
-        }
-        says_stale(&headers)
+        let pairs: Vec<_> = values.iter().map(|value| ("cache-status", *value)).collect();
+        says_stale(&super::super::headers_of(&pairs))
     }
 
     #[test]

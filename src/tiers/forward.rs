@@ -121,11 +121,11 @@ mod tests {
     use super::*;
 
     fn client() -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.append(VIA, HeaderValue::from_static("1.1 edge-a"));
-        headers.insert("x-nuget-session-id", HeaderValue::from_static("5d6e"));
-        headers.insert("x-nuget-apikey", HeaderValue::from_static("secret"));
-        headers
+        super::super::headers_of(&[
+            ("via", "1.1 edge-a"),
+            ("x-nuget-session-id", "5d6e"),
+            ("x-nuget-apikey", "secret"),
+        ])
     }
 
     fn prepared() -> HeaderMap {

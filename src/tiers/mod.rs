@@ -83,39 +83,40 @@ pub(crate) fn stamp(answer: &mut HeaderMap, node: &NodeId, version: Version, mem
     }
 }
 
+/// Headers from `(name, value)` pairs, in order (for this module's tests).
+#[cfg(test)]
+fn headers_of(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        headers.append(*name, HeaderValue::from_static(value));
+    }
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn with(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(*name, HeaderValue::from_static(value));
-        }
-        headers
-    }
 
     #[test]
     fn age_is_read_as_delta_seconds() {
-        assert_eq!(age_of(&with(&[("age", "42")])), Duration::from_secs(42));
-        assert_eq!(age_of(&with(&[("age", " 7 ")])), Duration::from_secs(7));
-        assert_eq!(age_of(&with(&[])), Duration::ZERO);
+        assert_eq!(age_of(&headers_of(&[("age", "42")])), Duration::from_secs(42));
+        assert_eq!(age_of(&headers_of(&[("age", " 7 ")])), Duration::from_secs(7));
+        assert_eq!(age_of(&headers_of(&[])), Duration::ZERO);
         for bad in ["-3", "1.5", "soon", ""] {
-            assert_eq!(age_of(&with(&[("age", bad)])), Duration::ZERO, "{bad:?}");
+            assert_eq!(age_of(&headers_of(&[("age", bad)])), Duration::ZERO, "{bad:?}");
         }
-        let huge = age_of(&with(&[("age", "99999999999999999999999")]));
+        let huge = age_of(&headers_of(&[("age", "99999999999999999999999")]));
         assert_eq!(huge, Duration::from_secs(MAX_AGE_SECONDS));
     }
 
     #[test]
     fn a_stale_answer_is_at_least_a_whole_ttl_old() {
         let ttl = Duration::from_secs(60);
-        let fresh = with(&[("age", "10"), ("cache-status", "up; hit; ttl=50")]);
+        let fresh = headers_of(&[("age", "10"), ("cache-status", "up; hit; ttl=50")]);
         assert_eq!(age_here(&fresh, ttl), Duration::from_secs(10));
-        let stale = with(&[("age", "10"), ("cache-status", "up; hit; ttl=-5")]);
+        let stale = headers_of(&[("age", "10"), ("cache-status", "up; hit; ttl=-5")]);
         assert_eq!(age_here(&stale, ttl), ttl);
-        let very_old = with(&[("age", "500"), ("cache-status", "up; hit; ttl=-440")]);
+        let very_old = headers_of(&[("age", "500"), ("cache-status", "up; hit; ttl=-440")]);
         assert_eq!(age_here(&very_old, ttl), Duration::from_secs(500));
     }
 }

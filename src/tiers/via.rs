@@ -88,11 +88,8 @@ mod tests {
     use super::*;
 
     fn via(values: &[&'static str]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for value in values {
-            headers.append(VIA, HeaderValue::from_static(value));
-        }
-        headers
+        let pairs: Vec<_> = values.iter().map(|value| ("via", *value)).collect();
+        super::super::headers_of(&pairs)
     }
 
     #[test]
