@@ -22,7 +22,7 @@ mod via;
 use std::time::Duration;
 
 use http::header::{HeaderMap, AGE, VIA};
-use http::{HeaderValue, Version};
+use http::Version;
 
 use crate::error::LoopDetected;
 
@@ -75,7 +75,7 @@ pub(crate) fn refuse_loop(request: &HeaderMap, node: &NodeId) -> Result<(), Loop
 /// request received as `version`), and for a cached resource its
 /// `Cache-Status`.
 pub(crate) fn stamp(answer: &mut HeaderMap, node: &NodeId, version: Version, member: Option<&Member>) {
-    if let Ok(entry) = HeaderValue::from_str(&via::entry(node, version)) {
+    if let Some(entry) = node.via_entry(version) {
         answer.insert(VIA, entry);
     }
     if let Some(value) = member.and_then(|member| member.value(node)) {
@@ -88,7 +88,7 @@ pub(crate) fn stamp(answer: &mut HeaderMap, node: &NodeId, version: Version, mem
 fn headers_of(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in pairs {
-        headers.append(*name, HeaderValue::from_static(value));
+        headers.append(*name, http::HeaderValue::from_static(value));
     }
     headers
 }

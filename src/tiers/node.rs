@@ -9,7 +9,10 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use http::{HeaderValue, Version};
+
 use super::cache_status::item_name;
+use super::via;
 
 /// The file in the cache directory that keeps a generated id.
 pub(crate) const ID_FILE: &str = "node-id";
@@ -25,6 +28,9 @@ pub(crate) struct NodeId {
     via_name: String,
     /// This node's member name in `Cache-Status` (a token, else a string).
     cache_name: String,
+    /// Its `Via` entry for answers over HTTP/1.1 and HTTP/2, made once.
+    via_http1: Option<HeaderValue>,
+    via_http2: Option<HeaderValue>,
 }
 
 impl NodeId {
@@ -54,10 +60,24 @@ impl NodeId {
 
     /// A node called `id` (tests, and `fleet.node`).
     pub fn named(id: &str) -> NodeId {
-        NodeId {
+        let mut node = NodeId {
             id: id.to_string(),
             via_name: via_name_of(id),
             cache_name: item_name(id),
+            via_http1: None,
+            via_http2: None,
+        };
+        node.via_http1 = HeaderValue::from_str(&via::entry(&node, Version::HTTP_11)).ok();
+        node.via_http2 = HeaderValue::from_str(&via::entry(&node, Version::HTTP_2)).ok();
+        node
+    }
+
+    /// This node's `Via` entry for a message received as `version`.
+    pub fn via_entry(&self, version: Version) -> Option<HeaderValue> {
+        match version {
+            Version::HTTP_11 => self.via_http1.clone(),
+            Version::HTTP_2 => self.via_http2.clone(),
+            other => HeaderValue::from_str(&via::entry(self, other)).ok(),
         }
     }
 

@@ -135,6 +135,8 @@ mod tests {
         let node = NodeId::named("http://10.0.0.5:5000");
         assert_eq!(entry(&node, Version::HTTP_11), "1.1 10.0.0.5:5000");
         assert_eq!(entry(&node, Version::HTTP_2), "2 10.0.0.5:5000");
+        assert_eq!(node.via_entry(Version::HTTP_2).expect("entry"), "2 10.0.0.5:5000");
+        assert_eq!(node.via_entry(Version::HTTP_10).expect("entry"), "1.0 10.0.0.5:5000");
         assert!(names(&via(&["1.1 10.0.0.5:5000"]), &node));
         assert!(!names(&via(&["1.1 10.0.0.5:5001"]), &node));
     }
