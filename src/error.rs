@@ -28,6 +28,20 @@ pub enum ProxyError {
     /// The upstream (or the negative cache) says the resource does not exist.
     #[error("not found upstream")]
     NotFound,
+    /// The request has been through this node already (508): its tiers
+    /// are configured in a loop.
+    #[error(transparent)]
+    Loop(#[from] LoopDetected),
+}
+
+/// A request whose `Via` names this node: refused before any other work.
+/// Its words travel back down the chain unchanged (see
+/// [`UpstreamError::Loop`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("this request has passed through this nucache ({node}) already: its upstream chain loops back to it")]
+pub struct LoopDetected {
+    /// The id of the node that refused it.
+    pub node: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +88,10 @@ pub enum UpstreamError {
     NoServiceIndex(String),
     #[error("{reason}")]
     Down { reason: String },
+    /// The upstream refused the request as a loop (508): `message` is its
+    /// answer's first line, passed on to the client as it is.
+    #[error("{origin} answered 508 Loop Detected: {message}")]
+    Loop { origin: String, message: String },
     /// Not the upstream's failure: nucache's own budget for upstream work
     /// was spent (becomes [`ProxyError::Busy`]).
     #[error(transparent)]
@@ -295,6 +313,7 @@ impl ProxyError {
             ProxyError::Client(ClientError::PayloadTooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::Client(_) => StatusCode::BAD_REQUEST,
             ProxyError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream(UpstreamError::Loop { .. }) | ProxyError::Loop(_) => StatusCode::LOOP_DETECTED,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -305,7 +324,9 @@ impl ProxyError {
     /// Who failed, for logs and metrics.
     pub fn party(&self) -> Party {
         match self {
-            ProxyError::Client(_) | ProxyError::NotFound => Party::Client,
+            // A loop is the configuration of the chain, seen first by the
+            // node it reached again: its client sent it back.
+            ProxyError::Client(_) | ProxyError::NotFound | ProxyError::Loop(_) => Party::Client,
             ProxyError::Upstream(_) => Party::Upstream,
             ProxyError::Internal(_) | ProxyError::Busy(_) => Party::Nucache,
         }

@@ -38,7 +38,10 @@
 //! `error` (who failed: client, upstream or nucache, with causes),
 //! `shutdown` (signals), `reload` (what SIGHUP changes), `logging` (the
 //! subscriber and its live filter), `preflight` (what `check-config` checks
-//! on the machine), `probe` (is an upstream a usable service index).
+//! on the machine), `probe` (is an upstream a usable service index),
+//! `tiers` (how nucache chains with other caches: its node id, `Via` and
+//! the loop guard, `Age`, `Cache-Status`, what a client's request passes
+//! upstream).
 
 pub(crate) mod access_log;
 pub mod admin_client;
@@ -65,6 +68,7 @@ pub mod rewrite;
 pub mod route;
 pub(crate) mod search;
 pub mod shutdown;
+pub(crate) mod tiers;
 
 mod cache;
 mod fleet;

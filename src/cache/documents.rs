@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha512};
 
-use super::{entry_of, now_ms, BlobInfo, Cache, Entry, EntryKind, HotDoc, KeySet, Origin};
+use super::{entry_of, now_ms, BlobInfo, Cache, Entry, EntryKind, FromAbove, HotDoc, KeySet, Origin};
 use crate::error::StorageError;
 use crate::rewrite::Template;
 
@@ -26,7 +26,7 @@ impl Cache {
             self.remove(key)?;
             return Ok(None);
         };
-        Ok(Some(self.remember(key, entry, body)))
+        Ok(Some(self.remember(key, entry, body, None)))
     }
 
     /// A document kept in memory, without looking on disk (merged answers
@@ -39,12 +39,13 @@ impl Cache {
     /// its record: kept in memory when `keep`, never written to disk.
     pub fn hold_document(&self, key: &str, entry: Entry, body: Bytes, keep: bool) -> Arc<HotDoc> {
         if keep {
-            return self.remember(key, entry, body);
+            return self.remember(key, entry, body, None);
         }
         let content_id = entry.sha512.clone();
         Arc::new(HotDoc {
             entry,
             body: Template::new(body, &content_id),
+            above: None,
             accessed: AtomicU64::new(0),
         })
     }
@@ -59,11 +60,12 @@ impl Cache {
         Ok(matches.then(|| Bytes::from(body)))
     }
 
-    fn remember(&self, key: &str, entry: Entry, body: Bytes) -> Arc<HotDoc> {
+    fn remember(&self, key: &str, entry: Entry, body: Bytes, above: Option<http::HeaderValue>) -> Arc<HotDoc> {
         let content_id = entry.sha512.clone();
         let doc = Arc::new(HotDoc {
             entry,
             body: Template::new(body, &content_id),
+            above,
             accessed: AtomicU64::new(0),
         });
         self.hot.insert(key.to_string(), doc.clone());
@@ -85,13 +87,14 @@ impl Cache {
             sha512: hex::encode(Sha512::digest(&body)),
             xxh3: None,
         };
+        let above = origin.above.cache_status.clone();
         let mut entry = entry_of(kind, origin.clone(), in_memory);
         if persist && !self.health.bypass() {
             if let Ok(stored) = self.watch(self.write_document(key, kind, origin, &body)) {
                 entry = stored;
             }
         }
-        Ok(self.remember(key, entry, body))
+        Ok(self.remember(key, entry, body, above))
     }
 
     fn write_document(&self, key: &str, kind: EntryKind, origin: Origin, body: &[u8]) -> Result<Entry, StorageError> {
@@ -119,17 +122,24 @@ impl Cache {
         if self.index.get(key)?.is_some_and(|stored| stored.sha512 == entry.sha512) {
             self.index.put(key, &entry)?;
         }
-        Ok(self.remember(key, entry, doc.body.text().clone()))
+        Ok(self.remember(key, entry, doc.body.text().clone(), None))
     }
 
-    /// Records that the upstream confirmed a document unchanged (304).
-    pub fn confirm_document(&self, key: &str, doc: &HotDoc, persist: bool) -> Result<Arc<HotDoc>, StorageError> {
+    /// Records that the upstream confirmed a document unchanged (304), as
+    /// old as the tier above says its copy is.
+    pub fn confirm_document(
+        &self,
+        key: &str,
+        doc: &HotDoc,
+        persist: bool,
+        above: FromAbove,
+    ) -> Result<Arc<HotDoc>, StorageError> {
         let mut entry = doc.entry.clone();
-        entry.fetched_at = now_ms();
+        entry.fetched_at = now_ms().saturating_sub(above.age_ms);
         if persist {
             self.index.put(key, &entry)?;
         }
-        Ok(self.remember(key, entry, doc.body.text().clone()))
+        Ok(self.remember(key, entry, doc.body.text().clone(), above.cache_status))
     }
 
     /// Forgets the documents `keys` covers, in memory and on disk; returns

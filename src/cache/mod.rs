@@ -67,6 +67,17 @@ pub(crate) struct Origin {
     pub content_type: String,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    pub above: FromAbove,
+}
+
+/// What the tier above said of the copy it sent: how old it counts (its
+/// `Age`; a whole TTL at least when it called it stale), so that the
+/// copy's `fetched_at` is that much earlier (TTLs do not stack), and its
+/// `Cache-Status`, which this node's answer to the same request extends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FromAbove {
+    pub age_ms: u64,
+    pub cache_status: Option<http::HeaderValue>,
 }
 
 /// A document in memory: its record and its (template) body.
@@ -74,6 +85,8 @@ pub(crate) struct Origin {
 pub(crate) struct HotDoc {
     pub entry: Entry,
     pub body: Template,
+    /// The tier above's `Cache-Status`, when this copy just came from it.
+    pub above: Option<http::HeaderValue>,
     /// Last hit (ms since the epoch), recorded without a lock.
     accessed: AtomicU64,
 }
@@ -466,7 +479,7 @@ fn entry_of(kind: EntryKind, origin: Origin, stored: BlobInfo) -> Entry {
         content_type: origin.content_type,
         etag: origin.etag,
         last_modified: origin.last_modified,
-        fetched_at: now_ms(),
+        fetched_at: now_ms().saturating_sub(origin.above.age_ms),
         xxh3: stored.xxh3,
     }
 }

@@ -41,7 +41,7 @@ fn origin(url: &str) -> Origin {
         url: url.to_string(),
         content_type: "application/json".into(),
         etag: Some("\"v1\"".into()),
-        last_modified: None,
+        ..Origin::default()
     }
 }
 

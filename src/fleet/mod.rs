@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::config::{FleetConfig, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::tiers::NodeId;
 use crate::upstream::Upstream;
 
 pub(crate) use forward::Forwarded;
@@ -102,7 +103,7 @@ impl Fleet {
     /// The fleet `config` describes; `None` without peers. Counts into
     /// `metrics` (its own requests to peers are not upstream requests, and
     /// are counted apart).
-    pub fn from_config(config: &FleetConfig, metrics: &Arc<Metrics>) -> Option<Arc<Fleet>> {
+    pub fn from_config(config: &FleetConfig, metrics: &Arc<Metrics>, id: &Arc<NodeId>) -> Option<Arc<Fleet>> {
         if !config.enabled() {
             return None;
         }
@@ -122,7 +123,7 @@ impl Fleet {
                 Arc::new(Peer::new(url, gauge))
             })
             .collect();
-        let client = Upstream::direct(&peer_client_config(config), Arc::new(Metrics::new()));
+        let client = Upstream::direct(&peer_client_config(config), Arc::new(Metrics::new()), Some(id.clone()));
         Some(Arc::new(Fleet {
             node,
             peers,

@@ -200,6 +200,8 @@ pub(crate) struct Metrics {
     /// `nucache_shared_bytes_total`: read, written.
     shared_bytes: [Counter; 2],
     shared_breaker_open: Gauge,
+    /// Requests refused because their `Via` named this node.
+    loops_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -283,6 +285,7 @@ impl Metrics {
             shared_breaker_open: Gauge::default(),
             fleet: FleetSeries::default(),
             peer_up: Family::default(),
+            loops_refused: Counter::default(),
             registry,
         };
         metrics.register_the_rest().register_fleet().register_shared()
@@ -337,6 +340,11 @@ impl Metrics {
             "Takers a spent budget turned away (503, or a skipped background refresh)",
             self.budget_refusals.clone(),
         );
+        registry.register(
+            "loops_refused",
+            "Requests refused (508) because their Via named this node: its tiers are configured in a loop",
+            self.loops_refused.clone(),
+        );
         self
     }
 
@@ -387,6 +395,11 @@ impl Metrics {
         };
         self.upstream_requests.get_or_create(&labels).inc();
         self.upstream_duration.observe(took.as_secs_f64());
+    }
+
+    /// A request refused as a loop of tiers.
+    pub fn loop_refused(&self) {
+        self.loops_refused.inc();
     }
 
     /// Several upstreams' documents made into one answer (`reused`: the

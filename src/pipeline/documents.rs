@@ -14,6 +14,7 @@ use super::Pipeline;
 use crate::cache::{now_ms, CacheStatus, HotDoc};
 use crate::error::ProxyError;
 use crate::stash::{DocOutcome, DocSpec};
+use crate::tiers;
 
 /// How a cached copy stands against its TTL.
 pub(crate) enum Lookup {
@@ -111,7 +112,8 @@ impl Pipeline {
             return;
         };
         let (pipeline, feed) = (self.clone(), feed.clone());
-        tokio::spawn(async move {
+        // The client's Via goes along: a loop of tiers is seen in refreshes too.
+        tiers::spawn(async move {
             let _slot = slot;
             let key = spec.key.clone();
             match feed.stash.document(spec, Some(cached)).await {

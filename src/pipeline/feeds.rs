@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::rewrite::{build_service_map, RewriteError, ServiceMap};
 use crate::shared::SharedStore;
 use crate::stash::Stash;
+use crate::tiers::NodeId;
 use crate::upstream::{Budgets, Upstream};
 
 /// One upstream, as served.
@@ -41,12 +42,14 @@ pub(crate) struct Feeds {
 }
 
 impl Feeds {
-    /// Every client counts its requests into `metrics`, and takes from its
-    /// own budget of requests and the one budget of document bytes.
+    /// Every client counts its requests into `metrics`, takes from its own
+    /// budget of requests and the one budget of document bytes, and names
+    /// `node` in the `Via` of what it sends.
     pub fn new(
         config: &Config,
         cache: &Arc<Cache>,
         metrics: &Arc<Metrics>,
+        node: &Arc<NodeId>,
         shared: Option<&Arc<SharedStore>>,
         fleet: Option<&Arc<Fleet>>,
     ) -> Feeds {
@@ -56,7 +59,12 @@ impl Feeds {
             .iter()
             .map(|(name, settings)| {
                 let budgets = Budgets::of(name, settings, &config.limits, bytes.clone(), metrics);
-                let client = Arc::new(Upstream::with_budgets(settings, metrics.clone(), budgets));
+                let client = Arc::new(Upstream::with_budgets(
+                    settings,
+                    metrics.clone(),
+                    budgets,
+                    Some(node.clone()),
+                ));
                 let namespace = Namespace::of_upstream(&settings.service_index);
                 let max_document = settings.max_document_size.bytes();
                 let stash = Stash::new(

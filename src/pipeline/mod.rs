@@ -47,6 +47,7 @@ use crate::rewrite::MountKind;
 use crate::route::TargetKind;
 use crate::shared::SharedStore;
 use crate::stash::{DocSpec, Transform};
+use crate::tiers::NodeId;
 
 pub(crate) use feeds::ServiceSnapshot;
 pub(crate) use feeds::{Feed, Feeds};
@@ -85,10 +86,11 @@ impl Pipeline {
         config: Arc<Config>,
         cache: Arc<Cache>,
         metrics: Arc<Metrics>,
+        node: &Arc<NodeId>,
         shared: Option<&Arc<SharedStore>>,
     ) -> Pipeline {
-        let fleet = Fleet::from_config(&config.fleet, &metrics);
-        let feeds = Feeds::new(&config, &cache, &metrics, shared, fleet.as_ref());
+        let fleet = Fleet::from_config(&config.fleet, &metrics, node);
+        let feeds = Feeds::new(&config, &cache, &metrics, node, shared, fleet.as_ref());
         let limits = &config.limits;
         let refreshes = Budget::new(
             budget::Kind::BackgroundRefreshes,
@@ -148,11 +150,10 @@ impl Pipeline {
             .map
             .template(base.url.starts_with("https://"))
             .render(&base.url);
-        let last_modified = snapshot.doc.entry.last_modified.as_deref();
         Ok(reply::document(
             &request.headers,
             &rendered,
-            last_modified,
+            Some(&snapshot.doc),
             status,
             self.config.ttl.service_index,
             base.vary,
@@ -217,9 +218,8 @@ impl Pipeline {
     ) -> Result<Reply, ProxyError> {
         let base = base::public_base(&self.config, request)?;
         let rendered = doc.body.render(&base.url);
-        let last_modified = doc.entry.last_modified.as_deref();
         let max_age = self.ttl_of(kind);
-        let mut reply = reply::document(&request.headers, &rendered, last_modified, status, max_age, base.vary);
+        let mut reply = reply::document(&request.headers, &rendered, Some(doc), status, max_age, base.vary);
         reply::name_missing(&mut reply, missing);
         Ok(reply)
     }

@@ -37,7 +37,10 @@ impl Pipeline {
             return self.search_answer(request, json!({"totalHits": 0, "data": []}), CacheStatus::Hit);
         }
         match self.serve_merged(plan, request, how).await {
-            Err(ProxyError::Upstream(error)) => self.offline_search(plan, request, how, error).await,
+            // A loop of tiers is a configuration to fix: said, not hidden.
+            Err(ProxyError::Upstream(error)) if !matches!(error, UpstreamError::Loop { .. }) => {
+                self.offline_search(plan, request, how, error).await
+            }
             Err(ProxyError::NotFound) if plan.parts.is_empty() => {
                 let error = UpstreamError::NoServiceIndex("no upstream's service index is loaded".into());
                 self.offline_search(plan, request, how, error).await

@@ -125,7 +125,7 @@ impl Pipeline {
             return;
         }
         let (pipeline, feed) = (self.clone(), feed.clone());
-        tokio::spawn(async move {
+        crate::tiers::spawn(async move {
             if let Err(error) = pipeline.load_service_map(&feed, true).await {
                 tracing::warn!(upstream = feed.name, %error, "refreshing the service index failed; keeping the cached one");
             }

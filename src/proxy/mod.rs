@@ -5,7 +5,10 @@
 //! body ends. Routing is pure and comes first (a method a resource does not
 //! have is a 405 whatever the credentials; a 405 reveals nothing), then
 //! access is decided from the method and the resolved target, before any
-//! lookup or upstream request: a refused call costs nothing.
+//! lookup or upstream request: a refused call costs nothing. Before even
+//! that, a request whose `Via` names this node is refused as a loop of
+//! tiers (508); every answer carries this node's `Via` entry, and a cached
+//! resource its `Cache-Status` (`tiers`).
 
 mod publishing;
 mod reload;
@@ -37,6 +40,7 @@ use crate::reply::{self as respond, base, Reply};
 use crate::rewrite::MountKind;
 use crate::route::{self, Route, TargetKind};
 use crate::shared::SharedStore;
+use crate::tiers::{self, Forwarded, NodeId};
 use publishing::Publishing;
 
 /// What dispatching learns of a request, for its access line.
@@ -60,6 +64,8 @@ pub(crate) struct Proxy {
     ops: Arc<Ops>,
     publishing: Publishing,
     metrics: Arc<Metrics>,
+    /// This node's id: the loop guard and the tier headers.
+    node: Arc<NodeId>,
     request_ids: AtomicU64,
     started: Instant,
 }
@@ -69,12 +75,15 @@ impl Proxy {
         config: Arc<Config>,
         cache: Arc<Cache>,
         metrics: Arc<Metrics>,
+        node: NodeId,
         shared: Option<Arc<SharedStore>>,
     ) -> Proxy {
+        let node = Arc::new(node);
         let pipeline = Arc::new(Pipeline::new(
             config.clone(),
             cache.clone(),
             metrics.clone(),
+            &node,
             shared.as_ref(),
         ));
         let ops = Arc::new(Ops::new(
@@ -91,6 +100,7 @@ impl Proxy {
             ops,
             publishing,
             metrics,
+            node,
             request_ids: AtomicU64::new(0),
             started: Instant::now(),
         }
@@ -110,7 +120,7 @@ impl Proxy {
             self.started.elapsed().as_secs(),
             self.request_ids.fetch_add(1, Ordering::Relaxed)
         );
-        let method = request.method().clone();
+        let (method, version) = (request.method().clone(), request.version());
         let path: String = request.uri().to_string().chars().take(LOGGED_PATH).collect();
         let agent = request.headers().get(USER_AGENT).map(|v| {
             String::from_utf8_lossy(v.as_bytes())
@@ -121,7 +131,12 @@ impl Proxy {
         let forwarded_for = base::forwarded_for(&self.config, request.headers());
         let span = tracing::info_span!("request", id = %request_id, package = tracing::field::Empty);
         let mut noted = Noted::default();
-        let outcome = self.dispatch(request, &mut noted).instrument(span).await;
+        // What a fetch this request causes passes on upstream (its Via among it).
+        let forwarded = Forwarded::of(request.headers(), version);
+        let outcome = forwarded
+            .scope(self.dispatch(request, &mut noted))
+            .instrument(span)
+            .await;
         let (reply, error) = match outcome {
             Ok(reply) => (reply, None),
             // The reason with its causes, for the log (the client gets the first line).
@@ -130,10 +145,15 @@ impl Proxy {
                 Some((e.party(), crate::error::chain(&e))),
             ),
         };
-        let Reply { mut response, cache } = reply;
+        let Reply {
+            mut response,
+            cache,
+            member,
+        } = reply;
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
+        tiers::stamp(response.headers_mut(), &self.node, version, member.as_ref());
         let record = AccessRecord {
             request_id,
             method,
@@ -157,6 +177,10 @@ impl Proxy {
     /// Classifies the request and hands it over; what it learns goes to
     /// `noted` for the access line.
     async fn dispatch(self: &Arc<Self>, request: Request<Incoming>, noted: &mut Noted) -> Result<Reply, ProxyError> {
+        if let Err(looped) = tiers::refuse_loop(request.headers(), &self.node) {
+            self.metrics.loop_refused();
+            return Err(looped.into());
+        }
         let path = base::local_path(&self.config, request.uri().path());
         let route = route::classify(path).map_err(ClientError::from)?;
         let (mut parts, body) = request.into_parts();

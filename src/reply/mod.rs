@@ -1,6 +1,7 @@
 //! Building responses, for the pipeline, the operations surface and the
 //! front door alike: headers every cached resource carries (ETag, X-Cache,
-//! Content-Length, Cache-Control), 304s, gzip negotiation, one-line error
+//! Age, Content-Length, Cache-Control; what its `Cache-Status` member says,
+//! which the front door names), 304s, gzip negotiation, one-line error
 //! bodies; `base`: the public base URL a request's answer is rendered for.
 
 pub(crate) mod base;
@@ -8,16 +9,17 @@ pub(crate) mod base;
 use std::time::Duration;
 
 use http::header::{
-    HeaderMap, HeaderValue, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
-    IF_NONE_MATCH, LAST_MODIFIED, VARY,
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, VARY,
 };
 use http::{Response, StatusCode};
 
 use crate::body::{empty, full, stream_body, Body};
-use crate::cache::{blob_etag, CacheStatus, HotBlob};
-use crate::error::{ClientError, ProxyError};
+use crate::cache::{blob_etag, now_ms, CacheStatus, HotBlob, HotDoc};
+use crate::error::{ClientError, ProxyError, UpstreamError};
 use crate::rewrite::Rendered;
 use crate::stash::{Download, DownloadReader};
+use crate::tiers::Member;
 
 pub(crate) const X_CACHE: &str = "x-cache";
 /// The header naming the upstreams an answer lacks.
@@ -28,20 +30,28 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub(crate) struct Reply {
     pub response: Response<Body>,
     pub cache: Option<CacheStatus>,
+    /// What this node's `Cache-Status` member says (a cached resource).
+    pub member: Option<Member>,
 }
 
 impl Reply {
     pub fn plain(response: Response<Body>) -> Reply {
-        Reply { response, cache: None }
+        Reply {
+            response,
+            cache: None,
+            member: None,
+        }
     }
 }
 
 /// A rendered metadata document, gzip-encoded when the client accepts it;
-/// `vary` names the request headers its rendering depended on.
+/// `vary` names the request headers its rendering depended on. `doc` is
+/// the cached copy it was rendered from (none: made now), fresh for
+/// `max_age` from when it was fetched.
 pub(crate) fn document(
     request: &HeaderMap,
     rendered: &Rendered,
-    last_modified: Option<&str>,
+    doc: Option<&HotDoc>,
     status: CacheStatus,
     max_age: Duration,
     vary: &str,
@@ -56,11 +66,20 @@ pub(crate) fn document(
         _ => format!("public, max-age={}", max_age.as_secs()),
     };
     set(&mut headers, CACHE_CONTROL, &cache_control);
+    let last_modified = doc.and_then(|doc| doc.entry.last_modified.as_deref());
     if let Some(value) = last_modified {
         set(&mut headers, LAST_MODIFIED, value);
     }
-    if matches_etag(request, rendered.etag()) {
-        return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
+    let age_ms = doc.map_or(0, |doc| now_ms().saturating_sub(doc.entry.fetched_at));
+    set_age(&mut headers, doc.map_or(now_ms(), |doc| doc.entry.fetched_at));
+    let member = Member {
+        status,
+        ttl: Some(seconds_left(max_age, age_ms)),
+        stored: true,
+        above: doc.and_then(|doc| doc.above.clone()),
+    };
+    if not_modified(request, rendered.etag(), last_modified) {
+        return finish(StatusCode::NOT_MODIFIED, headers, empty(), status, member);
     }
     let body = if accepts_gzip(request) {
         set(&mut headers, CONTENT_ENCODING, "gzip");
@@ -69,7 +88,14 @@ pub(crate) fn document(
         rendered.identity().clone()
     };
     set(&mut headers, CONTENT_LENGTH, &body.len().to_string());
-    finish(StatusCode::OK, headers, full(body), status)
+    finish(StatusCode::OK, headers, full(body), status, member)
+}
+
+/// Whole seconds of `max_age` left after `age_ms` (negative past it),
+/// rounded down: a copy with half a second left has none to promise.
+fn seconds_left(max_age: Duration, age_ms: u64) -> i64 {
+    let left_ms = i128::try_from(max_age.as_millis()).unwrap_or(i128::MAX) - i128::from(age_ms);
+    i64::try_from(left_ms.div_euclid(1000)).unwrap_or(if left_ms < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Names in `X-Nucache-Missing-Upstreams` the upstreams (by name) an
@@ -98,11 +124,23 @@ pub(crate) fn cached_blob(
     if let Some(value) = &hot.last_modified {
         headers.insert(LAST_MODIFIED, value.clone());
     }
-    if hot.etag.to_str().is_ok_and(|etag| matches_etag(request, etag)) {
-        return finish(StatusCode::NOT_MODIFIED, headers, empty(), status);
+    set_age(&mut headers, hot.entry.fetched_at);
+    let member = Member {
+        status,
+        ttl: None,
+        stored: true,
+        above: None,
+    };
+    let last_modified = hot.entry.last_modified.as_deref();
+    if hot
+        .etag
+        .to_str()
+        .is_ok_and(|etag| not_modified(request, etag, last_modified))
+    {
+        return finish(StatusCode::NOT_MODIFIED, headers, empty(), status, member);
     }
     headers.insert(CONTENT_LENGTH, hot.content_length.clone());
-    finish(StatusCode::OK, headers, body(), status)
+    finish(StatusCode::OK, headers, body(), status, member)
 }
 
 /// A blob still downloading: the client follows it with `reader`.
@@ -114,6 +152,14 @@ pub(crate) fn streaming_blob(key: &str, download: &Download, reader: DownloadRea
     if let Some(length) = download.length {
         set(&mut headers, CONTENT_LENGTH, &length.to_string());
     }
+    headers.insert(AGE, HeaderValue::from(download.origin.above.age_ms / 1000));
+    // Whether it will be kept is known only once its last byte is checked.
+    let member = Member {
+        status: CacheStatus::Miss,
+        ttl: None,
+        stored: false,
+        above: download.origin.above.cache_status.clone(),
+    };
     let chunks = futures_util::stream::unfold(Some(reader), |state| async move {
         let mut reader = state?;
         match reader.next().await? {
@@ -122,7 +168,7 @@ pub(crate) fn streaming_blob(key: &str, download: &Download, reader: DownloadRea
             Err(error) => Some((Err(error), None)),
         }
     });
-    finish(StatusCode::OK, headers, stream_body(chunks), CacheStatus::Miss)
+    finish(StatusCode::OK, headers, stream_body(chunks), CacheStatus::Miss, member)
 }
 
 fn blob_headers(key: &str, content_type: &str) -> HeaderMap {
@@ -133,7 +179,7 @@ fn blob_headers(key: &str, content_type: &str) -> HeaderMap {
     headers
 }
 
-fn finish(status: StatusCode, headers: HeaderMap, body: Body, cache: CacheStatus) -> Reply {
+fn finish(status: StatusCode, headers: HeaderMap, body: Body, cache: CacheStatus, member: Member) -> Reply {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -143,6 +189,7 @@ fn finish(status: StatusCode, headers: HeaderMap, body: Body, cache: CacheStatus
     Reply {
         response,
         cache: Some(cache),
+        member: Some(member),
     }
 }
 
@@ -175,9 +222,14 @@ pub(crate) fn metrics(text: String) -> Response<Body> {
     response
 }
 
-/// The error as a status and a one-line reason.
+/// The error as a status and a one-line reason; a loop refused further up
+/// the chain keeps the words of the node that refused it.
 pub(crate) fn error(error: &ProxyError) -> Response<Body> {
-    let mut response = text(error.status(), &error.to_string());
+    let reason = match error {
+        ProxyError::Upstream(UpstreamError::Loop { message, .. }) => message.clone(),
+        other => other.to_string(),
+    };
+    let mut response = text(error.status(), &reason);
     match error {
         ProxyError::Client(ClientError::MethodNotAllowed { allow, .. }) => {
             set(response.headers_mut(), http::header::ALLOW, allow);
@@ -202,6 +254,17 @@ fn set(headers: &mut HeaderMap, name: impl http::header::IntoHeaderName, value: 
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
+}
+
+/// Whether the client's copy is current (RFC 9110 §13.2.2): `If-None-Match`
+/// when it sent one, else `If-Modified-Since` equal to `last_modified` (an
+/// exact match, as nginx's default: clients send back the value they got).
+fn not_modified(request: &HeaderMap, etag: &str, last_modified: Option<&str>) -> bool {
+    if request.contains_key(IF_NONE_MATCH) {
+        return matches_etag(request, etag);
+    }
+    let since = request.get(IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
+    matches!((since, last_modified), (Some(since), Some(modified)) if since.trim() == modified)
 }
 
 /// `If-None-Match` lists `etag` (weak comparison) or is `*`.
@@ -233,6 +296,16 @@ pub(crate) fn accepts_gzip(request: &HeaderMap) -> bool {
         })
 }
 
+/// `Age`: seconds since the copy was fetched (moved back by the tier
+/// above's age). A copy of unknown time (`fetched_at` 0: the shared store's
+/// copy of a document, kept as already expired) says none rather than
+/// decades; its `Cache-Status` still calls it stale.
+fn set_age(headers: &mut HeaderMap, fetched_at: u64) {
+    if fetched_at > 0 {
+        headers.insert(AGE, HeaderValue::from(now_ms().saturating_sub(fetched_at) / 1000));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +325,31 @@ mod tests {
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "identity")])));
         assert!(!accepts_gzip(&headers(&[])));
+    }
+
+    #[test]
+    fn freshness_left_rounds_down() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(seconds_left(minute, 0), 60);
+        assert_eq!(seconds_left(minute, 59_500), 0);
+        assert_eq!(seconds_left(minute, 60_000), 0);
+        assert_eq!(seconds_left(minute, 60_001), -1);
+        assert_eq!(seconds_left(Duration::ZERO, 0), 0);
+    }
+
+    #[test]
+    fn if_modified_since_counts_only_without_if_none_match() {
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        let since = headers(&[("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT")]);
+        assert!(not_modified(&since, "\"b\"", Some(date)));
+        assert!(!not_modified(&since, "\"b\"", Some("Thu, 22 Oct 2015 07:28:00 GMT")));
+        assert!(!not_modified(&since, "\"b\"", None), "nothing to compare with");
+        let both = headers(&[
+            ("if-none-match", "\"c\""),
+            ("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT"),
+        ]);
+        assert!(!not_modified(&both, "\"b\"", Some(date)), "If-None-Match decides");
+        assert!(not_modified(&headers(&[("if-none-match", "\"b\"")]), "\"b\"", None));
     }
 
     #[test]

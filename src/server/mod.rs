@@ -32,6 +32,7 @@ use crate::error::StorageError;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::shared::SharedStore;
+use crate::tiers::NodeId;
 
 /// Largest request head accepted (request line and headers).
 const MAX_HEAD: usize = 64 * 1024;
@@ -104,10 +105,12 @@ impl Server {
         let tls = Tls::from_config(&config.tls)?.map(Arc::new);
         let (cache_config, not_found_ttl) = (config.cache.clone(), config.ttl.not_found);
         let upstreams = config.upstream_urls();
-        let (cache, repair) = tokio::task::spawn_blocking(move || {
+        let configured_node = config.fleet.node.clone();
+        let (cache, repair, node) = tokio::task::spawn_blocking(move || {
             let (cache, repair) = Cache::open(&cache_config, not_found_ttl)?;
             cache.migrate_legacy_keys(&upstreams)?;
-            Ok((cache, repair))
+            let node = NodeId::load_or_create(&cache_config.dir, configured_node.as_deref());
+            Ok((cache, repair, node))
         })
         .await
         .map_err(|e| StartError::Task(e.to_string()))?
@@ -126,11 +129,12 @@ impl Server {
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "could not remove the staging directory of unfinished imports"),
         }
+        tracing::info!(node = node.id(), "node id (Via, Cache-Status)");
         let cache = Arc::new(cache);
         let metrics = Arc::new(Metrics::new());
         let shared = SharedStore::connect(&config.shared, metrics.clone())
             .map_err(|error| StartError::Shared(crate::error::chain(&error)))?;
-        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone(), shared));
+        let proxy = Arc::new(Proxy::new(config.clone(), cache.clone(), metrics.clone(), node, shared));
         Ok(Server {
             listener,
             proxy,

@@ -160,7 +160,11 @@ async fn open_source(
             url: forwarded.owner,
             cached: forwarded.cached,
         };
-        return Ok(Some((Source::Upstream(forwarded.fetched), forwarded.first, Some(owner))));
+        return Ok(Some((
+            Source::Upstream(forwarded.fetched),
+            forwarded.first,
+            Some(owner),
+        )));
     }
     let Some(fetched) = stash.upstream.get_package(&request.url).await? else {
         return Ok(None);

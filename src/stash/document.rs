@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH};
 use http::StatusCode;
 
-use super::{blocking, origin_of, Stash, StashError};
+use super::{above_of, blocking, origin_of, Stash, StashError};
 use crate::budget::Held;
 use crate::cache::{EntryKind, HotDoc, Origin};
 use crate::error::UpstreamError;
@@ -65,7 +65,8 @@ pub(super) async fn fetch_document(
     match (fetched.status, cached) {
         (StatusCode::NOT_MODIFIED, Some(doc)) => {
             let (cache, key, persist) = (stash.cache.clone(), spec.key.clone(), spec.persist);
-            let doc = blocking(move || cache.confirm_document(&key, &doc, persist)).await?;
+            let above = above_of(&fetched.headers, Some(spec.ttl));
+            let doc = blocking(move || cache.confirm_document(&key, &doc, persist, above)).await?;
             Ok(DocOutcome::Confirmed(doc))
         }
         (StatusCode::NOT_FOUND | StatusCode::GONE, _) => Ok(DocOutcome::NotFound),
@@ -80,6 +81,7 @@ pub(super) async fn fetch_document(
                 .map_err(|failure| failure.of(&origin))?;
             // The stored body is nucache's JSON, whatever the upstream called it.
             let mut meta = origin_of(&fetched.url, &fetched.headers, JSON);
+            meta.above = above_of(&fetched.headers, Some(spec.ttl));
             meta.content_type = JSON.to_string();
             let doc = store(&stash, &spec, kind, meta, body).await?;
             drop(held);

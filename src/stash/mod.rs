@@ -21,13 +21,15 @@ mod sharing;
 mod source;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{HeaderMap, CONTENT_TYPE, ETAG, LAST_MODIFIED};
 
-use crate::cache::{Cache, HotDoc, Namespace, Origin};
+use crate::cache::{Cache, FromAbove, HotDoc, Namespace, Origin};
 use crate::error::{InternalError, Party, ProxyError, StorageError, UpstreamError};
 use crate::fleet::Fleet;
 use crate::shared::SharedStore;
+use crate::tiers;
 use crate::upstream::Upstream;
 
 use blob::fetch_blob;
@@ -167,5 +169,20 @@ fn origin_of(url: &str, headers: &HeaderMap, default_type: &str) -> Origin {
         content_type: text(CONTENT_TYPE).unwrap_or_else(|| default_type.to_string()),
         etag: text(ETAG),
         last_modified: text(LAST_MODIFIED),
+        above: above_of(headers, None),
+    }
+}
+
+/// What the tier above said of its answer (`Age`, `Cache-Status`), for a
+/// copy fresh for `ttl` here, if it expires (a stale answer is kept as
+/// expired).
+fn above_of(headers: &HeaderMap, ttl: Option<Duration>) -> FromAbove {
+    let age = match ttl {
+        Some(ttl) => tiers::age_here(headers, ttl),
+        None => tiers::age_of(headers),
+    };
+    FromAbove {
+        age_ms: u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
+        cache_status: headers.get(tiers::CACHE_STATUS).cloned(),
     }
 }

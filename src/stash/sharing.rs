@@ -123,6 +123,7 @@ impl Stash {
             content_type: record.content_type,
             etag: record.etag,
             last_modified: record.last_modified,
+            above: Default::default(),
         };
         let (cache, key) = (self.cache.clone(), spec.key.clone());
         let stored = blocking(move || cache.store_expired_document(&key, entry_kind, origin, body)).await;

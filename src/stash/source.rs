@@ -37,6 +37,7 @@ impl Source {
                 content_type: object.record.content_type.clone(),
                 etag: object.record.etag.clone(),
                 last_modified: object.record.last_modified.clone(),
+                above: Default::default(),
             },
         }
     }

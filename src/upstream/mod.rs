@@ -40,6 +40,7 @@ use crate::budget::{Budget, Held, Kind};
 use crate::config::{LimitsConfig, UpstreamConfig};
 use crate::error::{chain as error_chain, UpstreamError};
 use crate::metrics::{Metrics, UpstreamOutcome};
+use crate::tiers::{Forwarded, NodeId};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Request bodies sent upstream: empty for reads, streamed for publish.
@@ -120,6 +121,9 @@ pub(crate) struct Upstream {
     breakers: Breakers,
     metrics: Arc<Metrics>,
     budgets: Budgets,
+    /// This node, named in the `Via` of every request it sends (none: a
+    /// command-line tool, not a proxy).
+    node: Option<Arc<NodeId>>,
 }
 
 /// The `Authorization` value for a private upstream, and the only origins
@@ -168,29 +172,42 @@ pub(crate) enum Wanted {
 
 impl Upstream {
     /// A client with budgets of its own, at the default limits (for tools
-    /// and probes outside the server).
+    /// and probes outside the server: they send no `Via`).
     pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
         let limits = LimitsConfig::default();
         let bytes = Budgets::document_bytes(&limits, &metrics);
         let budgets = Budgets::of("default", config, &limits, bytes, &metrics);
-        Upstream::with_budgets(config, metrics, budgets)
+        Upstream::with_budgets(config, metrics, budgets, None)
     }
 
-    pub fn with_budgets(config: &UpstreamConfig, metrics: Arc<Metrics>, budgets: Budgets) -> Upstream {
-        Upstream::build(config, metrics, budgets, Proxies::from_config(config))
+    /// The client of a server: `node` goes in the `Via` of what it sends.
+    pub fn with_budgets(
+        config: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+        budgets: Budgets,
+        node: Option<Arc<NodeId>>,
+    ) -> Upstream {
+        Upstream::build(config, metrics, budgets, Proxies::from_config(config), node)
     }
 
     /// A client that never goes through a proxy (the environment's
     /// `HTTP_PROXY` included), at the default limits: for a fleet's peers,
-    /// which are reached directly.
-    pub fn direct(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
+    /// which are reached directly; `node` goes in the `Via` of what it
+    /// sends, so a loop through a peer hop is seen too.
+    pub fn direct(config: &UpstreamConfig, metrics: Arc<Metrics>, node: Option<Arc<NodeId>>) -> Upstream {
         let limits = LimitsConfig::default();
         let bytes = Budgets::document_bytes(&limits, &metrics);
         let budgets = Budgets::of("fleet", config, &limits, bytes, &metrics);
-        Upstream::build(config, metrics, budgets, Proxies::none())
+        Upstream::build(config, metrics, budgets, Proxies::none(), node)
     }
 
-    fn build(config: &UpstreamConfig, metrics: Arc<Metrics>, budgets: Budgets, proxies: Proxies) -> Upstream {
+    fn build(
+        config: &UpstreamConfig,
+        metrics: Arc<Metrics>,
+        budgets: Budgets,
+        proxies: Proxies,
+        node: Option<Arc<NodeId>>,
+    ) -> Upstream {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(config.connect_timeout));
@@ -217,6 +234,7 @@ impl Upstream {
             breakers,
             metrics,
             budgets,
+            node,
         }
     }
 
@@ -246,7 +264,13 @@ impl Upstream {
     pub async fn get(self: &Arc<Self>, url: &str, wanted: Wanted, extra: &HeaderMap) -> Result<Fetched, UpstreamError> {
         let slot = self.budgets.requests.wait(1).await.map_err(UpstreamError::Busy)?;
         let mut last_hop = url.to_string();
-        let result = self.get_with_retries(url, wanted, extra, &mut last_hop).await;
+        let result = match self.get_with_retries(url, wanted, extra, &mut last_hop).await {
+            Ok(mut refused) if refused.status == StatusCode::LOOP_DETECTED => Err(UpstreamError::Loop {
+                origin: origin_of(&refused.url).to_string(),
+                message: self.first_line(&mut refused).await,
+            }),
+            other => other,
+        };
         self.note_outcome(&last_hop, &result);
         result.map(|fetched| fetched.holding(slot))
     }
@@ -356,7 +380,8 @@ impl Upstream {
         loop {
             let result = self.follow_redirects(url, wanted, extra, last_hop).await;
             let retry = match &result {
-                Ok(fetched) => fetched.status.is_server_error(),
+                // A loop answers the same however often it is asked.
+                Ok(fetched) => fetched.status.is_server_error() && fetched.status != StatusCode::LOOP_DETECTED,
                 Err(error) => error.is_retryable(),
             };
             if !retry || attempt >= self.config.retries {
@@ -446,6 +471,9 @@ impl Upstream {
     ) -> Result<Response<Incoming>, UpstreamError> {
         let url = request.uri().to_string();
         let origin = origin_of(&url).to_string();
+        if let Some(node) = &self.node {
+            Forwarded::prepare(node, request.headers_mut());
+        }
         let credentials = self.credentials.read().ok().and_then(|c| c.clone());
         if let Some(authorization) = credentials.as_ref().and_then(|c| c.for_url(&url)) {
             request.headers_mut().insert(AUTHORIZATION, authorization.clone());
@@ -476,11 +504,12 @@ impl Upstream {
     }
 }
 
-/// What counts against the circuit breaker: no answer, or a 5xx.
+/// What counts against the circuit breaker: no answer, or a 5xx (but a
+/// loop refused: the origin answered, it is the chain that is wrong).
 fn failure_of(result: &Result<Fetched, UpstreamError>) -> Option<String> {
     match result {
         Ok(fetched) if fetched.status.is_server_error() => Some(format!("answered {}", fetched.status)),
-        Ok(_) => None,
+        Ok(_) | Err(UpstreamError::Loop { .. }) => None,
         Err(error) => Some(error.to_string()),
     }
 }

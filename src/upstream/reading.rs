@@ -51,6 +51,23 @@ impl Upstream {
         }
     }
 
+    /// The first line of a short answer's body (an error message), from at
+    /// most its first KiB, read within the read timeout; what could not be
+    /// read is left out.
+    pub async fn first_line(&self, fetched: &mut Fetched) -> String {
+        const MAX_MESSAGE: usize = 1024;
+        let origin = origin_of(&fetched.url).to_string();
+        let mut read = BytesMut::new();
+        while read.len() < MAX_MESSAGE {
+            match self.next_chunk_before(&mut fetched.body, &origin, None).await {
+                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&read[..read.len().min(MAX_MESSAGE)]).into_owned();
+        text.lines().next().unwrap_or_default().trim().to_string()
+    }
+
     /// Reads a whole (document) body, refusing more than `cap` bytes.
     pub async fn read_to_end(&self, fetched: &mut Fetched, cap: u64) -> Result<Bytes, UpstreamError> {
         self.read_counted(fetched, cap, None).await

@@ -314,6 +314,24 @@ impl FakeUpstream {
         lock(&self.shared.settings).no_content_md5 = !on;
     }
 
+    /// Answers to requests whose path (with query) contains `path_contains`
+    /// carry `headers` too (`Age`, `Cache-Status`: an upstream that is a
+    /// cache). Setting the same key again replaces them.
+    pub fn set_response_headers(&self, path_contains: &str, headers: &[(&'static str, &str)]) {
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_str(value).expect("header value"),
+                )
+            })
+            .collect();
+        let mut settings = lock(&self.shared.settings);
+        settings.extra_headers.retain(|(key, _)| key != path_contains);
+        settings.extra_headers.push((path_contains.to_string(), headers));
+    }
+
     /// When Some, publish calls need `X-NuGet-ApiKey` == key (else 403).
     pub fn set_api_key(&self, key: Option<&str>) {
         lock(&self.shared.settings).api_key = key.map(str::to_string);
@@ -387,6 +405,8 @@ struct Settings {
     api_key: Option<String>,
     /// The expected `Authorization` header value.
     basic: Option<String>,
+    /// (path substring, headers every matching answer carries).
+    extra_headers: Vec<(String, Vec<(http::HeaderName, http::HeaderValue)>)>,
 }
 
 #[derive(Debug, Default)]
@@ -516,6 +536,16 @@ impl Shared {
 
     fn chunking(&self) -> Option<(usize, Duration)> {
         lock(&self.settings).chunking
+    }
+
+    /// The headers [`FakeUpstream::set_response_headers`] adds to the answer to `path`.
+    fn extra_headers(&self, path: &str) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let settings = lock(&self.settings);
+        let matching = settings
+            .extra_headers
+            .iter()
+            .filter(|(key, _)| path.contains(key.as_str()));
+        matching.flat_map(|(_, headers)| headers.iter().cloned()).collect()
     }
 
     fn registration_hashes(&self) -> bool {

@@ -184,6 +184,9 @@ fn respond(cx: &Ctx, parts: &Parts, mut reply: Reply, fault: Fault) -> Response<
     if fault == Fault::Corrupt && reply.kind == Kind::Nupkg {
         reply.body = corrupt(&reply.body);
     }
+    for (name, value) in cx.shared.extra_headers(&cx.path) {
+        reply.headers.insert(name, value);
+    }
     let plan = plan_for(cx, &reply, fault);
     build(reply, Framing::of(&cx.shared, &parts.method), plan)
 }
