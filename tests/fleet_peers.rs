@@ -3,7 +3,8 @@
 //! is downloaded from the upstream once for the whole fleet (its owner's
 //! download); an owner killed mid-download, or never started, costs a
 //! duplicate download at worst, never a client's package; peers prove
-//! themselves with the fleet key and are never forwarded again.
+//! themselves with the fleet key and are never forwarded again. The last
+//! test runs the whole fleet at once: peers and a shared SeaweedFS bucket.
 
 mod common;
 
@@ -430,4 +431,54 @@ async fn a_stalled_owner_costs_a_duplicate_download_not_an_error() {
     assert_eq!(downloaded, 1, "node 0 downloaded it itself");
     let scrape = fleet.metrics(0).await;
     assert_eq!(forwards(&scrape, "fallback"), 1.0);
+}
+
+/// The whole fleet at once: peers and a shared SeaweedFS bucket. Three
+/// nodes with eight clients each download a cold package from the upstream
+/// once; the package lands in the bucket once; a fourth node, not a peer,
+/// started empty while the upstream is down, serves it from the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_shared_store_too_the_fleet_downloads_once_and_a_node_started_in_an_outage_serves_it() {
+    use common::seaweed::Seaweed;
+    use common::upstream::Fault;
+    let Some(s3) = Seaweed::start("with_the_shared_store_too_the_fleet_downloads_once").await else {
+        return;
+    };
+    const SIZE: usize = 256 * KIB;
+    let upstream = FakeUpstream::start_with(corpus(1, SIZE)).await;
+    upstream.set_body_chunking(16 * KIB, Duration::from_millis(10));
+    let fleet = Fleet::start(&upstream, 3, 3, &s3.env()).await;
+    let clients: Vec<_> = (0..24)
+        .map(|c| {
+            let url = fleet.node(c % 3).url(&path_of(0));
+            tokio::spawn(async move { common::nucache::get(&url).await })
+        })
+        .collect();
+    let expected = sha512(&bytes_of(0, SIZE));
+    for client in clients {
+        let reply = client.await.expect("client task");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.body_error, None);
+        assert_eq!(sha512(&reply.body), expected, "a body that is not the package");
+    }
+    assert_eq!(downloads(&upstream, 0), 1, "one upstream download for the fleet");
+    let stored = || async {
+        let names = s3.names("packages/").await;
+        names.iter().filter(|name| name.ends_with("/big.0.1.0.0.nupkg")).count()
+    };
+    poll::until_true("the package in the bucket", async || stored().await == 1).await;
+
+    upstream.set_fault(Fault::Refuse);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let mut late = Launch {
+        env: s3.env(),
+        ..Launch::new(&fleet.index, cache.path())
+    }
+    .spawn_on(free_port());
+    late.ready().await;
+    let reply = late.get(&path_of(0)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(sha512(&reply.body), expected, "the bucket's copy, whole");
+    assert_eq!(downloads(&upstream, 0), 1, "still the owner's download only");
+    assert_eq!(stored().await, 1, "one object for the key");
 }

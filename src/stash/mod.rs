@@ -82,7 +82,8 @@ pub(crate) struct Stash {
     /// documents state are kept in too: another upstream may have a
     /// different package under the same id and version.
     namespace: Namespace,
-    /// The peers a package miss is asked of before the upstream.
+    /// The peers a package miss is asked of (after the shared store,
+    /// before the upstream).
     fleet: Option<Arc<Fleet>>,
     /// The store a fleet shares, when there is one (`sharing.rs`).
     shared: Option<Arc<SharedStore>>,
