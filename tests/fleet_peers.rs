@@ -201,6 +201,27 @@ async fn streamed(url: String, received: Arc<AtomicU64>) -> Result<Vec<u8>, Stri
     }
 }
 
+/// Eight clients on each of the first three nodes ask for `Big.0` (of
+/// `size` bytes) at once: every body is the package, and the upstream
+/// served it once for the fleet. The package's SHA-512.
+async fn eight_clients_per_node_get_one_download(fleet: &Fleet, upstream: &FakeUpstream, size: usize) -> String {
+    let clients: Vec<_> = (0..24)
+        .map(|c| {
+            let url = fleet.node(c % 3).url(&path_of(0));
+            tokio::spawn(async move { common::nucache::get(&url).await })
+        })
+        .collect();
+    let expected = sha512(&bytes_of(0, size));
+    for client in clients {
+        let reply = client.await.expect("client task");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.body_error, None);
+        assert_eq!(sha512(&reply.body), expected, "a body that is not the package");
+    }
+    assert_eq!(downloads(upstream, 0), 1, "one upstream download for the fleet");
+    expected
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_with_eight_clients_each_download_a_cold_package_once() {
     const SIZE: usize = 256 * KIB;
@@ -208,20 +229,7 @@ async fn three_nodes_with_eight_clients_each_download_a_cold_package_once() {
     // ~160 ms of body: the 24 requests overlap the download.
     upstream.set_body_chunking(16 * KIB, Duration::from_millis(10));
     let fleet = Fleet::start(&upstream, 3, 3, &[]).await;
-    let clients: Vec<_> = (0..24)
-        .map(|c| {
-            let url = fleet.node(c % 3).url(&path_of(0));
-            tokio::spawn(async move { common::nucache::get(&url).await })
-        })
-        .collect();
-    let expected = sha512(&bytes_of(0, SIZE));
-    for client in clients {
-        let reply = client.await.expect("client task");
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        assert_eq!(reply.body_error, None);
-        assert_eq!(sha512(&reply.body), expected, "a body that is not the package");
-    }
-    assert_eq!(downloads(&upstream, 0), 1, "one upstream download for the fleet");
+    eight_clients_per_node_get_one_download(&fleet, &upstream, SIZE).await;
     let owner = fleet.owner_among(0, &[0, 1, 2]);
     for n in (0..3).filter(|&n| n != owner) {
         let scrape = fleet.metrics(n).await;
@@ -448,20 +456,7 @@ async fn with_the_shared_store_too_the_fleet_downloads_once_and_a_node_started_i
     let upstream = FakeUpstream::start_with(corpus(1, SIZE)).await;
     upstream.set_body_chunking(16 * KIB, Duration::from_millis(10));
     let fleet = Fleet::start(&upstream, 3, 3, &s3.env()).await;
-    let clients: Vec<_> = (0..24)
-        .map(|c| {
-            let url = fleet.node(c % 3).url(&path_of(0));
-            tokio::spawn(async move { common::nucache::get(&url).await })
-        })
-        .collect();
-    let expected = sha512(&bytes_of(0, SIZE));
-    for client in clients {
-        let reply = client.await.expect("client task");
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        assert_eq!(reply.body_error, None);
-        assert_eq!(sha512(&reply.body), expected, "a body that is not the package");
-    }
-    assert_eq!(downloads(&upstream, 0), 1, "one upstream download for the fleet");
+    let expected = eight_clients_per_node_get_one_download(&fleet, &upstream, SIZE).await;
     let stored = || async {
         let names = s3.names("packages/").await;
         names.iter().filter(|name| name.ends_with("/big.0.1.0.0.nupkg")).count()
