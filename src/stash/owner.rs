@@ -10,6 +10,8 @@
 //! ranges, the whole body with the bytes already received skipped. The
 //! clients reading the download never see the switch, and the checks
 //! (length, SHA-512) cover the whole body, wherever its parts came from.
+//! A shared-store object that breaks off mid-body goes on the same way
+//! (`blob.rs`, `Pump::resume`).
 
 use std::time::Instant;
 
